@@ -1,0 +1,173 @@
+"""Writes synthetic studies as real DICOM (CT Image Storage), the way vendors do.
+
+Used by the synthesizer only; ingest never imports it. Every file is written to
+a temporary name and renamed, so a killed run leaves no half file.
+"""
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless,
+                         RLELossless, generate_uid)
+
+from scanbias_jax.synth.geometry import SeriesGeometry
+from scanbias_jax.synth.vendors import Profile
+
+TRANSFER_SYNTAX = {"explicit": ExplicitVRLittleEndian, "jpeg2000": JPEG2000Lossless,
+                   "rle": RLELossless}
+UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root: these UIDs are synthetic
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyTags:
+  """Patient- and study-level values, fake PHI included."""
+  uid_seed: str          # entropy for every UID of the study
+  patient_name: str
+  patient_id: str
+  birth_date: str        # YYYYMMDD
+  age_years: int
+  sex: str               # "M" | "F"
+  accession: str
+  institution: str
+  referring: str
+  study_date: str
+  study_time: str
+  model: str
+  station: str
+  kvp: float
+  mas: float
+  ctdi_vol: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesTags:
+  number: int
+  description: str
+  kind: str              # "axial" | "scout"
+
+
+def uid(study: StudyTags, *parts) -> str:
+  return generate_uid(prefix=UID_ROOT, entropy_srcs=[study.uid_seed, *map(str, parts)])
+
+
+def _study_dataset(study: StudyTags, profile: Profile) -> Dataset:
+  ds = Dataset()
+  ds.SpecificCharacterSet = "ISO_IR 100"
+  ds.SOPClassUID = CTImageStorage
+  ds.Modality = "CT"
+  ds.Manufacturer = profile.manufacturer
+  ds.ManufacturerModelName = study.model
+  ds.StationName = study.station
+  ds.SoftwareVersions = f"{profile.name.lower()}-sim-1"
+  ds.InstitutionName = study.institution
+  ds.ReferringPhysicianName = study.referring
+  ds.PatientName = study.patient_name
+  ds.PatientID = study.patient_id
+  ds.PatientBirthDate = study.birth_date
+  ds.PatientSex = study.sex
+  ds.PatientAge = f"{study.age_years:03d}Y"
+  ds.StudyInstanceUID = uid(study, "study")
+  ds.FrameOfReferenceUID = uid(study, "frame")
+  ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = study.study_date
+  ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = study.study_time
+  ds.AccessionNumber = study.accession
+  ds.StudyID = study.accession[-4:]
+  ds.StudyDescription = "CT HEAD WO CONTRAST"
+  ds.BodyPartExamined = "HEAD"
+  ds.PatientPosition = "HFS"
+  ds.KVP = study.kvp
+  ds.Exposure = int(round(study.mas))
+  ds.CTDIvol = round(study.ctdi_vol, 2)
+  return ds
+
+
+def _pixel_module(ds: Dataset, stored: np.ndarray, profile: Profile) -> None:
+  ds.SamplesPerPixel = 1
+  ds.PhotometricInterpretation = "MONOCHROME2"
+  ds.Rows, ds.Columns = stored.shape
+  ds.BitsAllocated = 16
+  ds.BitsStored = profile.bits_stored
+  ds.HighBit = profile.bits_stored - 1
+  ds.PixelRepresentation = profile.pixel_representation
+  ds.PixelData = stored.tobytes()
+
+
+def axial_datasets(study: StudyTags, series: SeriesTags, geometry: SeriesGeometry,
+                   stored: np.ndarray, profile: Profile) -> list[Dataset]:
+  """One CT image per slice of an axial series, in the vendor's instance order."""
+  order = range(geometry.num_slices)
+  if profile.instance_order == "superior_first":
+    order = reversed(order)
+  out = []
+  for instance, k in enumerate(order, start=1):
+    ds = _study_dataset(study, profile)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SeriesInstanceUID = uid(study, "series", series.number)
+    ds.SOPInstanceUID = uid(study, "image", series.number, k)
+    ds.SeriesNumber = series.number
+    ds.AcquisitionNumber = 1
+    ds.InstanceNumber = instance
+    ds.SeriesDescription = series.description
+    ds.ConvolutionKernel = list(profile.kernel) if len(profile.kernel) > 1 \
+        else profile.kernel[0]
+    ds.SliceThickness = geometry.thickness_mm
+    ds.SpacingBetweenSlices = geometry.thickness_mm
+    ds.GantryDetectorTilt = geometry.tilt_deg
+    ds.ImageOrientationPatient = geometry.orientation()
+    ds.ImagePositionPatient = [round(float(v), 4) for v in geometry.positions[k]]
+    ds.SliceLocation = round(float(geometry.positions[k][2]), 4)
+    ds.PixelSpacing = [geometry.pixel_mm, geometry.pixel_mm]
+    ds.ReconstructionDiameter = geometry.pixel_mm * geometry.matrix
+    ds.RescaleIntercept = profile.rescale_intercept
+    ds.RescaleSlope = profile.rescale_slope
+    ds.RescaleType = "HU"
+    ds.WindowCenter, ds.WindowWidth = 40, 80
+    if profile.padding_tag:
+      ds.PixelPaddingValue = profile.outside_stored
+    _pixel_module(ds, stored[k], profile)
+    out.append(ds)
+  return out
+
+
+def scout_datasets(study: StudyTags, series: SeriesTags, images: list[np.ndarray],
+                   spacings: list[tuple[float, float]], orientations: list[list[float]],
+                   origins: list[np.ndarray], profile: Profile) -> list[Dataset]:
+  """The localizer images (projection radiographs, no HU rescale)."""
+  out = []
+  for instance, (image, spacing, iop, origin) in enumerate(
+      zip(images, spacings, orientations, origins), start=1):
+    ds = _study_dataset(study, profile)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.SeriesInstanceUID = uid(study, "series", series.number)
+    ds.SOPInstanceUID = uid(study, "image", series.number, instance)
+    ds.SeriesNumber = series.number
+    ds.InstanceNumber = instance
+    ds.SeriesDescription = series.description
+    ds.ImageOrientationPatient = iop
+    ds.ImagePositionPatient = [round(float(v), 4) for v in origin]
+    ds.PixelSpacing = list(spacing)
+    ds.SliceThickness = 0.6
+    ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+    _pixel_module(ds, image.astype(np.uint16),
+                  dataclasses.replace(profile, bits_stored=12, pixel_representation=0))
+    out.append(ds)
+  return out
+
+
+def save(ds: Dataset, path: Path, transfer_syntax: str = "explicit") -> int:
+  """Writes `ds` as a Part 10 file atomically; returns its size in bytes."""
+  syntax = TRANSFER_SYNTAX[transfer_syntax]
+  ds.file_meta = FileMetaDataset()
+  ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+  ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+  ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+  if syntax != ExplicitVRLittleEndian:
+    ds.compress(syntax, generate_instance_uid=False)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.tmp")
+  pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
+  os.replace(tmp, path)
+  return path.stat().st_size

@@ -1,0 +1,172 @@
+"""A synthetic head-CT cohort: who is scanned on which scanner, and how.
+
+`plan_study(key, index, synth)` draws everything about study `index` from
+fold_in(key, index) alone, so a study never changes when the cohort grows.
+Vendors are assigned by a deterministic weighted round robin over the index, so
+any prefix of the cohort has the configured vendor mix up to one study.
+`render_study` turns a plan into series of pixels; `launch/synthesize.py` and
+`write_cohort` put them on disk.
+"""
+import dataclasses
+import datetime
+import math
+
+import jax
+import numpy as np
+
+from scanbias_jax import keys
+from scanbias_jax.dicom.write import StudyTags
+from scanbias_jax.synth import geometry as geo
+from scanbias_jax.synth import phantom, scanner, vendors
+
+FIRST = ("James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael",
+         "Linda", "David", "Elizabeth", "Wei", "Aisha", "Carlos", "Yuki", "Olga")
+LAST = ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller",
+        "Davis", "Rodriguez", "Martinez", "Nguyen", "Okafor", "Kowalski", "Tanaka")
+INSTITUTIONS = ("Springfield General Hospital", "St. Elsewhere Medical Center",
+                "Riverside University Hospital")
+LAYOUTS = ("patient", "uid", "flat")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyPlan:
+  index: int
+  vendor: str
+  model: str
+  age_years: int
+  female: bool
+  dose: float          # relative to the vendor's routine protocol
+  thin_mm: float
+  thin_only: bool      # exported without the 5 mm series
+  tilt_deg: float      # gantry tilt of the axial acquisitions
+  layout: str          # folder layout of the export
+  tags: StudyTags      # DICOM study tags (fake PHI)
+
+
+def check(synth) -> None:
+  """Fails fast, before any work, on a config that cannot be synthesized."""
+  if synth.num_studies < 1:
+    raise ValueError(f"synth.num_studies must be >= 1, got {synth.num_studies}")
+  if len(synth.vendors) != len(synth.vendor_mix) or not synth.vendors:
+    raise ValueError(f"synth.vendors {tuple(synth.vendors)} and synth.vendor_mix "
+                     f"{tuple(synth.vendor_mix)} must be non-empty and of equal length")
+  if min(synth.vendor_mix) < 0 or not math.isclose(sum(synth.vendor_mix), 1.0,
+                                                   abs_tol=1e-6):
+    raise ValueError(f"synth.vendor_mix must be >= 0 and sum to 1, got "
+                     f"{tuple(synth.vendor_mix)}")
+  for name in synth.vendors:
+    vendors.resolve(name, synth.profile_overrides.get(name), synth.signature_strength)
+  thick = (synth.slice_mm, *synth.thin_mm_choices)
+  if min(thick) <= 0 or max(synth.thin_mm_choices) >= synth.slice_mm:
+    raise ValueError(f"impossible slice thickness: slice_mm={synth.slice_mm}, "
+                     f"thin_mm_choices={tuple(synth.thin_mm_choices)} (thin must be "
+                     f"> 0 and thinner than slice_mm)")
+  for field in ("thin_only_fraction", "tilt_fraction", "female_fraction"):
+    if not 0 <= synth[field] <= 1:
+      raise ValueError(f"synth.{field} must be in [0, 1], got {synth[field]}")
+  if not 0 <= synth.max_tilt_deg < 45:
+    raise ValueError(f"synth.max_tilt_deg must be in [0, 45), got {synth.max_tilt_deg}")
+  if synth.matrix < 16 or synth.fov_mm < 230:
+    raise ValueError(f"synth.matrix must be >= 16 and synth.fov_mm >= 230 (a head "
+                     f"fits), got {synth.matrix} and {synth.fov_mm}")
+
+
+def vendor_sequence(count: int, mix) -> list[int]:
+  """Weighted round robin: study i goes to the vendor furthest below its quota."""
+  mix = np.asarray(mix, float)
+  counts = np.zeros(len(mix))
+  out = []
+  for i in range(count):
+    v = int(np.argmax(mix * (i + 1) - counts))
+    counts[v] += 1
+    out.append(v)
+  return out
+
+
+def profiles(synth) -> dict[str, vendors.Profile]:
+  return {name: vendors.resolve(name, synth.profile_overrides.get(name),
+                                synth.signature_strength) for name in synth.vendors}
+
+
+def plan_study(key: jax.Array, index: int, synth, vendor_index: int) -> StudyPlan:
+  """Everything about study `index`, drawn from fold_in(key, index) alone."""
+  rng = keys.numpy_rng(keys.item(keys.stream(key, "plan"), index))
+  vendor = synth.vendors[vendor_index]
+  profile = vendors.resolve(vendor, synth.profile_overrides.get(vendor),
+                            synth.signature_strength)
+  age = int(np.clip(round(rng.normal(synth.age_mean, synth.age_sd)),
+                    synth.age_min, synth.age_max))
+  female = bool(rng.random() < synth.female_fraction)
+  dose = float(np.exp(rng.normal(0.0, 0.15)))  # protocol and tube-current variation
+  tilt = float(rng.uniform(5.0, synth.max_tilt_deg)) \
+      if rng.random() < synth.tilt_fraction and synth.max_tilt_deg >= 5 else 0.0
+  study_day = datetime.date(2012, 1, 1) + datetime.timedelta(int(rng.integers(0, 3650)))
+  birth = study_day - datetime.timedelta(days=int(365.25 * age + rng.integers(1, 360)))
+  mas = 300.0 * dose
+  tags = StudyTags(
+      uid_seed=f"scanbias-synth-{index}-{int(rng.integers(2**62))}",
+      patient_name=f"{rng.choice(LAST)}^{rng.choice(FIRST)}",
+      patient_id=f"MRN{int(rng.integers(10**7, 10**8))}",
+      birth_date=birth.strftime("%Y%m%d"), age_years=age, sex="F" if female else "M",
+      accession=f"ACC{int(rng.integers(10**8, 10**9))}",
+      institution=str(rng.choice(INSTITUTIONS)),
+      referring=f"{rng.choice(LAST)}^{rng.choice(FIRST)}^^Dr",
+      study_date=study_day.strftime("%Y%m%d"),
+      study_time=f"{int(rng.integers(0, 24)):02d}{int(rng.integers(0, 60)):02d}00",
+      model=str(rng.choice(profile.models)), station=f"CT{int(rng.integers(1, 9))}",
+      kvp=120.0, mas=mas, ctdi_vol=0.19 * mas)
+  return StudyPlan(
+      index=index, vendor=vendor, model=tags.model, age_years=age, female=female,
+      dose=dose, thin_mm=float(rng.choice(synth.thin_mm_choices)),
+      thin_only=bool(rng.random() < synth.thin_only_fraction), tilt_deg=tilt,
+      layout=str(rng.choice(LAYOUTS)), tags=tags)
+
+
+def plan_cohort(key: jax.Array, synth) -> list[StudyPlan]:
+  check(synth)
+  order = vendor_sequence(synth.num_studies, synth.vendor_mix)
+  return [plan_study(key, i, synth, v) for i, v in enumerate(order)]
+
+
+@dataclasses.dataclass
+class RenderedSeries:
+  kind: str                       # "routine" | "thin"
+  geometry: geo.SeriesGeometry
+  acquired: scanner.Acquired
+
+
+def render_study(key: jax.Array, plan: StudyPlan, synth) -> list[RenderedSeries]:
+  """The axial series of one study (routine 5 mm unless thin-only, and thin)."""
+  study_key = keys.item(keys.stream(key, "study"), plan.index)
+  subject = phantom.draw_subject(keys.stream(study_key, "anatomy"), plan.age_years,
+                                 plan.female)
+  z_lo, z_hi = (float(z) for z in phantom.scan_range_mm(subject))
+  profile = profiles(synth)[plan.vendor]
+  kinds = (("thin", plan.thin_mm),) if plan.thin_only else \
+      (("routine", synth.slice_mm), ("thin", plan.thin_mm))
+  out = []
+  for kind, thickness in kinds:
+    geometry = geo.axial_series(synth.fov_mm, synth.matrix, thickness, z_lo, z_hi,
+                                plan.tilt_deg)
+    acquired = scanner.acquire(keys.stream(study_key, kind), subject, geometry,
+                               profile, plan.dose, synth.ssp_samples)
+    out.append(RenderedSeries(kind, geometry, acquired))
+  return out
+
+
+def scout_images(series: RenderedSeries):
+  """Lateral and AP projections of the reconstructed volume (12-bit, bone bright)."""
+  g = series.geometry
+  mu = np.clip(series.acquired.hu + 1000.0, 0, None) / 1000.0     # relative to water
+  step = g.table_step_mm
+  images, spacings, iops, origins = [], [], [], []
+  top = g.positions[-1]
+  for axis, iop, origin in (
+      (2, [0.0, 1.0, 0.0, 0.0, 0.0, -1.0], np.array([0.0, top[1], top[2]])),
+      (1, [1.0, 0.0, 0.0, 0.0, 0.0, -1.0], np.array([top[0], 0.0, top[2]]))):
+    path = mu.sum(axis=axis)[::-1] * g.pixel_mm                     # rows: top down
+    images.append(np.clip(path / max(path.max(), 1e-6) * 4095, 0, 4095))
+    spacings.append((step, g.pixel_mm))
+    iops.append(iop)
+    origins.append(origin)
+  return images, spacings, iops, origins

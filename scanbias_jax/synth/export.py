@@ -1,0 +1,149 @@
+"""Puts a synthetic cohort on disk: a DICOM export plus the simulator's answer key.
+
+Layout of `out`:
+  dicom/   the export, as a hospital would hand it over: studies in one of three
+           folder layouts (patient-named folders, UID folders, flat anonymous
+           files), fake PHI in names and tags. This is ingest's input.
+  truth/   what only the simulator knows: study_NNNN.json (plan, vendor physics),
+           study_NNNN_<kind>_brain.nii.gz (ground-truth brain mask on the
+           series' own grid, RAS affine), and studies.csv. Never read by ingest.
+A study is finished when its json exists (written last, atomically), so a rerun
+skips it and an interrupted run resumes.
+"""
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from scanbias_jax.dicom import write
+from scanbias_jax.synth import cohort, geometry as geo
+
+SERIES_NUMBERS = {"scout": 1, "routine": 2, "thin": 3}
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _safe(text: str) -> str:
+  return "".join(c if c.isalnum() else "_" for c in text).strip("_")
+
+
+def file_path(plan: cohort.StudyPlan, series: write.SeriesTags, ds) -> Path:
+  """Where one image goes, by the study's folder layout."""
+  t = plan.tags
+  if plan.layout == "patient":
+    return (Path(f"{_safe(t.patient_name)}_{t.patient_id}")
+            / f"{t.study_date}_CT_HEAD" / f"{series.number:03d}_{_safe(series.description)}"
+            / f"IM{ds.InstanceNumber:05d}.dcm")
+  if plan.layout == "uid":
+    return Path(ds.StudyInstanceUID) / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+  name = hashlib.sha1(ds.SOPInstanceUID.encode()).hexdigest()[:10].upper()
+  return Path(f"EXPORT_{t.accession}") / name
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_bytes(data)
+  os.replace(tmp, path)
+
+
+def write_mask(path: Path, mask: np.ndarray, geometry: geo.SeriesGeometry) -> None:
+  """Brain mask [slices, rows, cols] as NIfTI (col, row, slice) with a RAS affine."""
+  image = nib.Nifti1Image(np.transpose(mask.astype(np.uint8), (2, 1, 0)),
+                          LPS_TO_RAS @ geo.affine_lps(geometry))
+  image.header.set_xyzt_units("mm")
+  tmp = path.with_name(f".tmp.{path.name}")  # keeps the .nii.gz suffix nibabel needs
+  nib.save(image, tmp)
+  os.replace(tmp, path)
+
+
+def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
+  """Writes one rendered study; returns its truth record."""
+  profile = cohort.profiles(synth)[plan.vendor]
+  dicom_root, truth_root = out / "dicom", out / "truth"
+  truth_root.mkdir(parents=True, exist_ok=True)
+  files = size = 0
+  series_records = []
+  for series in rendered:
+    thickness = series.geometry.thickness_mm
+    template = profile.description_5mm if series.kind == "routine" \
+        else profile.description_thin
+    tags = write.SeriesTags(SERIES_NUMBERS[series.kind], template.format(t=thickness),
+                            "axial")
+    for ds in write.axial_datasets(plan.tags, tags, series.geometry,
+                                   series.acquired.stored, profile):
+      size += write.save(ds, dicom_root / file_path(plan, tags, ds),
+                         profile.transfer_syntax)
+      files += 1
+    mask_name = f"study_{plan.index:04d}_{series.kind}_brain.nii.gz"
+    write_mask(truth_root / mask_name, series.acquired.brain, series.geometry)
+    series_records.append(dict(kind=series.kind, thickness_mm=thickness,
+                               slices=series.geometry.num_slices,
+                               description=tags.description,
+                               series_uid=write.uid(plan.tags, "series", tags.number),
+                               brain_mask=mask_name))
+  if synth.write_scout:
+    tags = write.SeriesTags(SERIES_NUMBERS["scout"], profile.description_scout, "scout")
+    for ds in write.scout_datasets(plan.tags, tags, *cohort.scout_images(rendered[0]),
+                                   profile):
+      size += write.save(ds, dicom_root / file_path(plan, tags, ds))
+      files += 1
+  record = dict(
+      index=plan.index, vendor=plan.vendor, manufacturer=profile.manufacturer,
+      model=plan.model, kernel="\\".join(profile.kernel), age_years=plan.age_years,
+      sex=plan.tags.sex, dose=plan.dose, thin_mm=plan.thin_mm,
+      thin_only=plan.thin_only, tilt_deg=plan.tilt_deg, layout=plan.layout,
+      study_uid=write.uid(plan.tags, "study"), files=files, bytes=size,
+      physics=profile.physics._asdict(), series=series_records)
+  _atomic_bytes(truth_root / f"study_{plan.index:04d}.json",
+                json.dumps(record, indent=1).encode())
+  return record
+
+
+def load_record(out: Path, index: int) -> dict | None:
+  path = out / "truth" / f"study_{index:04d}.json"
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_table(out: Path, records: list[dict]) -> Path:
+  """truth/studies.csv: one row per study, no PHI (the plan's public fields)."""
+  columns = ["index", "vendor", "manufacturer", "model", "kernel", "age_years", "sex",
+             "dose", "thin_mm", "thin_only", "tilt_deg", "layout", "study_uid",
+             "files", "bytes"]
+  path = out / "truth" / "studies.csv"
+  tmp = path.with_name(".studies.csv.tmp")
+  with open(tmp, "w", newline="") as f:
+    writer = csv.DictWriter(f, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+  os.replace(tmp, path)
+  return path
+
+
+def summarize(records: list[dict]) -> dict:
+  per_vendor = {}
+  for r in records:
+    v = per_vendor.setdefault(r["vendor"], dict(studies=0, series=0, files=0, bytes=0))
+    v["studies"] += 1
+    v["series"] += len(r["series"]) + 1
+    v["files"] += r["files"]
+    v["bytes"] += r["bytes"]
+  return per_vendor
+
+
+def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
+  """Synthesizes and writes every study not yet finished; returns all records."""
+  plans = cohort.plan_cohort(key, synth)
+  records = []
+  for plan in plans:
+    record = load_record(out, plan.index)
+    if record is None:
+      record = write_study(out, plan, cohort.render_study(key, plan, synth), synth)
+    records.append(record)
+    if progress:
+      progress(plan.index + 1, len(plans), record)
+  write_table(out, records)
+  return records
+

@@ -1,0 +1,140 @@
+"""The scanner model against physics: MTF, NPS, noise scaling, calibration, storage."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scanbias_jax import keys
+from scanbias_jax.synth import geometry as geo
+from scanbias_jax.synth import phantom, scanner, vendors
+
+
+def radial_nps(noise: np.ndarray, pixel_mm: float, bins: int = 24):
+  """Radially averaged NPS of [n, H, W] noise images (independent estimator)."""
+  n, h, w = noise.shape
+  spec = np.abs(np.fft.fft2(noise - noise.mean(axis=(1, 2), keepdims=True))) ** 2
+  spec = spec.mean(0) * pixel_mm**2 / (h * w)
+  f = np.hypot(*np.meshgrid(np.fft.fftfreq(h, pixel_mm), np.fft.fftfreq(w, pixel_mm),
+                            indexing="ij"))
+  edges = np.linspace(0, 0.5 / pixel_mm, bins + 1)
+  which = np.digitize(f.ravel(), edges) - 1
+  ok = which < bins
+  power = np.bincount(which[ok], spec.ravel()[ok], bins) / np.bincount(which[ok], None, bins)
+  return (edges[:-1] + edges[1:]) / 2, power
+
+
+def test_blur_has_half_modulation_at_mtf50():
+  pixel, size = 0.5, 128
+  impulse = jnp.zeros((size, size)).at[0, 0].set(1.0)
+  mtf = np.abs(np.fft.fft2(np.asarray(scanner.blur(impulse, pixel, 0.35))))
+  k = round(0.35 * size * pixel)   # frequency bin of 0.35 cycles/mm
+  assert mtf[0, 0] == pytest.approx(1.0, abs=1e-5)
+  assert mtf[0, k] == pytest.approx(2.0 ** -((k / (size * pixel) / 0.35) ** 2), abs=1e-4)
+
+
+@pytest.mark.parametrize("peak", [0.17, 0.29])
+def test_noise_has_requested_std_and_nps_peak(peak):
+  pixel = 0.5   # Nyquist 1 / mm, well above the peak
+  noise = jax.vmap(lambda k: scanner.correlated_noise(k, (128, 128), pixel, peak, 4.0))(
+      jax.random.split(jax.random.key(1), 64))
+  noise = np.asarray(noise)
+  assert noise.std() == pytest.approx(4.0, rel=0.02)
+  f, power = radial_nps(noise, pixel, bins=40)
+  assert abs(f[np.argmax(power)] - peak) <= 0.03
+  # The integral of the NPS is the variance (Parseval), here over the whole plane.
+  assert power[0] < 0.2 * power.max()  # FBP noise: little power at low frequency
+
+
+def test_vendor_nps_differ_in_the_profiles_direction_and_not_at_strength_zero():
+  """NPS measured on the full pipeline: two noise draws of one subject differ by noise only."""
+  subject = phantom.draw_subject(jax.random.key(3), 50, True)
+  g = geo.axial_series(250.0, 256, 5.0, -10.0, 10.0)   # ~1 mm pixels: Nyquist 0.5 / mm
+  peaks = {}
+  for strength in (1.0, 0.0):
+    for name in ("GE", "Siemens"):
+      profile = vendors.resolve(name, strength=strength)
+      a = scanner.acquire(jax.random.key(10), subject, g, profile).hu
+      b = scanner.acquire(jax.random.key(11), subject, g, profile).hu
+      roi = (a - b)[:, 80:176, 80:176] / math.sqrt(2)
+      f, power = radial_nps(roi, g.pixel_mm, bins=16)
+      peaks[strength, name] = (np.sum(f * power) / np.sum(power), power, roi.std())
+  ge, si = peaks[1.0, "GE"], peaks[1.0, "Siemens"]
+  assert vendors.PROFILES["GE"].physics.nps_peak_per_mm > \
+      vendors.PROFILES["Siemens"].physics.nps_peak_per_mm
+  assert ge[0] > si[0] + 0.02                 # GE's texture is finer (NPS centroid)
+  assert ge[2] > si[2]                        # and its noise level higher
+  np.testing.assert_array_equal(peaks[0.0, "GE"][1], peaks[0.0, "Siemens"][1])
+
+
+def test_strength_zero_gives_identical_physics_and_images():
+  subject = phantom.draw_subject(jax.random.key(4), 70, False)
+  g = geo.axial_series(250.0, 32, 5.0, 0.0, 10.0)
+  images = [scanner.acquire(jax.random.key(0), subject, g,
+                            vendors.resolve(v, strength=0.0)).hu
+            for v in vendors.PROFILES]
+  for other in images[1:]:
+    np.testing.assert_array_equal(images[0], other)
+  assert len({vendors.resolve(v, strength=0.0).physics for v in vendors.PROFILES}) == 1
+
+
+def test_noise_scales_with_thickness_and_dose():
+  physics = vendors.PROFILES["GE"].physics
+  assert float(scanner.noise_sigma(physics, 1.25, 1.0)) == pytest.approx(
+      2 * physics.noise_hu)
+  assert float(scanner.noise_sigma(physics, 5.0, 4.0)) == pytest.approx(
+      physics.noise_hu / 2)
+
+
+def test_calibration_keeps_air_and_moves_water_and_bone():
+  physics = vendors.PROFILES["GE"].physics._replace(cupping_hu=0.0)
+  hu = jnp.array([-1000.0, 0.0, 1100.0])
+  out = np.asarray(scanner.calibrate(hu, jnp.zeros((3, 2)), physics))
+  assert out[0] == pytest.approx(-1000.0)
+  assert out[1] == pytest.approx(physics.water_offset_hu)
+  assert out[2] == pytest.approx(1100 + 1000 * (physics.bone_scale - 1)
+                                 + physics.water_offset_hu, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(vendors.PROFILES))
+def test_store_round_trips_within_quantisation_and_pads_outside(name):
+  profile = vendors.PROFILES[name]
+  rng = np.random.default_rng(0)
+  hu = rng.uniform(-1000, 2000, (2, 16, 16)).astype(np.float32)
+  stored = scanner.store(hu, profile)
+  field = scanner.in_field(16, profile.field_fraction)
+  back = scanner.stored_to_hu(stored, profile)
+  assert np.abs(back - hu)[:, field].max() <= 0.5 * profile.rescale_slope + 1e-3
+  assert (stored[:, ~field] == profile.outside_stored).all()
+  assert stored.dtype == (np.int16 if profile.pixel_representation else np.uint16)
+
+
+def test_unsigned_storage_clips_below_the_intercept():
+  profile = vendors.PROFILES["Siemens"]
+  stored = scanner.store(np.full((1, 4, 4), -1500.0, np.float32), profile)
+  assert stored.min() == 0
+
+
+def test_tilted_geometry_is_contiguous_along_its_normal():
+  g = geo.axial_series(250.0, 16, 5.0, 0.0, 50.0, tilt_deg=15.0)
+  steps = np.diff(g.positions, axis=0)
+  np.testing.assert_allclose(steps @ g.normal, 5.0, rtol=1e-9)
+  np.testing.assert_allclose(steps[:, :2], 0.0)      # the table moves along z only
+  assert abs(g.normal @ np.array([0.0, 0.0, 1.0])) == pytest.approx(math.cos(
+      math.radians(15.0)))
+
+
+def test_ssp_weights_have_the_requested_fwhm():
+  offsets, weights = scanner.ssp_offsets(5.0, 1.0, 5)   # samples at 0, +-2.5, +-5 mm
+  np.testing.assert_allclose(offsets, [-5, -2.5, 0, 2.5, 5])
+  assert weights.sum() == pytest.approx(1.0)
+  assert weights[1] / weights[2] == pytest.approx(0.5)    # half maximum at FWHM / 2
+  assert weights[0] / weights[2] == pytest.approx(2.0**-4)
+
+
+def test_acquire_rejects_bad_dose():
+  subject = phantom.draw_subject(jax.random.key(0), 40, False)
+  with pytest.raises(ValueError, match="dose"):
+    scanner.acquire(keys.root(0), subject, geo.axial_series(250.0, 16, 5.0, 0, 5),
+                    vendors.PROFILES["GE"], dose=0.0)

@@ -1,0 +1,183 @@
+"""The synthetic cohort: determinism, independence of cohort size, real DICOM out."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.pixels import apply_modality_lut
+
+from conftest import smoke_synth, synth_key
+from scanbias_jax.synth import cohort, export, scanner, vendors
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def series_files(root: Path, series_uid: str) -> list[Path]:
+  return [p for p in root.rglob("*") if p.is_file()
+          and pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID == series_uid]
+
+
+def test_vendor_assignment_has_the_mix_and_does_not_depend_on_cohort_size():
+  seq = cohort.vendor_sequence(782, (0.5, 0.5))
+  assert seq.count(0) == seq.count(1) == 391
+  assert cohort.vendor_sequence(100, (0.5, 0.5)) == seq[:100]
+  thirds = cohort.vendor_sequence(90, (0.2, 0.3, 0.5))
+  assert [thirds.count(v) for v in range(3)] == [18, 27, 45]
+
+
+def test_study_i_does_not_depend_on_cohort_size():
+  small = cohort.plan_cohort(synth_key(), smoke_synth(3))
+  large = cohort.plan_cohort(synth_key(), smoke_synth(9))
+  assert small == large[:3]
+  a = cohort.render_study(synth_key(), small[2], smoke_synth(3))
+  b = cohort.render_study(synth_key(), large[2], smoke_synth(9))
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x.acquired.stored, y.acquired.stored)
+
+
+def test_same_key_gives_identical_files(smoke_cohort, tmp_path):
+  out, _ = smoke_cohort
+  synth = smoke_synth(4, tilt_fraction=0.5, thin_only_fraction=0.25)
+  export.write_cohort(synth_key(), synth, tmp_path)
+  first = sorted(p.relative_to(out) for p in (out / "dicom").rglob("*") if p.is_file())
+  second = sorted(p.relative_to(tmp_path) for p in (tmp_path / "dicom").rglob("*")
+                  if p.is_file())
+  assert first == second and len(first) > 100
+  for rel in first:
+    assert (out / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+
+
+def test_different_key_gives_different_pixels():
+  plan = cohort.plan_cohort(synth_key(0), smoke_synth(1))[0]
+  a = cohort.render_study(synth_key(0), plan, smoke_synth(1))[0].acquired.stored
+  b = cohort.render_study(synth_key(1), plan, smoke_synth(1))[0].acquired.stored
+  assert (a != b).mean() > 0.1
+
+
+def test_cohort_has_the_promised_series_and_cases(smoke_cohort):
+  _, records = smoke_cohort
+  assert [r["vendor"] for r in records] == ["GE", "Siemens", "GE", "Siemens"]
+  kinds = [tuple(s["kind"] for s in r["series"]) for r in records]
+  assert ("thin",) in kinds and ("routine", "thin") in kinds
+  assert any(r["tilt_deg"] > 0 for r in records)
+  assert all(r["files"] == sum(s["slices"] for s in r["series"]) + 2 for r in records)
+
+
+def test_written_series_read_back_with_simpleitk_to_the_synthesized_hu(smoke_cohort):
+  """An independent reader (ITK/GDCM) recovers HU and geometry of untilted series."""
+  out, records = smoke_cohort
+  synth = smoke_synth(4, tilt_fraction=0.5, thin_only_fraction=0.25)
+  checked = 0
+  for record in records:
+    if record["tilt_deg"]:
+      continue
+    plan = cohort.plan_cohort(synth_key(), synth)[record["index"]]
+    rendered = cohort.render_study(synth_key(), plan, synth)
+    profile = vendors.resolve(record["vendor"])
+    for series, meta in zip(rendered, record["series"]):
+      files = series_files(out / "dicom", meta["series_uid"])
+      reader = sitk.ImageSeriesReader()
+      reader.SetFileNames(sitk.ImageSeriesReader_GetGDCMSeriesFileNames(
+          str(files[0].parent), meta["series_uid"]))
+      image = reader.Execute()
+      hu = sitk.GetArrayFromImage(image).astype(np.float32)   # [z, y, x], z ascending
+      field = np.broadcast_to(scanner.in_field(synth.matrix, profile.field_fraction),
+                              hu.shape)
+      expected = series.acquired.hu
+      inside = field & (expected > -1000) & (expected < 2000)
+      assert np.abs(hu - expected)[inside].max() <= 0.5 + 1e-3
+      np.testing.assert_allclose(image.GetOrigin(), series.geometry.positions[0], atol=1e-3)
+      np.testing.assert_allclose(image.GetSpacing()[:2], series.geometry.pixel_mm)
+      assert image.GetSpacing()[2] == pytest.approx(series.geometry.thickness_mm, abs=1e-3)
+      checked += 1
+  assert checked >= 2
+
+
+def test_pydicom_modality_lut_and_vendor_tags(smoke_cohort):
+  out, records = smoke_cohort
+  for record in records:
+    profile = vendors.resolve(record["vendor"])
+    meta = record["series"][-1]
+    path = series_files(out / "dicom", meta["series_uid"])[0]
+    ds = pydicom.dcmread(path)
+    assert ds.Manufacturer == profile.manufacturer and ds.Modality == "CT"
+    assert ds.ManufacturerModelName in profile.models
+    assert ds.PatientAge == f"{record['age_years']:03d}Y"
+    assert ds.PatientName and ds.PatientID and ds.PatientBirthDate  # fake PHI present
+    assert ("PixelPaddingValue" in ds) == profile.padding_tag
+    hu = apply_modality_lut(ds.pixel_array, ds)
+    assert hu.min() >= profile.rescale_intercept + profile.outside_stored * \
+        profile.rescale_slope - 1
+    assert float(ds.SliceThickness) == meta["thickness_mm"]
+
+
+def test_truth_masks_are_nifti_on_the_series_grid(smoke_cohort):
+  out, records = smoke_cohort
+  meta = records[0]["series"][0]
+  mask = nib.load(out / "truth" / meta["brain_mask"])
+  assert mask.shape[2] == meta["slices"]
+  volume_ml = mask.get_fdata().sum() * np.prod(mask.header.get_zooms()) / 1000
+  assert 700 < volume_ml < 2200   # intracranial volume of an adult head
+  table = (out / "truth" / "studies.csv").read_text()
+  assert "PatientName" not in table and records[0]["study_uid"] in table
+
+
+def test_rerun_skips_finished_studies(smoke_cohort):
+  out, records = smoke_cohort
+  stamp = (out / "truth" / "study_0000.json").stat().st_mtime_ns
+  again = export.write_cohort(synth_key(), smoke_synth(4, tilt_fraction=0.5,
+                                                       thin_only_fraction=0.25), out)
+  assert again == json.loads(json.dumps(records))
+  assert (out / "truth" / "study_0000.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("num_studies", -3, "num_studies"),
+    ("vendors", ("GE", "Hitachi"), "unknown vendor 'Hitachi'"),
+    ("thin_mm_choices", (7.5,), "impossible slice thickness"),
+    ("vendor_mix", (0.7, 0.7), "vendor_mix"),
+])
+def test_invalid_config_fails_before_any_work(tmp_path, field, value, message):
+  synth = smoke_synth(2)
+  synth[field] = value
+  with pytest.raises(ValueError, match=message):
+    export.write_cohort(synth_key(), synth, tmp_path / "out")
+  assert not (tmp_path / "out").exists()
+
+
+def test_launcher_writes_a_cohort_and_says_what_it_made(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.synthesize", "--config=configs/smoke.py",
+       f"--out={tmp_path}", "--num_studies=1"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert "synthesized 1 studies" in result.stdout
+  assert (tmp_path / "truth" / "studies.csv").exists()
+
+
+def test_compressed_vendors_decode_to_the_synthesized_hu(tmp_path):
+  """Philips is written RLE Lossless, Canon JPEG 2000 Lossless: both decode exactly."""
+  synth = smoke_synth(2, vendors=("Philips", "Canon"), tilt_fraction=0.0,
+                      thin_only_fraction=1.0, write_scout=False)
+  records = export.write_cohort(synth_key(), synth, tmp_path)
+  for plan, record in zip(cohort.plan_cohort(synth_key(), synth), records):
+    series = cohort.render_study(synth_key(), plan, synth)[0]
+    profile = vendors.resolve(record["vendor"])
+    files = series_files(tmp_path / "dicom", record["series"][0]["series_uid"])
+    by_position = {}
+    for path in files:
+      ds = pydicom.dcmread(path)
+      assert ds.file_meta.TransferSyntaxUID.is_compressed
+      by_position[round(float(ds.ImagePositionPatient[2]), 3)] = ds
+    for k, z in enumerate(series.geometry.positions[:, 2]):
+      ds = by_position[round(float(z), 3)]
+      np.testing.assert_array_equal(ds.pixel_array, series.acquired.stored[k])
+      field = scanner.in_field(synth.matrix, profile.field_fraction)
+      hu = apply_modality_lut(ds.pixel_array, ds)
+      assert np.abs(hu - series.acquired.hu[k])[field & (series.acquired.hu[k] > -1000)
+                                                ].max() <= 0.5 + 1e-3
