@@ -12,7 +12,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from scanbias_jax import keys
-from scanbias_jax.synth import export
+from scanbias_jax.report import figures
+from scanbias_jax.synth import cohort, export
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py")
 _OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
@@ -34,13 +35,16 @@ def main(argv):
     if done == total:
       sys.stderr.write("\n")
 
-  records = export.write_cohort(keys.stream(keys.root(config.seed), "synth"),
-                                config.synth, out, progress)
+  key = keys.stream(keys.root(config.seed), "synth")
+  records = export.write_cohort(key, config.synth, out, progress)
+  preview = figures.vendor_slices(cohort.vendor_preview(key, config.synth),
+                                  out / "vendor_preview.png")
   for vendor, s in export.summarize(records).items():
     logging.info("%s: %d studies, %d series, %d files, %.1f MB", vendor,
                  s["studies"], s["series"], s["files"], s["bytes"] / 1e6)
   print(f"synthesized {len(records)} studies in {time.time() - start:.1f} s: "
-        f"DICOM export in {out / 'dicom'}, ground truth in {out / 'truth'}")
+        f"DICOM export in {out / 'dicom'}, ground truth in {out / 'truth'}, "
+        f"one slice per vendor in {preview}")
 
 
 if __name__ == "__main__":

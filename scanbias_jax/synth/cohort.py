@@ -170,3 +170,14 @@ def scout_images(series: RenderedSeries):
     iops.append(iop)
     origins.append(origin)
   return images, spacings, iops, origins
+
+
+def vendor_preview(key: jax.Array, synth, index: int = 0) -> dict[str, np.ndarray]:
+  """The middle routine slice of study `index`'s head as every vendor scans it."""
+  plan = plan_cohort(key, synth)[index]
+  out = {}
+  for name in synth.vendors:
+    as_vendor = dataclasses.replace(plan, vendor=name, thin_only=False, tilt_deg=0.0)
+    series = render_study(key, as_vendor, synth)[0]
+    out[name] = series.acquired.hu[series.geometry.num_slices // 2]
+  return out
