@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   synth.tilt_fraction = 0.1          # studies acquired with gantry tilt
   synth.max_tilt_deg = 20.0
   synth.write_scout = True
+  synth.ssp_samples = 5              # sub-planes integrating the slice sensitivity profile
   synth.age_mean = 58.0              # same age/sex law for every vendor (paper: matched)
   synth.age_sd = 18.0
   synth.age_min = 18
@@ -31,4 +32,65 @@ def get_config() -> ml_collections.ConfigDict:
   synth.female_fraction = 0.5
   # Per-vendor overrides of scanner profile fields, e.g. {"GE": {"noise_hu": 4.0}}.
   synth.profile_overrides = ml_collections.ConfigDict()
+  # DICOM ingestion (scanbias_jax/dicom, preprocess/resample, launch/ingest.py).
+  ingest = config.ingest = ml_collections.ConfigDict()
+  ingest.grid = "paper"              # "paper" (below) or "native": the series as assembled
+  ingest.workers = 2                 # processes; each study is one task
+  ingest.secret = ""                 # pseudonym key; "" = generated once into <out>/.secret
+  ingest.reveal_paths = False        # rejects name files by keyed hash (paths may hold PHI)
+  selection = ingest.selection = ml_collections.ConfigDict()
+  selection.preferred_mm = 5.0       # the paper's axial 5 mm series
+  selection.thickness_tolerance_mm = 0.5
+  selection.thin_max_mm = 3.0        # fallback: thinnest axial series up to this (paper 1.25-2.5)
+  selection.min_slices = 10
+  selection.preferred_description_regex = r"(?i)(^|[^\d.])5(\.0+)?\s*mm|\b5\.0\b"
+  selection.exclude_description_regex = (
+      r"(?i)scout|topo|locali[sz]er|surview|dose|report|bone|lung|mip|mpr|\bcor|\bsag"
+      r"|3d|vrt|angio|cta\b|perfusion")
+  volume = ingest.volume = ml_collections.ConfigDict()
+  volume.gaps = "resample"           # missing slices / uneven spacing: "resample" or "reject"
+  volume.spacing_tolerance_mm = 0.1
+  volume.max_filled_slices = 2       # more missing slices than this: rejected anyway
+  volume.tilt = "correct"            # gantry tilt: "correct" (resample) or "reject"
+  volume.tilt_tolerance_deg = 0.5
+  volume.missing_rescale = "reject"  # no RescaleSlope/Intercept: "reject" or "identity"
+  volume.air_hu = -1024.0            # padding and out-of-field pixels become this
+  grid = ingest.paper_grid = ml_collections.ConfigDict()
+  grid.in_plane = 256
+  grid.n_slices = 35
+  grid.slice_mm = 5.0
+  grid.slice_tolerance_mm = 0.25     # a series this close to 5 mm keeps its own slices
+  grid.brain_hu = (0.0, 80.0)        # soft tissue counted when choosing the 35 slices
+
+  # Cohort building from the manifest (scanbias_jax/cohort/balance.py).
+  cohort = config.cohort = ml_collections.ConfigDict()
+  cohort.size = 0                    # studies in the matched cohort; 0 = largest balanced
+  cohort.group = "vendor"            # manifest column balanced over
+  cohort.age_bin_years = 5.0         # exact matching on sex x age bin
+  cohort.split_fractions = (0.70, 0.09, 0.21)
+  cohort.one_study_per_patient = True
+  # Experiment data sets (skull stripping, spheres, splits): launch/prepare.py.
+  prepare = config.prepare = ml_collections.ConfigDict()
+  prepare.match = True               # use the age/sex-matched cohort (cohort.csv / cohort.*)
+  prepare.workers = 2                # processes; each study is one task
+  prepare.overlays = 2               # overlay PNGs per group value
+  prepare.stack_slices = 3           # Name the Manufacturer: random slices per sample
+  prepare.original_window = (40.0, 400.0)  # (level, width) HU -> [-1, 1]
+  prepare.spheres_window = (50.0, 100.0)   # (level, width) HU -> [0, 1]
+  prepare.skull_slices = 32          # Skull set: 35 -> 32 slices along z
+  strip = prepare.skullstrip = ml_collections.ConfigDict()
+  strip.bone_hu = 180.0              # smoothed HU above this is bone (partial volume included)
+  strip.smooth_mm = 1.0
+  strip.tissue_hu = (-30.0, 130.0)   # intracranial content
+  strip.close_mm = 8.0               # bridges skull gaps up to ~2x this
+  strip.open_mm = 4.0                # cuts bridges to extracranial tissue
+  strip.edge_mm = 4.0                # partial-volume rim at the inner table ...
+  strip.edge_hu = 700.0              # ... re-admitted below this HU
+  sph = prepare.spheres = ml_collections.ConfigDict()
+  sph.positive_fraction = 0.5        # of each group's studies
+  sph.large_radius_mm = (21.0, 26.0)
+  sph.large_hu = (50.0, 2.0)         # (mean, std) of the voxel values
+  sph.small_radius_mm = (13.0, 17.0)
+  sph.small_hu = (40.0, 2.0)
+  sph.small_fraction = ml_collections.ConfigDict(dict(easy=0.0, medium=0.20, hard=0.35))
   return config

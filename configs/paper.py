@@ -9,4 +9,5 @@ def get_config():
   config = default.get_config()
   config.synth.num_studies = 782
   config.synth.matrix = 512
+  config.ingest.workers = 8  # GPU hosts have 16 cores
   return config

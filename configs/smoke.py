@@ -12,4 +12,5 @@ def get_config():
   config.synth.thin_mm_choices = (2.5,)
   config.synth.thin_only_fraction = 0.25
   config.synth.tilt_fraction = 0.25
+  config.ingest.paper_grid.in_plane = 64  # the smoke DICOM is 64 x 64: no upsampling
   return config
