@@ -7,15 +7,12 @@ Outputs (under --out): volumes/<study_id>.nii.gz, manifest.csv, rejects.csv,
 summary.json, cohort.csv (matched studies with their split), balance_all.csv and
 balance_cohort.csv. Rerunning skips finished studies; see scanbias_jax/cohort/ingest.py.
 """
-import os
-
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from scanbias_jax.cohort import manifest
-from scanbias_jax.cohort.ingest import atomic_write_text, ingest_tree
+from scanbias_jax.cohort.ingest import ingest_tree
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
 _DICOM_ROOT = flags.DEFINE_string("dicom_root", None, "Tree of DICOM files, any layout.",
@@ -25,9 +22,6 @@ _GRID = flags.DEFINE_enum("grid", None, ["paper", "native"],
                           "paper: 256x256x35 at 5 mm; native: the series as assembled. "
                           "Default: config.ingest.grid (paper).")
 
-BALANCE_COLUMNS = ("n", "age_mean", "age_sd", "pct_female", "smd_age", "smd_female")
-
-
 def main(argv):
   del argv
   # JAX (via keys) is imported after ingest: spawned workers re-import this module.
@@ -36,19 +30,9 @@ def main(argv):
     config.ingest.grid = _GRID.value
   summary = ingest_tree(_DICOM_ROOT.value, _OUT.value, config, progress=True)
   logging.info("ingest: %s", summary)
-  from scanbias_jax import keys  # pylint: disable=g-import-not-at-top
   from scanbias_jax.cohort import balance  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(_OUT.value, "manifest.csv")) as f:
-    rows = manifest.from_csv(f.read())
-  key = keys.stream(keys.root(config.seed), "cohort")
-  cohort, before, after = balance.build_cohort(rows, key, config.cohort)
+  cohort, before, after = balance.write_cohort_tables(_OUT.value, config)
   group = config.cohort.group
-  columns = (group,) + BALANCE_COLUMNS
-  atomic_write_text(os.path.join(_OUT.value, "balance_all.csv"), manifest.to_csv(before, columns))
-  atomic_write_text(os.path.join(_OUT.value, "balance_cohort.csv"),
-                    manifest.to_csv(after, columns))
-  atomic_write_text(os.path.join(_OUT.value, "cohort.csv"),
-                    manifest.to_csv(cohort, manifest.MANIFEST_COLUMNS + ("split",)))
   print(f"{summary['studies_ok']} of {summary['studies']} studies ingested "
         f"({summary['studies_rejected']} rejected, {summary['files_rejected']} files "
         f"rejected); see {_OUT.value}/rejects.csv")

@@ -56,7 +56,7 @@ def test_different_key_gives_different_pixels():
   plan = cohort.plan_cohort(synth_key(0), smoke_synth(1))[0]
   a = cohort.render_study(synth_key(0), plan, smoke_synth(1))[0].acquired.stored
   b = cohort.render_study(synth_key(1), plan, smoke_synth(1))[0].acquired.stored
-  assert (a != b).mean() > 0.1
+  assert a.shape != b.shape or (a != b).mean() > 0.1   # another head, or other noise
 
 
 def test_cohort_has_the_promised_series_and_cases(smoke_cohort):

@@ -6,9 +6,13 @@ manufacturers". Here matching is coarsened exact matching: every (sex, age bin)
 stratum contributes the same number of studies from each group, so the groups'
 age and sex distributions agree up to the bin width.
 """
+import os
+
 import numpy as np
 
 from scanbias_jax import keys
+from scanbias_jax.cohort import manifest
+from scanbias_jax.cohort.ingest import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 
@@ -139,4 +143,26 @@ def build_cohort(rows, key, settings):
   cohort = [dict(row, split=splits[row["study_id"]]) for row in chosen]
   before = balance_table(candidates, settings.group) if candidates else []
   after = balance_table(chosen, settings.group) if chosen else []
+  return cohort, before, after
+
+
+BALANCE_COLUMNS = ("n", "age_mean", "age_sd", "pct_female", "smd_age", "smd_female")
+
+
+def write_cohort_tables(out_dir, config):
+  """From out_dir/manifest.csv: the matched cohort with its split and balance tables.
+
+  Writes cohort.csv, balance_all.csv and balance_cohort.csv; returns
+  (cohort rows, balance of all usable studies, balance of the cohort).
+  """
+  with open(os.path.join(out_dir, "manifest.csv")) as f:
+    rows = manifest.from_csv(f.read())
+  cohort, before, after = build_cohort(rows, keys.stream(keys.root(config.seed), "cohort"),
+                                       config.cohort)
+  columns = (config.cohort.group,) + BALANCE_COLUMNS
+  atomic_write_text(os.path.join(out_dir, "balance_all.csv"), manifest.to_csv(before, columns))
+  atomic_write_text(os.path.join(out_dir, "balance_cohort.csv"),
+                    manifest.to_csv(after, columns))
+  atomic_write_text(os.path.join(out_dir, "cohort.csv"),
+                    manifest.to_csv(cohort, manifest.MANIFEST_COLUMNS + ("split",)))
   return cohort, before, after

@@ -164,17 +164,18 @@ def acquire(key: jax.Array, subject: phantom.Subject, geometry: geo.SeriesGeomet
   physics = Physics(*[jnp.float32(v) for v in profile.physics])
   noise_key = keys.stream(key, "noise")
   count = geometry.num_slices
-  padded = -(-count // CHUNK) * CHUNK
+  chunk = min(CHUNK, count)
+  padded = -(-count // chunk) * chunk
   positions = np.zeros((padded, 3), np.float32)
   positions[:count] = geometry.positions
   positions[count:] = geometry.positions[-1]
-  parts = [_slices_jit(noise_key, subject, positions[i:i + CHUNK],
-                       jnp.arange(i, i + CHUNK), jnp.asarray(geometry.row_dir, jnp.float32),
+  parts = [_slices_jit(noise_key, subject, positions[i:i + chunk],
+                       jnp.arange(i, i + chunk), jnp.asarray(geometry.row_dir, jnp.float32),
                        jnp.asarray(geometry.col_dir, jnp.float32), offsets, weights,
                        physics, jnp.float32(dose), matrix=geometry.matrix,
                        pixel_mm=float(geometry.pixel_mm),
                        thickness_mm=float(geometry.thickness_mm))
-           for i in range(0, padded, CHUNK)]
+           for i in range(0, padded, chunk)]
   hu, brain, truth = (np.concatenate([np.asarray(p[j]) for p in parts])[:count]
                       for j in range(3))
   return Acquired(hu=hu, stored=store(hu, profile), brain=brain, truth=truth)
