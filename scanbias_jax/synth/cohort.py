@@ -173,11 +173,19 @@ def scout_images(series: RenderedSeries):
 
 
 def vendor_preview(key: jax.Array, synth, index: int = 0) -> dict[str, np.ndarray]:
-  """The middle routine slice of study `index`'s head as every vendor scans it."""
+  """A routine slice through the middle of study `index`'s head, as each vendor makes it.
+
+  Same anatomy and same white-noise draw for every vendor: the differences are
+  the scanners' alone.
+  """
   plan = plan_cohort(key, synth)[index]
-  out = {}
-  for name in synth.vendors:
-    as_vendor = dataclasses.replace(plan, vendor=name, thin_only=False, tilt_deg=0.0)
-    series = render_study(key, as_vendor, synth)[0]
-    out[name] = series.acquired.hu[series.geometry.num_slices // 2]
-  return out
+  study_key = keys.item(keys.stream(key, "study"), plan.index)
+  subject = phantom.draw_subject(keys.stream(study_key, "anatomy"), plan.age_years,
+                                 plan.female)
+  z_lo, z_hi = (float(z) for z in phantom.scan_range_mm(subject))
+  middle = z_lo + 0.55 * (z_hi - z_lo)
+  geometry = geo.axial_series(synth.fov_mm, synth.matrix, synth.slice_mm, middle,
+                              middle + 0.1)
+  return {name: scanner.acquire(keys.stream(study_key, "routine"), subject, geometry,
+                                profile, plan.dose, synth.ssp_samples).hu[0]
+          for name, profile in profiles(synth).items()}
