@@ -135,8 +135,20 @@ class RenderedSeries:
   acquired: scanner.Acquired
 
 
+def plane_spacing(thicknesses) -> float | None:
+  """Half the thinnest slice, if every thickness is a whole number of it."""
+  spacing = min(thicknesses) / 2
+  ratios = [t / spacing for t in thicknesses]
+  return spacing if all(abs(r - round(r)) < 1e-6 for r in ratios) else None
+
+
 def render_study(key: jax.Array, plan: StudyPlan, synth) -> list[RenderedSeries]:
-  """The axial series of one study (routine 5 mm unless thin-only, and thin)."""
+  """The axial series of one study (routine 5 mm unless thin-only, and thin).
+
+  Untilted series are integrated from one shared stack of planes at half the
+  thinnest slice (the anatomy is sampled once per study); tilted series sample
+  their own sub-planes.
+  """
   study_key = keys.item(keys.stream(key, "study"), plan.index)
   subject = phantom.draw_subject(keys.stream(study_key, "anatomy"), plan.age_years,
                                  plan.female)
@@ -144,14 +156,19 @@ def render_study(key: jax.Array, plan: StudyPlan, synth) -> list[RenderedSeries]
   profile = profiles(synth)[plan.vendor]
   kinds = (("thin", plan.thin_mm),) if plan.thin_only else \
       (("routine", synth.slice_mm), ("thin", plan.thin_mm))
-  out = []
-  for kind, thickness in kinds:
-    geometry = geo.axial_series(synth.fov_mm, synth.matrix, thickness, z_lo, z_hi,
-                                plan.tilt_deg)
-    acquired = scanner.acquire(keys.stream(study_key, kind), subject, geometry,
-                               profile, plan.dose, synth.ssp_samples)
-    out.append(RenderedSeries(kind, geometry, acquired))
-  return out
+  geometries = {kind: geo.axial_series(synth.fov_mm, synth.matrix, thickness, z_lo, z_hi,
+                                       plan.tilt_deg) for kind, thickness in kinds}
+  spacing = plane_spacing([g.thickness_mm for g in geometries.values()])
+  stack = None
+  if not plan.tilt_deg and spacing:
+    reach = max(g.thickness_mm for g in geometries.values()) * profile.physics.ssp_ratio
+    top = max(g.positions[-1, 2] for g in geometries.values())
+    steps = np.arange(-math.ceil(reach / spacing), math.ceil((top - z_lo + reach) / spacing) + 1)
+    stack = scanner.render_planes(subject, next(iter(geometries.values())),
+                                  z_lo + spacing * steps)
+  return [RenderedSeries(kind, g, scanner.acquire(
+      keys.stream(study_key, kind), subject, g, profile, plan.dose, synth.ssp_samples,
+      stack)) for kind, g in geometries.items()]
 
 
 def scout_images(series: RenderedSeries):

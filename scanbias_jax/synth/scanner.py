@@ -125,57 +125,126 @@ def stored_to_hu(stored: np.ndarray, profile: Profile) -> np.ndarray:
 CHUNK = 8  # slices per jitted call: fixed shapes, so one compilation per series type
 
 
-def _slices(key, subject, positions, indices, row_dir, col_dir, offsets, weights,
-            physics, dose, *, matrix, pixel_mm, thickness_mm):
-  """A chunk of slices: SSP integration, blur, calibration, noise (per-slice keys)."""
+def _plane(row_dir, col_dir, matrix, pixel_mm):
   idx = jnp.arange(matrix, dtype=jnp.float32) * pixel_mm
-  plane = idx[None, :, None] * row_dir + idx[:, None, None] * col_dir  # [r, c, 3]
-  normal = jnp.cross(row_dir, col_dir)
-  sigma = noise_sigma(physics, thickness_mm, dose)
+  return idx[None, :, None] * row_dir + idx[:, None, None] * col_dir  # [r, c, 3]
 
-  def one(position, index):
+
+def _sample(subject, positions, row_dir, col_dir, offsets, weights, *, matrix, pixel_mm):
+  """SSP-integrated true HU and the brain mask at the centre, for a chunk of slices."""
+  plane = _plane(row_dir, col_dir, matrix, pixel_mm)
+  normal = jnp.cross(row_dir, col_dir)
+
+  def one(position):
     points = position + plane
     hu, _ = phantom.head_hu(subject, points[None] + offsets[:, None, None, None] * normal)
     _, brain = phantom.head_hu(subject, points)
-    truth = jnp.tensordot(weights, hu, axes=1)
-    image = calibrate(blur(truth, pixel_mm, physics.mtf50_per_mm), points[..., :2],
-                      physics)
-    noise = correlated_noise(keys.item(key, index), (matrix, matrix), pixel_mm,
-                             physics.nps_peak_per_mm, sigma)
-    return image + noise, brain, truth
+    return jnp.tensordot(weights, hu, axes=1), brain
 
-  return jax.vmap(one)(positions, indices)
+  return jax.vmap(one)(positions)
 
 
-_slices_jit = jax.jit(_slices, static_argnames=("matrix", "pixel_mm", "thickness_mm"))
+def _reconstruct(key, truth, positions, indices, row_dir, col_dir, physics, dose, *,
+                 pixel_mm, thickness_mm):
+  """Blur, calibration and noise (slice k's noise from fold_in(key, k))."""
+  plane_xy = _plane(row_dir, col_dir, truth.shape[-1], pixel_mm)[..., :2]
+  sigma = noise_sigma(physics, thickness_mm, dose)
+
+  def one(image, position, index):
+    image = calibrate(blur(image, pixel_mm, physics.mtf50_per_mm),
+                      position[:2] + plane_xy, physics)
+    return image + correlated_noise(keys.item(key, index), image.shape, pixel_mm,
+                                    physics.nps_peak_per_mm, sigma)
+
+  return jax.vmap(one)(truth, positions, indices)
+
+
+_sample_jit = jax.jit(_sample, static_argnames=("matrix", "pixel_mm"))
+_reconstruct_jit = jax.jit(_reconstruct, static_argnames=("pixel_mm", "thickness_mm"))
+
+
+def _chunked(fn, count: int, per_slice: list, *shared, **static):
+  """Applies fn to chunks of the per-slice arrays (padded with the last slice)."""
+  chunk = min(CHUNK, count)
+  padded = -(-count // chunk) * chunk
+  per_slice = [np.concatenate([a, np.repeat(a[-1:], padded - count, axis=0)])
+               for a in map(np.asarray, per_slice)]
+  outs = [fn(*[a[i:i + chunk] for a in per_slice], *shared, **static)
+          for i in range(0, padded, chunk)]
+  if isinstance(outs[0], tuple):
+    return tuple(np.concatenate([np.asarray(o[j]) for o in outs])[:count]
+                 for j in range(len(outs[0])))
+  return np.concatenate([np.asarray(o) for o in outs])[:count]
+
+
+class PlaneStack(NamedTuple):
+  """True HU on closely spaced untilted planes, shared by a study's axial series."""
+  z: np.ndarray       # [planes] table z of each plane (mm)
+  hu: np.ndarray      # [planes, rows, cols]
+  brain: np.ndarray   # [planes, rows, cols]
+  template: geo.SeriesGeometry  # the in-plane grid the planes were sampled on
+
+
+def render_planes(subject: phantom.Subject, template: geo.SeriesGeometry,
+                  z: np.ndarray) -> PlaneStack:
+  """Samples the anatomy on untilted planes at table positions `z`."""
+  if template.tilt_deg:
+    raise ValueError("plane stacks are untilted; sample tilted series directly")
+  positions = np.repeat(template.positions[:1], len(z), axis=0)
+  positions[:, 2] = z
+  row, col = (jnp.asarray(d, jnp.float32) for d in (template.row_dir, template.col_dir))
+  hu, brain = _chunked(
+      lambda p, *a, **k: _sample_jit(subject, p, *a, **k), len(z), [positions],
+      row, col, jnp.zeros(1), jnp.ones(1), matrix=template.matrix,
+      pixel_mm=float(template.pixel_mm))
+  return PlaneStack(z=np.asarray(z, float), hu=hu, brain=brain, template=template)
+
+
+def integrate_planes(stack: PlaneStack, geometry: geo.SeriesGeometry, ssp_ratio: float):
+  """SSP integral of an untilted series from a plane stack (Gaussian quadrature
+  weights on the planes within +-FWHM, the window `ssp_offsets` samples)."""
+  t = stack.template
+  if (geometry.tilt_deg or geometry.matrix != t.matrix
+      or not np.allclose(geometry.positions[:, :2], t.positions[0, :2])):
+    raise ValueError("series is not on the plane stack's in-plane grid")
+  fwhm = geometry.thickness_mm * ssp_ratio
+  dz = stack.z[None, :] - geometry.positions[:, 2:3]                 # [slices, planes]
+  weights = np.where(np.abs(dz) <= fwhm + 1e-6, np.exp(-4 * math.log(2) * (dz / fwhm) ** 2), 0)
+  if (weights.sum(1) == 0).any() or np.abs(dz).min(1).max() > 1e-3:
+    raise ValueError("plane stack does not cover the series' slice centres")
+  weights /= weights.sum(1, keepdims=True)
+  truth = np.einsum("sp,phw->shw", weights.astype(np.float32), stack.hu)
+  return truth, stack.brain[np.abs(dz).argmin(1)]
 
 
 def acquire(key: jax.Array, subject: phantom.Subject, geometry: geo.SeriesGeometry,
-            profile: Profile, dose: float = 1.0, ssp_samples: int = 5) -> Acquired:
+            profile: Profile, dose: float = 1.0, ssp_samples: int = 5,
+            stack: PlaneStack | None = None) -> Acquired:
   """One series of `subject` on `geometry` as the vendor of `profile` makes it.
 
   `dose` is relative to the vendor's reference dose (1.0 = routine protocol).
-  Slice k's noise depends only on fold_in(noise key, k).
+  With `stack` (untilted series only) the SSP is integrated over its planes;
+  otherwise `ssp_samples` sub-planes per slice are sampled. Slice k's noise
+  depends only on fold_in(noise key, k).
   """
   if dose <= 0:
     raise ValueError(f"dose must be positive, got {dose}")
-  offsets, weights = ssp_offsets(geometry.thickness_mm, profile.physics.ssp_ratio,
-                                 ssp_samples)
+  row, col = (jnp.asarray(d, jnp.float32) for d in (geometry.row_dir, geometry.col_dir))
+  count = geometry.num_slices
+  if stack is not None:
+    truth, brain = integrate_planes(stack, geometry, profile.physics.ssp_ratio)
+  else:
+    offsets, weights = ssp_offsets(geometry.thickness_mm, profile.physics.ssp_ratio,
+                                   ssp_samples)
+    truth, brain = _chunked(
+        lambda p, *a, **k: _sample_jit(subject, p, *a, **k), count, [geometry.positions],
+        row, col, offsets, weights, matrix=geometry.matrix,
+        pixel_mm=float(geometry.pixel_mm))
   physics = Physics(*[jnp.float32(v) for v in profile.physics])
   noise_key = keys.stream(key, "noise")
-  count = geometry.num_slices
-  chunk = min(CHUNK, count)
-  padded = -(-count // chunk) * chunk
-  positions = np.zeros((padded, 3), np.float32)
-  positions[:count] = geometry.positions
-  positions[count:] = geometry.positions[-1]
-  parts = [_slices_jit(noise_key, subject, positions[i:i + chunk],
-                       jnp.arange(i, i + chunk), jnp.asarray(geometry.row_dir, jnp.float32),
-                       jnp.asarray(geometry.col_dir, jnp.float32), offsets, weights,
-                       physics, jnp.float32(dose), matrix=geometry.matrix,
-                       pixel_mm=float(geometry.pixel_mm),
-                       thickness_mm=float(geometry.thickness_mm))
-           for i in range(0, padded, chunk)]
-  hu, brain, truth = (np.concatenate([np.asarray(p[j]) for p in parts])[:count]
-                      for j in range(3))
+  hu = _chunked(
+      lambda t, p, i, *a, **k: _reconstruct_jit(noise_key, t, p, i, *a, **k), count,
+      [truth, geometry.positions, np.arange(count)], row, col, physics,
+      jnp.float32(dose), pixel_mm=float(geometry.pixel_mm),
+      thickness_mm=float(geometry.thickness_mm))
   return Acquired(hu=hu, stored=store(hu, profile), brain=brain, truth=truth)
