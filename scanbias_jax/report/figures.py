@@ -1,4 +1,5 @@
 """Figures: PNG files made with matplotlib's Agg backend (no display needed)."""
+import os
 from pathlib import Path
 
 import matplotlib
@@ -35,4 +36,100 @@ def vendor_slices(images: dict[str, np.ndarray], path: Path, window=(40, 80),
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=100)
   plt.close(fig)
+  return path
+
+
+def roc_curves(curves: dict, path: Path, title: str = "ROC of member-averaged outputs"
+               ) -> Path:
+  """Fig. 4 style: one panel per task (columns) and training condition (rows).
+
+  `curves[task][condition][test_set]` is {fpr, tpr, auroc} or {reason}; every
+  test set of a panel is one curve. A panel with no drawable curve says why.
+  """
+  tasks = list(curves)
+  conditions = list(dict.fromkeys(c for task in tasks for c in curves[task]))
+  fig, axes = plt.subplots(len(conditions), len(tasks), squeeze=False,
+                           figsize=(3.4 * len(tasks), 3.2 * len(conditions)))
+  for row, condition in enumerate(conditions):
+    for col, task in enumerate(tasks):
+      ax = axes[row, col]
+      ax.plot([0, 1], [0, 1], color="0.8", linewidth=0.8)
+      missing = []
+      for test_set, curve in curves[task].get(condition, {}).items():
+        if "fpr" in curve:
+          ax.plot(curve["fpr"], curve["tpr"], linewidth=1.4,
+                  label=f"{test_set} (AUC {curve['auroc']:.3f})")
+        else:
+          missing.append(f"{test_set}: n/a ({curve.get('reason', 'undefined')})")
+      if condition not in curves[task]:
+        missing.append("n/a (not run)")
+      if missing:
+        ax.text(0.97, 0.03, "\n".join(missing), fontsize=6, ha="right", va="bottom",
+                transform=ax.transAxes)
+      if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right" if not missing else "center right")
+      ax.set_xlim(0, 1)
+      ax.set_ylim(0, 1.01)
+      ax.set_title(f"{task}, trained on {condition}", fontsize=9)
+      ax.set_xlabel("1 - specificity", fontsize=8)
+      ax.set_ylabel("sensitivity", fontsize=8)
+      ax.tick_params(labelsize=7)
+  fig.suptitle(title)
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+SAMPLE_ROWS = (("without_sphere", "no sphere"), ("with_sphere", "with sphere"),
+               ("with_small_sphere", "small sphere"), ("brain_mask", "brain mask"))
+
+
+def sample_slices(samples: dict, path: Path, window=(50, 100)) -> Path:
+  """Figs. 1-3 style: sample axial slices per group (columns).
+
+  `samples[group]` maps any of "without_sphere", "with_sphere",
+  "with_small_sphere" (2-D HU slices) and "brain_mask" (2-D 0/1, drawn over the
+  "without_sphere" slice) to arrays; "sphere_mask"/"small_sphere_mask" (2-D 0/1)
+  are outlined on the sphere rows. Rows no group has are left out.
+  """
+  level, width = window
+  groups = list(samples)
+  rows = [(key, label) for key, label in SAMPLE_ROWS
+          if any(key in samples[g] for g in groups)]
+  if not rows:
+    raise ValueError("no sample slices given")
+  fig, axes = plt.subplots(len(rows), len(groups), squeeze=False,
+                           figsize=(2.8 * len(groups), 2.8 * len(rows)))
+  outline = {"with_sphere": "sphere_mask", "with_small_sphere": "small_sphere_mask"}
+  for col, group in enumerate(groups):
+    for row, (key, label) in enumerate(rows):
+      ax = axes[row, col]
+      ax.set_axis_off()
+      image = samples[group].get("without_sphere" if key == "brain_mask" else key)
+      if key not in samples[group] or image is None:
+        ax.text(0.5, 0.5, "n/a (not given)", ha="center", va="center", fontsize=8,
+                transform=ax.transAxes)
+        continue
+      ax.imshow(np.asarray(image), cmap="gray", vmin=level - width / 2,
+                vmax=level + width / 2, interpolation="nearest")
+      if key == "brain_mask":
+        mask = np.ma.masked_equal(np.asarray(samples[group][key]) > 0, False)
+        ax.imshow(mask, cmap="autumn", alpha=0.35, interpolation="nearest")
+      elif outline.get(key) in samples[group]:
+        sphere = np.asarray(samples[group][outline[key]]) > 0
+        if sphere.any():
+          ax.contour(sphere, levels=[0.5], colors="r", linewidths=0.8)
+      ax.set_title(f"{group}: {label}", fontsize=9)
+  fig.suptitle(f"Sample slices per group (W {width} / L {level})")
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+  """Writes atomically (temp file + rename) so a killed run leaves no half PNG."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  partial = path.with_name(f".{path.name}.partial")
+  fig.savefig(partial, dpi=90, format="png")
+  plt.close(fig)
+  os.replace(partial, path)
   return path

@@ -1,0 +1,162 @@
+"""95% percentile bootstrap intervals for the member-averaged test output.
+
+Classification resamples are stratified by class: each resample draws the
+positives from the positives and the negatives from the negatives, with
+replacement, so every resample has both classes (when the data does) and the
+class balance of the test set. All resamples are drawn at once and the metrics
+are computed vectorised; AUROC uses the Mann-Whitney rank form, which equals
+scikit-learn's `roc_auc_score` (ties counted one half). The numpy Generator is
+seeded from a JAX key through `keys.numpy_rng`, so a key gives the same interval.
+"""
+import jax
+import numpy as np
+from scipy import stats
+
+from scanbias_jax import keys
+from scanbias_jax.evaluate import metrics
+
+NAN = float("nan")
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> list[float]:
+  tail = 100.0 * (1.0 - level) / 2.0
+  low, high = np.percentile(values, [tail, 100.0 - tail])
+  return [float(low), float(high)]
+
+
+def stratified_indices(rng: np.random.Generator, labels: np.ndarray,
+                       n_resamples: int) -> np.ndarray:
+  """(n_resamples, N) indices; column block c always draws from class c."""
+  blocks = []
+  for value in (0, 1):
+    members = np.flatnonzero(labels == value)
+    if members.size:
+      blocks.append(members[rng.integers(0, members.size, (n_resamples, members.size))])
+  return np.concatenate(blocks, axis=1)
+
+
+def resampled_auroc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+  """AUROC of each row of (B, N) labels/scores (both classes in every row)."""
+  ranks = stats.rankdata(scores, axis=1)
+  n_pos = labels.sum(axis=1)
+  n_neg = labels.shape[1] - n_pos
+  rank_sum = (ranks * labels).sum(axis=1)
+  return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def classification_ci(key: jax.Array, labels, scores, n_resamples: int = 1000,
+                      level: float = 0.95, threshold: float = 0.5) -> dict:
+  """Percentile intervals {metric: [low, high]} of the four classification metrics.
+
+  Also returns `reasons` (metric -> why it has no interval), `n_resamples` and
+  `level`. A metric undefined on the data (see `metrics.classification`) has
+  interval [NaN, NaN].
+  """
+  labels = np.asarray(labels).astype(int).ravel()
+  scores = np.asarray(scores, dtype=np.float64).ravel()
+  point = metrics.classification(labels, scores, threshold)
+  out = dict(n_resamples=int(n_resamples), level=float(level), reasons={})
+  undefined = {m for m in metrics.CLASSIFICATION if not np.isfinite(point[m])}
+  for name in undefined:
+    out[name] = [NAN, NAN]
+    out["reasons"][name] = point["reasons"].get(name, "undefined")
+  if len(undefined) == len(metrics.CLASSIFICATION):
+    return out
+  rng = keys.numpy_rng(key)
+  index = stratified_indices(rng, labels, n_resamples)
+  drawn_labels = labels[index]
+  correct = (scores[index] >= threshold) == (drawn_labels == 1)
+  n_pos = int(labels.sum())
+  n_neg = labels.size - n_pos
+  values = dict(accuracy=correct.mean(axis=1))
+  # Stratified draws keep the class counts, so sensitivity/specificity are the
+  # mean correctness over the positive/negative columns.
+  if n_pos:
+    values["sensitivity"] = correct[:, drawn_labels[0] == 1].mean(axis=1)
+  if n_neg:
+    values["specificity"] = correct[:, drawn_labels[0] == 0].mean(axis=1)
+  if n_pos and n_neg:
+    values["auroc"] = resampled_auroc(drawn_labels, scores[index])
+  for name, samples in values.items():
+    if name not in undefined:
+      out[name] = _percentile_interval(samples, level)
+  return out
+
+
+def mean_ci(key: jax.Array, values, n_resamples: int = 1000, level: float = 0.95,
+            name: str = "dice") -> dict:
+  """Percentile interval of the mean of per-item values (e.g. per-volume Dice).
+
+  Non-finite items (Dice of two empty masks) are left out before resampling.
+  """
+  values = np.asarray(values, dtype=np.float64).ravel()
+  values = values[np.isfinite(values)]
+  out = dict(n_resamples=int(n_resamples), level=float(level), reasons={})
+  if values.size == 0:
+    out[name], out["reasons"][name] = [NAN, NAN], "no defined values"
+    return out
+  rng = keys.numpy_rng(key)
+  means = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(axis=1)
+  out[name] = _percentile_interval(means, level)
+  return out
+
+
+def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int = 1000,
+                  level: float = 0.95, threshold: float = 0.5) -> dict:
+  """Interval of metric(first) - metric(second) for two disjoint test sets.
+
+  `first` and `second` are (labels, scores) of independent sets of studies (e.g.
+  the training group's test studies and another group's), so each is resampled
+  on its own (stratified by class). Returns {metric: {difference, ci}} and
+  `reasons` for metrics undefined on either set.
+  """
+  point_a = metrics.classification(*first, threshold=threshold)
+  point_b = metrics.classification(*second, threshold=threshold)
+  draws = []
+  for part, (labels, scores) in enumerate((first, second)):
+    labels = np.asarray(labels).astype(int).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    rng = keys.numpy_rng(keys.item(key, part))
+    index = stratified_indices(rng, labels, n_resamples)
+    draws.append((labels[index], scores[index]))
+  out = dict(n_resamples=int(n_resamples), level=float(level), reasons={})
+  for name in metrics.CLASSIFICATION:
+    if not (np.isfinite(point_a[name]) and np.isfinite(point_b[name])):
+      why = point_a["reasons"].get(name) or point_b["reasons"].get(name) or "undefined"
+      out[name] = dict(difference=NAN, ci=[NAN, NAN])
+      out["reasons"][name] = why
+      continue
+    samples = [_resampled_metric(name, labels, scores, threshold)
+               for labels, scores in draws]
+    out[name] = dict(difference=float(point_a[name] - point_b[name]),
+                     ci=_percentile_interval(samples[0] - samples[1], level))
+  return out
+
+
+def _resampled_metric(name: str, labels: np.ndarray, scores: np.ndarray,
+                      threshold: float) -> np.ndarray:
+  if name == "auroc":
+    return resampled_auroc(labels, scores)
+  correct = (scores >= threshold) == (labels == 1)
+  if name == "accuracy":
+    return correct.mean(axis=1)
+  column = labels[0] == (1 if name == "sensitivity" else 0)
+  return correct[:, column].mean(axis=1)
+
+
+def mean_difference_ci(key: jax.Array, first, second, n_resamples: int = 1000,
+                       level: float = 0.95, name: str = "dice") -> dict:
+  """Interval of mean(first) - mean(second) for per-item values of disjoint sets."""
+  samples, means = [], []
+  for part, values in enumerate((first, second)):
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+      return {name: dict(difference=NAN, ci=[NAN, NAN]), "reasons": {name: "no defined values"},
+              "n_resamples": int(n_resamples), "level": float(level)}
+    rng = keys.numpy_rng(keys.item(key, part))
+    samples.append(values[rng.integers(0, values.size, (n_resamples, values.size))].mean(1))
+    means.append(values.mean())
+  return {name: dict(difference=float(means[0] - means[1]),
+                     ci=_percentile_interval(samples[0] - samples[1], level)),
+          "reasons": {}, "n_resamples": int(n_resamples), "level": float(level)}

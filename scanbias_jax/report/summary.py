@@ -1,0 +1,143 @@
+"""The report's plain-language summary, computed from the results' numbers only.
+
+Three questions (the paper's): is the group recognisable (Name the Manufacturer
+accuracy of the member-averaged output vs chance, with its 95% interval); does
+single-group training hurt the other group (cross-group drop with its interval);
+does the harm grow with task difficulty (the drops easy -> medium -> hard).
+"""
+import math
+
+MIXED = "mixed"
+DIFFICULTIES = ("easy", "medium", "hard")
+
+
+def _finite(*values) -> bool:
+  return all(v is not None and math.isfinite(float(v)) for v in values)
+
+
+def _pct(x: float) -> str:
+  return f"{100 * x:.1f}%"
+
+
+def recognisable(results: dict) -> list[str]:
+  """Name the Manufacturer: test accuracy vs chance (the majority-class share)."""
+  lines = []
+  for name, condition in results.get("name_manufacturer", {}).items():
+    test = condition["test"].get(MIXED)
+    if test is None:
+      lines.append(f"Name the Manufacturer (trained on {name}): n/a (no mixed test set).")
+      continue
+    averaged = test["averaged"]["selected"]
+    accuracy = averaged["metrics"]["accuracy"]
+    low, high = averaged["ci"]["accuracy"]
+    chance = max(test["n_positive"], test["n_negative"]) / max(test["n"], 1)
+    if not _finite(accuracy, low, high):
+      why = averaged["metrics"]["reasons"].get("accuracy") or averaged["ci"]["reasons"].get(
+          "accuracy", "undefined")
+      lines.append(f"Name the Manufacturer (trained on {name}): n/a ({why}).")
+      continue
+    if low > chance:
+      verdict = "the group is recognisable: accuracy is above chance"
+    elif high < chance:
+      verdict = "accuracy is below chance"
+    else:
+      verdict = "the group is not distinguishable from chance on this test set"
+    lines.append(
+        f"Name the Manufacturer (trained on {name}, {test['n']} test studies): "
+        f"{verdict} ({_pct(accuracy)}, 95% CI {_pct(low)}-{_pct(high)}; "
+        f"chance {_pct(chance)}).")
+  return lines or ["Name the Manufacturer: n/a (not run)."]
+
+
+def _drop(condition: dict, other: str, metric: str):
+  entry = condition.get("transfer", {}).get(other, {})
+  value = entry.get(metric)
+  if value is None or not _finite(value["difference"], *value["ci"]):
+    reason = entry.get("reasons", {}).get(metric, "not computed") if entry else "not run"
+    return None, reason
+  return value, None
+
+
+def _verdict(low: float, high: float, own: str, other: str) -> str:
+  if low > 0:
+    return f"worse on {other} than on {own}"
+  if high < 0:
+    return f"better on {other} than on {own}"
+  return f"no clear difference between {other} and {own}"
+
+
+def cross_group(results: dict, metric: str = "accuracy") -> list[str]:
+  """Per task and single-group condition: metric(own group) - metric(other)."""
+  lines = []
+  groups = results["groups"]
+  for difficulty in DIFFICULTIES:
+    conditions = results.get("spheres", {}).get(difficulty, {})
+    for train_group in groups:
+      if train_group not in conditions:
+        continue
+      for other in groups:
+        if other == train_group:
+          continue
+        value, reason = _drop(conditions[train_group], other, metric)
+        head = f"Spheres {difficulty}, trained on {train_group}, tested on {other}"
+        if value is None:
+          lines.append(f"{head}: n/a ({reason}).")
+          continue
+        low, high = value["ci"]
+        lines.append(
+            f"{head}: {_verdict(low, high, train_group, other)} "
+            f"({metric} drop {100 * value['difference']:+.1f} points, 95% CI "
+            f"{100 * low:+.1f} to {100 * high:+.1f}).")
+  for train_group, condition in results.get("segmentation", {}).items():
+    for other in condition.get("transfer", {}):
+      value, reason = _drop(condition, other, "dice")
+      head = f"Segmentation, trained on {train_group}, tested on {other}"
+      if value is None:
+        lines.append(f"{head}: n/a ({reason}).")
+        continue
+      low, high = value["ci"]
+      lines.append(f"{head}: {_verdict(low, high, train_group, other)} (Dice drop "
+                   f"{value['difference']:+.4f}, 95% CI {low:+.4f} to {high:+.4f}).")
+  return lines or ["Cross-group drop: n/a (no single-group conditions run)."]
+
+
+def difficulty_trend(results: dict, metric: str = "accuracy") -> list[str]:
+  """Whether the cross-group drop grows from easy to medium to hard."""
+  lines = []
+  spheres = results.get("spheres", {})
+  groups = results["groups"]
+  for train_group in groups:
+    for other in groups:
+      if other == train_group:
+        continue
+      drops = [_drop(spheres.get(d, {}).get(train_group, {}), other, metric)[0]
+               for d in DIFFICULTIES]
+      head = f"Trained on {train_group}, tested on {other}"
+      if any(d is None for d in drops):
+        missing = [d for d, v in zip(DIFFICULTIES, drops) if v is None]
+        lines.append(f"{head}: n/a (no drop for {', '.join(missing)}).")
+        continue
+      values = [d["difference"] for d in drops]
+      listed = ", ".join(f"{n} {100 * v:+.1f}" for n, v in zip(DIFFICULTIES, values))
+      if values[0] <= values[1] <= values[2] and values[0] < values[2]:
+        verdict = "the harm grows with difficulty"
+      elif values[0] >= values[1] >= values[2] and values[0] > values[2]:
+        verdict = "the harm shrinks with difficulty"
+      else:
+        verdict = "the harm does not change monotonically with difficulty"
+      caveats = []
+      if drops[2]["ci"][0] <= drops[0]["ci"][1] and drops[0]["ci"][0] <= drops[2]["ci"][1]:
+        caveats.append("easy and hard intervals overlap")
+      if drops[2]["ci"][0] <= 0:
+        caveats.append("the hard-task interval includes no harm")
+      caveat = "".join(f"; {c}" for c in caveats)
+      lines.append(f"{head}: {verdict} ({metric} drop in points: {listed}{caveat}).")
+  return lines or ["Difficulty trend: n/a (no single-group conditions run)."]
+
+
+def summarise(results: dict) -> dict[str, list[str]]:
+  return {
+      "Is the group recognisable?": recognisable(results),
+      "Does single-group training hurt the other group?": cross_group(results),
+      "Does the harm grow with task difficulty?": difficulty_trend(results),
+  }

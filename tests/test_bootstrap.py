@@ -1,0 +1,114 @@
+"""Bootstrap intervals: determinism, containment, stratification, coverage."""
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from scanbias_jax import keys
+from scanbias_jax.evaluate import bootstrap, metrics
+
+
+def _data(n=80, seed=0):
+  rng = np.random.default_rng(seed)
+  labels = np.repeat([0, 1], n // 2)
+  scores = np.clip(0.35 + 0.3 * labels + 0.25 * rng.standard_normal(n), 0, 1)
+  return labels, scores
+
+
+def _key(seed=0):
+  return keys.stream(keys.root(seed), "bootstrap")
+
+
+def test_same_key_same_interval_other_key_other_interval():
+  labels, scores = _data()
+  first = bootstrap.classification_ci(_key(0), labels, scores, 300)
+  again = bootstrap.classification_ci(_key(0), labels, scores, 300)
+  other = bootstrap.classification_ci(_key(1), labels, scores, 300)
+  assert first == again
+  assert any(first[m] != other[m] for m in metrics.CLASSIFICATION)
+
+
+def test_interval_contains_point_estimate():
+  labels, scores = _data()
+  point = metrics.classification(labels, scores)
+  ci = bootstrap.classification_ci(_key(), labels, scores, 500)
+  for name in metrics.CLASSIFICATION:
+    low, high = ci[name]
+    assert low <= point[name] <= high, name
+    assert high > low, name
+  assert ci["level"] == 0.95 and ci["n_resamples"] == 500
+
+
+def test_resamples_are_stratified():
+  labels = np.array([0, 1, 1, 0, 1, 1, 1])
+  index = bootstrap.stratified_indices(keys.numpy_rng(_key()), labels, 50)
+  drawn = labels[index]
+  assert index.shape == (50, 7)
+  assert (drawn.sum(axis=1) == 5).all()  # every resample keeps 5 positives, 2 negatives
+
+
+def test_vectorised_auroc_matches_scikit_learn_with_ties():
+  rng = np.random.default_rng(3)
+  labels = np.tile(np.repeat([0, 1], 10), (6, 1))
+  scores = rng.integers(0, 5, labels.shape) / 4.0
+  expected = [skm.roc_auc_score(l, s) for l, s in zip(labels, scores)]
+  np.testing.assert_allclose(bootstrap.resampled_auroc(labels, scores), expected)
+
+
+def test_single_class_has_no_auroc_interval():
+  ci = bootstrap.classification_ci(_key(), [1] * 10, np.linspace(0, 1, 10), 100)
+  assert np.isnan(ci["auroc"]).all() and "one class" in ci["reasons"]["auroc"]
+  assert np.isnan(ci["specificity"]).all()
+  assert np.isfinite(ci["accuracy"]).all() and np.isfinite(ci["sensitivity"]).all()
+
+
+def test_coverage_of_a_known_mean():
+  # Mean of 40 draws from N(0.8, 0.1): a 90% interval should cover 0.8 about 90% of
+  # the time (percentile intervals run a little narrow at small n).
+  rng = np.random.default_rng(7)
+  covered = 0
+  trials = 200
+  for t in range(trials):
+    values = 0.8 + 0.1 * rng.standard_normal(40)
+    low, high = bootstrap.mean_ci(keys.item(_key(), t), values, 400, level=0.9)["dice"]
+    covered += low <= 0.8 <= high
+  assert 0.8 <= covered / trials <= 0.97
+
+
+def test_coverage_of_a_known_accuracy():
+  rng = np.random.default_rng(8)
+  labels = np.repeat([0, 1], 50)
+  covered = 0
+  trials = 100
+  for t in range(trials):
+    correct = rng.random(100) < 0.75  # true accuracy 0.75 in each class
+    scores = np.where(correct == (labels == 1), 0.9, 0.1)
+    low, high = bootstrap.classification_ci(keys.item(_key(), t), labels, scores,
+                                            300)["accuracy"]
+    covered += low <= 0.75 <= high
+  assert 0.85 <= covered / trials <= 1.0
+
+
+def test_difference_interval():
+  labels, scores = _data(80, 0)
+  same = bootstrap.difference_ci(_key(), (labels, scores), (labels, scores), 300)
+  assert same["accuracy"]["difference"] == 0.0
+  low, high = same["accuracy"]["ci"]
+  assert low <= 0.0 <= high
+  worse = (labels, np.full(80, 0.9))  # calls everything positive: accuracy 0.5
+  drop = bootstrap.difference_ci(_key(), (labels, scores), worse, 300)
+  expected = metrics.classification(labels, scores)["accuracy"] - 0.5
+  assert drop["accuracy"]["difference"] == pytest.approx(expected)
+  assert drop["accuracy"]["ci"][0] > 0
+  # Constant scores rank every pair as a tie: AUROC 0.5.
+  expected = metrics.classification(labels, scores)["auroc"] - 0.5
+  assert drop["auroc"]["difference"] == pytest.approx(expected)
+  dice = bootstrap.mean_difference_ci(_key(), [0.9, 0.95, 0.92], [0.8, 0.85, 0.82], 200)
+  assert dice["dice"]["difference"] == pytest.approx(0.1)
+  assert dice["dice"]["ci"][0] > 0
+
+
+def test_mean_ci_skips_undefined_values():
+  ci = bootstrap.mean_ci(_key(), [0.5, np.nan, 0.7], 200)
+  assert 0.5 <= ci["dice"][0] <= ci["dice"][1] <= 0.7
+  empty = bootstrap.mean_ci(_key(), [np.nan], 200)
+  assert np.isnan(empty["dice"]).all() and empty["reasons"]["dice"]

@@ -1,0 +1,210 @@
+"""Report rendering from a small, complete results structure fabricated here."""
+import copy
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from scanbias_jax import keys
+from scanbias_jax.evaluate import metrics, results as results_lib
+from scanbias_jax.report import paper_values, render, summary, tables
+
+MEMBERS, K, RESAMPLES = 4, 3, 100
+ENVIRONMENT = dict(python="3", packages={"jax": "test"}, git="n/a (test)", devices=["cpu"])
+
+
+def _outputs(rng, labels, strength):
+  """Per-member probabilities with a signal of `strength` (fabricated for tests)."""
+  logits = strength * (2 * labels - 1) + rng.standard_normal((MEMBERS, labels.size))
+  return 1 / (1 + np.exp(-logits))
+
+
+def _classification(key, rng, groups, train_group, strength, group_labels=False):
+  per_group = {}
+  for index, group in enumerate(groups):
+    labels = (np.full(12, index % 2) if group_labels else np.tile([0, 1], 6))
+    shift = strength if group == train_group or train_group == "mixed" else strength / 2
+    per_group[group] = (labels, _outputs(rng, labels, shift))
+  mixed = (np.concatenate([v[0] for v in per_group.values()]),
+           np.concatenate([v[1] for v in per_group.values()], axis=1))
+  validation = mixed if train_group == "mixed" else per_group[train_group]
+  return results_lib.classification_condition(
+      key, train_group, validation, {"mixed": mixed, **per_group}, K,
+      positive_class=groups[1] if group_labels else "sphere", n_resamples=RESAMPLES)
+
+
+def _segmentation(key, rng, groups, train_group):
+  def split(n):
+    return dict(member_dice=0.9 + 0.08 * rng.random((MEMBERS, n)),
+                averaged_dice={"selected": 0.92 + 0.05 * rng.random(n),
+                               "all": 0.91 + 0.05 * rng.random(n)})
+  tests = {g: split(5) for g in groups}
+  tests["mixed"] = {"member_dice": np.concatenate([t["member_dice"] for t in tests.values()], 1),
+                    "averaged_dice": {w: np.concatenate([t["averaged_dice"][w] for t in
+                                                         tests.values()]) for w in
+                                      ("selected", "all")}}
+  validation = split(4)
+  chosen = results_lib.select_by_dice(validation["member_dice"], K)
+  return results_lib.segmentation_condition(key, train_group, chosen, validation, tests,
+                                            n_resamples=RESAMPLES)
+
+
+def fabricate(groups=("GE", "Siemens"), seed=0,
+              difficulties=("easy", "medium", "hard"), segmentation=True):
+  groups = list(groups)
+  rng = np.random.default_rng(seed)
+  key = keys.stream(keys.root(seed), "evaluate")
+  conditions = ["mixed"] + groups
+  out = dict(schema_version=1, title="Test study", group_attribute="vendor", groups=groups)
+  out["name_manufacturer"] = {"mixed": _classification(
+      keys.stream(key, "nm"), rng, groups, "mixed", 2.0, group_labels=True)}
+  out["spheres"] = {d: {c: _classification(keys.stream(key, f"{d}/{c}"), rng, groups, c, s)
+                        for c in conditions}
+                    for d, s in (("easy", 3.0), ("medium", 1.5), ("hard", 0.7))
+                    if d in difficulties}
+  if segmentation:
+    out["segmentation"] = {c: _segmentation(keys.stream(key, f"seg/{c}"), rng, groups, c)
+                           for c in conditions}
+  out["provenance"] = dict(
+      config={"seed": seed, "ingest": {"secret": "s3cr3t-value", "workers": 2},
+              "patient_name": "DOE^JOHN"},
+      keys={"seed": seed, "evaluate": "stream(root, 'evaluate')"},
+      stages={"synthesize": {"wall_s": 1.5}, "train": {"wall_s": 20.0, "skipped": True}})
+  return out
+
+
+def _samples(groups):
+  image = np.full((24, 24), 30.0)
+  mask = np.zeros((24, 24))
+  mask[6:18, 6:18] = 1
+  sphere = image.copy()
+  sphere[10:14, 10:14] = 50.0
+  return {g: dict(without_sphere=image, with_sphere=sphere, brain_mask=mask,
+                  sphere_mask=(sphere > 40)) for g in groups}
+
+
+@pytest.fixture(scope="module")
+def complete():
+  return fabricate()
+
+
+def _is_explained_or_finite(cell: str) -> bool:
+  """A number (all finite), an explained n/a, a section heading or a blank."""
+  if cell in ("not reported", "", "—") or cell.startswith("**"):
+    return True
+  if cell.startswith("n/a ("):
+    return cell.endswith(")") and len(cell) > len("n/a ()")
+  numbers = re.findall(r"[-+]?\d+\.?\d*|nan|inf", cell, re.IGNORECASE)
+  return bool(numbers) and all(math.isfinite(float(x)) for x in numbers)
+
+
+def test_every_cell_is_produced_and_finite(complete):
+  for table in tables.all_tables(complete):
+    width = len(table.header)
+    labels = 3 if table.title == "Cross-group drop" else 1  # task, trained on, tested on
+    for row in table.rows:
+      assert len(row) == width, table.title
+      for cell in row[labels:]:
+        assert _is_explained_or_finite(cell), (table.title, row[0], cell)
+        assert "nan" not in cell.lower(), (table.title, cell)
+      if ": ours" in row[0] or row[0].startswith("trained on"):
+        # Every one of our cells is computed in a complete structure.
+        assert not any(c.startswith("n/a") for c in row[1:]), (table.title, row)
+  paper = [r for t in tables.spheres_tables(complete) for r in t.rows if r[0].endswith("paper")]
+  assert any("98.8 ± 0.0" in c for r in paper for c in r)  # Table 3, easy, validation
+
+
+def test_report_files_are_self_contained_and_clean(complete, tmp_path):
+  written = render.render_report(complete, tmp_path, samples=_samples(complete["groups"]),
+                                 environment=ENVIRONMENT)
+  page = written["report.html"].read_text()
+  text = written["report.md"].read_text()
+  assert page.count("src='data:image/png;base64,") == 3
+  assert not re.search(r"(src|href)=['\"](?!data:)", page)
+  assert "<script" not in page and "<link" not in page
+  for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+    assert (tmp_path / link).is_file()
+  for body in (page, text):
+    assert "s3cr3t-value" not in body and "DOE^JOHN" not in body
+    assert not re.search(r"PatientName|PatientID|BirthDate|AccessionNumber", body)
+    assert not re.search(r"\bnan\b", body, re.IGNORECASE)
+  assert "<redacted>" in text and '"workers": 2' in text
+  assert "Table 2. Name the Manufacturer" in text and "Table 6." in text
+  assert "the group is recognisable" in text or "chance" in text
+  assert "Wall time per stage" in text and "20.0" in text
+
+
+def test_json_round_trip_renders_the_same_tables(complete, tmp_path):
+  text = json.dumps(results_lib.to_jsonable(complete), allow_nan=False)
+  again = json.loads(text)
+  assert ([tables.to_markdown(t) for t in tables.all_tables(again)]
+          == [tables.to_markdown(t) for t in tables.all_tables(complete)])
+  render.render_report(again, tmp_path, environment=ENVIRONMENT)
+  assert "n/a (no sample slices given)" in (tmp_path / "report.md").read_text()
+
+
+def test_summary_is_computed_from_the_numbers(complete):
+  answers = summary.summarise(complete)
+  lines = [line for group in answers.values() for line in group]
+  assert all("nan" not in line.lower() for line in lines)
+  test = complete["name_manufacturer"]["mixed"]["test"]["mixed"]
+  accuracy = test["averaged"]["selected"]["metrics"]["accuracy"]
+  assert f"{100 * accuracy:.1f}%" in answers["Is the group recognisable?"][0]
+  trend = answers["Does the harm grow with task difficulty?"]
+  assert len(trend) == 2 and all("drop in points" in line for line in trend)
+
+
+def test_missing_and_undefined_cells_say_why(tmp_path):
+  partial = fabricate(groups=("Philips", "Canon", "Toshiba"), seed=1,
+                      difficulties=("easy", "hard"), segmentation=False)
+  del partial["spheres"]["hard"]["Canon"]
+  all_tables = tables.all_tables(partial)
+  cells = [c for t in all_tables if t.title != "Cross-group drop" for r in t.rows
+           for c in r[1:]]
+  assert "n/a (not run)" in cells
+  assert any("paper groups are GE/Siemens" in c for c in cells)
+  assert any("paper did not train on Philips" in c for c in cells)
+  assert len(tables.spheres_tables(partial)) == 4  # mixed + three groups
+  for cell in cells:
+    assert _is_explained_or_finite(cell), cell
+  trend = summary.difficulty_trend(partial)
+  assert any("n/a (no drop for medium, hard)" in line for line in trend)
+  render.render_report(partial, tmp_path, environment=ENVIRONMENT)
+  assert (tmp_path / "figures" / "roc_spheres.png").stat().st_size > 1000
+
+
+def test_single_class_condition_renders(complete):
+  one_class = copy.deepcopy(complete)
+  test = one_class["spheres"]["easy"]["mixed"]["test"]
+  labels = np.ones(6, int)
+  scores = np.tile(np.linspace(0.3, 0.9, 6), (MEMBERS, 1))
+  test["GE"] = results_lib.classification_split(keys.root(2), labels, scores, [0, 1, 2],
+                                                n_resamples=RESAMPLES)
+  table = tables.spheres_tables(one_class)[0]
+  auroc_rows = [r for r in table.rows if r[0].startswith("AUROC: ours")]
+  assert any(c.startswith("n/a (one class present (all positive))") for c in auroc_rows[0])
+  assert metrics.classification(labels, scores[0])["reasons"]["auroc"]
+
+
+def test_paper_values_are_complete_and_typed_as_published():
+  for table, columns in ((paper_values.TABLE3, 4), (paper_values.TABLE4, 3),
+                         (paper_values.TABLE5, 3)):
+    assert set(table) == {"easy", "medium", "hard"}
+    for by_metric in table.values():
+      assert set(by_metric) == set(tables.SPHERE_METRICS)
+      for row in by_metric.values():
+        reported = [v for v in row.values() if v is not None]
+        assert len(reported) == columns
+        assert all(0 <= mean <= 100 and 0 <= std <= 100 for mean, std in reported)
+  assert paper_values.TABLE5["hard"]["sensitivity"]["GE"] == (27.2, 6.9)
+  assert paper_values.TABLE4["medium"]["specificity"]["Siemens"] == (47.9, 3.4)
+  assert paper_values.TABLE6["mixed"]["mixed"] == (0.9784, None)
+  assert paper_values.TABLE2["Group 2"]["GE"] == (97.72, 2.21)
+
+
+def test_mixed_is_not_a_group_value(complete, tmp_path):
+  bad = dict(complete, groups=["mixed", "GE"])
+  with pytest.raises(ValueError):
+    render.render_report(bad, tmp_path, environment=ENVIRONMENT)
