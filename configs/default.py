@@ -66,7 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   cohort = config.cohort = ml_collections.ConfigDict()
   cohort.size = 0                    # studies in the matched cohort; 0 = largest balanced
   cohort.group = "vendor"            # manifest column balanced over
-  cohort.age_bin_years = 5.0         # exact matching on sex x age bin
+  # Exact matching on sex x age bin (<= 0: sex only). The synthetic cohort is
+  # matched in distribution by construction; wide bins keep most of it.
+  cohort.age_bin_years = 10.0
   cohort.split_fractions = (0.70, 0.09, 0.21)
   cohort.one_study_per_patient = True
   # Experiment data sets (skull stripping, spheres, splits): launch/prepare.py.

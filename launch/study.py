@@ -2,35 +2,34 @@
 
   python -m launch.study --config=configs/default.py --workdir=runs/default
   python -m launch.study --config=configs/paper.py --workdir=runs/paper
+  python -m launch.study --config=configs/default.py --workdir=runs/mine --dicom_root=/data/export
 
-Stages so far: synthesize (the DICOM export of the synthetic cohort). Ingest,
-prepare, train and report are added as they land (see the open issues).
+Stages (each writes an inspectable folder under --workdir and resumes):
+synth/ (skipped with --dicom_root), cohort/ (ingest), prepared/ (prepare).
 """
+import json
 import time
 from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from scanbias_jax import keys
-from scanbias_jax.synth import export
+from scanbias_jax.experiments import study
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.", required=True)
+_DICOM_ROOT = flags.DEFINE_string("dicom_root", None,
+                                  "Your own DICOM export instead of the synthetic cohort.")
 
 
 def main(argv):
   del argv
   config, workdir = _CONFIG.value, Path(_WORKDIR.value)
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-  start = time.time()
-  records = export.write_cohort(keys.stream(keys.root(config.seed), "synth"),
-                                config.synth, workdir / "synth")
-  for vendor, s in export.summarize(records).items():
-    logging.info("%s: %d studies, %d files", vendor, s["studies"], s["files"])
-  print(f"synthesize: {len(records)} studies in {time.time() - start:.1f} s -> "
-        f"{workdir / 'synth' / 'dicom'} (truth in {workdir / 'synth' / 'truth'})")
+  started = time.time()
+  timings = study.run(config, workdir, _DICOM_ROOT.value,
+                      lambda stage, text: print(f"[{stage}] {text}", flush=True))
+  logging.info("stage seconds: %s", json.dumps(timings))
+  print(f"study finished in {time.time() - started:.0f} s; outputs in {workdir}")
 
 
 if __name__ == "__main__":

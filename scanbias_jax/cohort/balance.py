@@ -61,7 +61,8 @@ def match_cohort(rows, key, size=0, group="vendor", age_bin_years=5.0,
   """Equal numbers per group, drawn stratum by stratum (sex x age bin).
 
   size: total studies wanted (0 = the largest balanced cohort); fewer come back
-  when the data cannot give that many matched studies.
+  when the data cannot give that many matched studies. age_bin_years <= 0 matches
+  on sex alone.
   """
   rows = usable_rows(rows, group)
   if one_study_per_patient:
@@ -74,7 +75,8 @@ def match_cohort(rows, key, size=0, group="vendor", age_bin_years=5.0,
     return sorted(rows, key=lambda r: r["study_id"])[: size or None]
   strata = {}
   for row in rows:
-    stratum = (row["sex"], int(float(row["age_years"]) // age_bin_years))
+    age_bin = int(float(row["age_years"]) // age_bin_years) if age_bin_years > 0 else 0
+    stratum = (row["sex"], age_bin)
     strata.setdefault(stratum, {}).setdefault(row[group], []).append(row)
   strata = dict(sorted(strata.items()))
   matchable = np.array([min(len(members.get(g, [])) for g in groups)
