@@ -1,0 +1,44 @@
+"""Prepare the experiment data sets from an ingested cohort (paper 3.2).
+
+  python -m launch.prepare --config=configs/default.py --cohort=runs/default/cohort \
+      --out=runs/default/prepared [--truth=runs/default/synth/truth]
+
+Writes brain masks, the splits (70/9/21 over group x label), the sphere table,
+overlays and summary.md / summary.json (see scanbias_jax/experiments/prepare.py).
+With --truth (the synthesizer's truth/ folder) it also scores the skull stripping
+against the ground-truth brain masks. Rerunning skips finished studies.
+"""
+import sys
+import time
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from scanbias_jax.experiments import prepare
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
+_COHORT = flags.DEFINE_string("cohort", None, "Ingest output directory.", required=True)
+_OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
+_TRUTH = flags.DEFINE_string("truth", None, "Synthesizer truth/ folder (optional).")
+
+
+def main(argv):
+  del argv
+  started = time.time()
+
+  def progress(done, total):
+    sys.stderr.write(f"\rprepare: {done}/{total} studies ({done / (time.time() - started):.2f}/s)")
+    if done == total:
+      sys.stderr.write("\n")
+
+  summary = prepare.prepare_cohort(_COHORT.value, _OUT.value, _CONFIG.value, _TRUTH.value,
+                                   progress)
+  with open(f"{_OUT.value}/summary.md") as f:
+    print(f.read())
+  print(f"prepare: {summary['studies']} studies ({summary['prepared_now']} now, "
+        f"{summary['skipped_as_done']} done before) in {summary['seconds']:.1f} s -> {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

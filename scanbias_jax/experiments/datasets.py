@@ -1,0 +1,212 @@
+"""The experiment data sets (paper 3.2) as arrays, from a prepared cohort.
+
+`launch/prepare.py` writes the specs; this module reads them and builds:
+  Original: HU volumes, label = index of the study's group value (Name the
+    Manufacturer); `manufacturer_stack(key, volume)` draws 3 distinct slices in
+    random order per sample and epoch and windows them 40/400 -> [-1, 1].
+  Spheres (easy | medium | hard): HU volumes, label 1 = sphere, and a batched
+    `SphereSpec` + voxel keys; `spheres_input(volume, spec, key)` inserts the
+    sphere and windows 50/100 -> [0, 1]. Nothing with a sphere is stored.
+  Skull: volume (HU) and brain mask resampled 35 -> 32 slices (`skull_slices`).
+Every set takes `split` (train | val | test | None = all) and `group_value`
+(None = mixed, else that group's subset, the paper's _GE / _Si sets).
+Arrays are [n, i, j, k] (i, j in-plane, k the slice axis), labels int32 [n],
+groups int32 [n] indexing `Prepared.group_values`.
+"""
+import csv
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import nibabel as nib
+import numpy as np
+
+from scanbias_jax import keys
+from scanbias_jax.lesions import spheres
+from scanbias_jax.preprocess import window
+
+SPLITS_FILE, SPHERES_FILE, SETTINGS_FILE = "splits.csv", "spheres.csv", "prepare.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  root: str                      # the prepare output directory
+  cohort: str                    # the ingest output directory (volumes)
+  group: str                     # manifest column the sets are balanced over
+  group_values: tuple            # its values, sorted; labels/groups index these
+  rows: tuple                    # splits.csv rows (dicts), sorted by study_id
+  spheres: dict                  # study_id -> spheres.csv row (positives)
+  seed: int                      # config.seed of the prepare run
+  settings: dict                 # the prepare.json record
+
+  @property
+  def key(self) -> jax.Array:
+    """The prepare stage's key: sphere voxel values derive from it."""
+    return keys.stream(keys.root(self.seed), "prepare")
+
+
+def prepare_key(seed: int) -> jax.Array:
+  return keys.stream(keys.root(seed), "prepare")
+
+
+def read_csv(path) -> list[dict]:
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def load_prepared(prepared_dir) -> Prepared:
+  """Reads prepare.json, splits.csv and spheres.csv of a prepare output directory."""
+  with open(os.path.join(prepared_dir, SETTINGS_FILE)) as f:
+    settings = json.load(f)
+  rows = sorted(read_csv(os.path.join(prepared_dir, SPLITS_FILE)),
+                key=lambda r: r["study_id"])
+  table = {r["study_id"]: r for r in read_csv(os.path.join(prepared_dir, SPHERES_FILE))}
+  group = settings["group"]
+  return Prepared(root=prepared_dir, cohort=settings["cohort"], group=group,
+                  group_values=tuple(sorted({r[group] for r in rows})), rows=tuple(rows),
+                  spheres=table, seed=int(settings["seed"]), settings=settings)
+
+
+def select(prepared: Prepared, split=None, group_value=None) -> list[dict]:
+  """The rows of one split (None = all) and one group value (None = every group)."""
+  return [r for r in prepared.rows if (split is None or r["split"] == split)
+          and (group_value is None or r[prepared.group] == group_value)]
+
+
+def read_nifti(path) -> tuple[np.ndarray, np.ndarray]:
+  """(array, spacing_mm) of a NIfTI, in its stored dtype."""
+  image = nib.load(path)
+  return np.asarray(image.dataobj), np.asarray(image.header.get_zooms()[:3], float)
+
+
+def volume_path(prepared: Prepared, row) -> str:
+  return os.path.join(prepared.cohort, row["path"])
+
+
+def mask_path(prepared: Prepared, row) -> str:
+  return os.path.join(prepared.root, row["mask"])
+
+
+def _stack(prepared, rows, path_of, dtype):
+  if not rows:
+    return np.zeros((0,), dtype), np.ones(3)
+  arrays = [read_nifti(path_of(prepared, r)) for r in rows]
+  return np.stack([a.astype(dtype) for a, _ in arrays]), arrays[0][1]
+
+
+def _common(prepared, rows):
+  return dict(study_ids=[r["study_id"] for r in rows],
+              groups=np.array([prepared.group_values.index(r[prepared.group])
+                               for r in rows], np.int32))
+
+
+def original_set(prepared: Prepared, split=None, group_value=None) -> dict:
+  """volumes int16 [n, i, j, k] HU; labels int32 [n] = group index (the manufacturer)."""
+  rows = select(prepared, split, group_value)
+  volumes, spacing = _stack(prepared, rows, volume_path, np.int16)
+  common = _common(prepared, rows)
+  return dict(volumes=volumes, labels=common["groups"], spacing=spacing, **common)
+
+
+def manufacturer_stack(key: jax.Array, volume, n_slices: int = 3,
+                       level: float = window.ORIGINAL[0], width: float = window.ORIGINAL[1]):
+  """float32 [i, j, n_slices]: distinct random slices in random order, windowed to [-1, 1]."""
+  order = jax.random.choice(key, volume.shape[-1], (n_slices,), replace=False)
+  return window.window(jnp.take(volume, order, axis=-1), level, width, -1.0, 1.0)
+
+
+def manufacturer_batch(key: jax.Array, volumes, indices=None, n_slices: int = 3,
+                       **window_args):
+  """Stacks [n, i, j, n_slices] for volumes [n, i, j, k].
+
+  key: the epoch's key; sample m draws from item(key, indices[m]), where indices
+  are the samples' positions in the data set (default 0..n-1), so a study's
+  stack in an epoch does not depend on the batch it lands in.
+  """
+  indices = jnp.arange(volumes.shape[0]) if indices is None else jnp.asarray(indices)
+  sample_keys = jax.vmap(lambda m: keys.item(key, m))(indices)
+  return jax.vmap(lambda k, v: manufacturer_stack(k, v, n_slices, **window_args))(
+      sample_keys, volumes)
+
+
+def sphere_specs(prepared: Prepared, rows, difficulty: str, spacing) -> tuple:
+  """(SphereSpec batched over rows, voxel keys [n]) for one difficulty; negatives absent."""
+  if difficulty not in spheres.DIFFICULTIES:
+    raise ValueError(f"difficulty must be one of {spheres.DIFFICULTIES}, got {difficulty!r}")
+  specs, voxel_keys = [], []
+  for r in rows:
+    sphere = prepared.spheres.get(r["study_id"])
+    small = bool(int(r.get(f"small_{difficulty}", 0) or 0))
+    if int(r["label"]) and sphere is None:
+      raise ValueError(f"positive study {r['study_id']} has no row in {SPHERES_FILE}")
+    specs.append(spheres.spec_from_row(sphere, difficulty, small, spacing) if
+                 int(r["label"]) else spheres.absent(spacing))
+    kind = "small" if small and difficulty != "easy" else "large"
+    voxel_keys.append(spheres.voxel_key(prepared.key, r["study_id"], kind))
+  spec = jax.tree.map(lambda *leaves: jnp.stack(leaves), *specs) if specs else None
+  return spec, (jnp.stack(voxel_keys) if voxel_keys else None)
+
+
+def spheres_set(prepared: Prepared, difficulty: str, split=None, group_value=None) -> dict:
+  """volumes int16 [n, i, j, k] HU (no sphere yet), labels int32 [n] (1 = sphere),
+  specs (SphereSpec, leaves [n, ...]) and voxel_keys [n]: feed `spheres_input`."""
+  rows = select(prepared, split, group_value)
+  volumes, spacing = _stack(prepared, rows, volume_path, np.int16)
+  specs, voxel_keys = sphere_specs(prepared, rows, difficulty, spacing)
+  return dict(volumes=volumes, labels=np.array([int(r["label"]) for r in rows], np.int32),
+              specs=specs, voxel_keys=voxel_keys, spacing=spacing, **_common(prepared, rows))
+
+
+def spheres_input(volume, spec: spheres.SphereSpec, key: jax.Array,
+                  level: float = window.SPHERES[0], width: float = window.SPHERES[1]):
+  """float32 [i, j, k] in [0, 1]: the sphere inserted, then the brain window."""
+  return window.window(spheres.insert_sphere(volume, spec, key), level, width, 0.0, 1.0)
+
+
+def spheres_batch(volumes, specs, voxel_keys, **window_args):
+  return jax.vmap(lambda v, s, k: spheres_input(v, s, k, **window_args))(
+      volumes, specs, voxel_keys)
+
+
+def resample_slices(x, n_out: int):
+  """Linear resampling along the last axis to `n_out` slices, keeping the slab's extent.
+
+  Slice centres move to (m + 0.5) * n_in / n_out - 0.5 (pixel edges kept, as
+  ingest does in-plane), clamped at the ends.
+  """
+  n_in = x.shape[-1]
+  position = jnp.clip((jnp.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0, n_in - 1.0)
+  below = jnp.floor(position).astype(jnp.int32)
+  above = jnp.minimum(below + 1, n_in - 1)
+  weight = (position - below).astype(jnp.float32)
+  x = jnp.asarray(x, jnp.float32)
+  return jnp.take(x, below, axis=-1) * (1 - weight) + jnp.take(x, above, axis=-1) * weight
+
+
+def skull_slices(volume, mask, n_out: int = 32):
+  """(HU float32 [i, j, n_out], mask uint8 [i, j, n_out]): linear, mask thresholded at 0.5."""
+  return (resample_slices(volume, n_out),
+          (resample_slices(mask, n_out) >= 0.5).astype(jnp.uint8))
+
+
+def skull_set(prepared: Prepared, split=None, group_value=None, n_slices: int = 32) -> dict:
+  """volumes float32 [n, i, j, n_slices] HU and masks uint8 [n, i, j, n_slices]."""
+  rows = select(prepared, split, group_value)
+  volumes, spacing = _stack(prepared, rows, volume_path, np.int16)
+  masks, _ = _stack(prepared, rows, mask_path, np.uint8)
+  if rows:
+    spacing = spacing * np.array([1.0, 1.0, volumes.shape[-1] / n_slices])
+    resample = jax.jit(lambda v, m: skull_slices(v, m, n_slices))
+    pairs = [resample(v, m) for v, m in zip(volumes, masks)]  # one at a time: host memory
+    volumes = np.stack([np.asarray(v) for v, _ in pairs])
+    masks = np.stack([np.asarray(m) for _, m in pairs])
+  return dict(volumes=np.asarray(volumes), masks=np.asarray(masks), spacing=spacing,
+              **_common(prepared, rows))
+
+
+def skull_input(volume, level: float = window.SPHERES[0], width: float = window.SPHERES[1]):
+  """Segmentation input: "the same normalization as in the classification experiments"
+  (3.3.3) read as the Spheres brain window, since both are 3D brain tasks."""
+  return window.window(volume, level, width, 0.0, 1.0)

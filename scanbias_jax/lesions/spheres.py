@@ -1,0 +1,186 @@
+"""Synthetic sphere "lesions" (paper 3.2): who is positive, where, how big, how bright.
+
+A study's draws come from `study_key(key, study_id)` alone (index: the CRC32 of
+its pseudonymous id), so they never change when the cohort grows or is re-split:
+  - label: positive when its uniform draw ranks in the lowest half of its group;
+  - centre: uniform over the brain voxels where the large sphere fits wholly
+    inside the mask (what the paper's redraw-until-it-fits loop samples);
+  - the large sphere (Easy, and the unchanged positives of Medium/Hard) and the
+    small one, each with its own key for radius and voxel values;
+  - small or not: 20% (Medium) / 35% (Hard) of each group's positives, spread
+    over the splits in proportion, the lowest "small" draws of each split; Hard's
+    small set contains Medium's, and the rest keep Easy's sphere voxel for voxel.
+Insertion is a pure jittable function of (volume, spec, key): sphere voxels are
+replaced by independent draws from N(mean, std) HU, as the paper's "pixel
+intensity was drawn from a normal distribution" says (replaced, not added).
+"""
+import dataclasses
+import zlib
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import ndimage
+
+from scanbias_jax import keys
+
+DIFFICULTIES = ("easy", "medium", "hard")
+
+
+@dataclasses.dataclass(frozen=True)
+class SphereParams:
+  """Defaults; config.prepare.spheres holds the same fields."""
+  large_radius_mm: tuple = (21.0, 26.0)
+  large_hu: tuple = (50.0, 2.0)           # (mean, std) of the voxel values
+  small_radius_mm: tuple = (13.0, 17.0)
+  small_hu: tuple = (40.0, 2.0)
+  small_fraction: tuple = (("easy", 0.0), ("medium", 0.20), ("hard", 0.35))
+  positive_fraction: float = 0.5          # of each group's studies
+
+
+@flax.struct.dataclass
+class SphereSpec:
+  """One sphere on one volume's voxel grid (leaves may carry a leading batch axis)."""
+  centre: jax.Array     # [3] float32 voxel index (i, j, k) of the centre
+  spacing: jax.Array    # [3] float32 mm per voxel along i, j, k
+  radius_mm: jax.Array  # physical radius: the sphere is an ellipsoid in voxels
+  mean_hu: jax.Array
+  std_hu: jax.Array
+  present: jax.Array    # bool: False (a negative) makes insertion the identity
+
+
+def study_index(study_id: str) -> int:
+  """A stable 31-bit index of a study id (CRC32), independent of the cohort."""
+  return zlib.crc32(study_id.encode()) & 0x7FFFFFFF
+
+
+def study_key(key: jax.Array, study_id: str) -> jax.Array:
+  return keys.item(keys.stream(key, "spheres"), study_index(study_id))
+
+
+def uniform(key: jax.Array, name: str) -> float:
+  return float(keys.numpy_rng(keys.stream(key, name)).random())
+
+
+def ranked(ids, key, name) -> list:
+  """`ids` ordered by each study's own uniform draw `name` (ties by id)."""
+  return sorted(ids, key=lambda s: (uniform(study_key(key, s), name), s))
+
+
+def largest_remainder(exact, total) -> np.ndarray:
+  """Integers near `exact` summing to `total` (ties to the earlier entry)."""
+  exact = np.asarray(exact, float)
+  counts = np.floor(exact).astype(int)
+  for index in np.argsort(-(exact - counts), kind="stable")[:max(total - counts.sum(), 0)]:
+    counts[index] += 1
+  return counts
+
+
+def assign_labels(rows, key, group: str, positive_fraction: float = 0.5) -> dict:
+  """study_id -> 1 (sphere) | 0; `floor(n * fraction)` positives per group value."""
+  labels = {}
+  for value in sorted({row[group] for row in rows}):
+    order = ranked(sorted(row["study_id"] for row in rows if row[group] == value), key, "label")
+    positives = set(order[:int(np.floor(positive_fraction * len(order)))])
+    labels.update({s: int(s in positives) for s in order})
+  return labels
+
+
+def choose_small(rows, key, group: str, small_fraction) -> dict:
+  """difficulty -> set of positive study_ids given the small sphere.
+
+  Per group value, round(fraction x positives) studies; they are spread over the
+  splits by largest remainder and, within a split, are the positives with the
+  lowest "small" draw. Counts grow with the fraction split by split, so the set
+  of a larger fraction contains that of a smaller one (Hard contains Medium).
+  """
+  chosen = {difficulty: set() for difficulty, _ in small_fraction}
+  for value in sorted({row[group] for row in rows}):
+    cells = {}
+    for row in rows:
+      if row[group] == value and int(row["label"]):
+        cells.setdefault(row["split"], []).append(row["study_id"])
+    names = sorted(cells)
+    sizes = np.array([len(cells[n]) for n in names])
+    orders = [ranked(sorted(cells[n]), key, "small") for n in names]
+    quota, done = np.zeros(len(names), int), 0.0
+    for difficulty, fraction in sorted(small_fraction, key=lambda d: d[1]):
+      total = int(np.floor(fraction * sizes.sum() + 0.5))
+      quota = quota + largest_remainder((fraction - done) * sizes, total - quota.sum())
+      done = fraction
+      chosen[difficulty] |= {s for order, q in zip(orders, quota) for s in order[:q]}
+  return chosen
+
+
+def draw_sphere(key: jax.Array, mask: np.ndarray, spacing_mm, params: SphereParams,
+                margin_mm: float = 0.0) -> dict:
+  """Centre, radii and intensities of one study's spheres (numpy, host side).
+
+  Centres lie on voxel centres. A centre is valid when the distance (mm, on the
+  anisotropic grid, outside the array counting as outside) from it to the nearest
+  non-brain voxel exceeds the large radius: then every voxel of the sphere, and of
+  the smaller sphere at the same centre, is brain. If no voxel qualifies, the
+  deepest voxel is used and the large radius shrunk to fit (`fits` = 0).
+  `margin_mm` keeps that much more room (a mask sampled from a continuous brain).
+  """
+  spacing = np.asarray(spacing_mm, float)
+  draws = {}
+  for kind in ("large", "small"):
+    rng = keys.numpy_rng(keys.stream(key, f"{kind}/radius"))
+    lo, hi = getattr(params, f"{kind}_radius_mm")
+    mean, std = getattr(params, f"{kind}_hu")
+    draws.update({f"{kind}_radius_mm": float(rng.uniform(lo, hi)),
+                  f"{kind}_mean_hu": float(mean), f"{kind}_std_hu": float(std)})
+  depth = ndimage.distance_transform_edt(np.pad(np.asarray(mask, bool), 1), sampling=spacing)
+  depth = depth[1:-1, 1:-1, 1:-1]
+  valid = np.flatnonzero(depth.ravel() > draws["large_radius_mm"] + margin_mm)
+  fits = valid.size > 0
+  if fits:
+    pick = valid[keys.numpy_rng(keys.stream(key, "centre")).integers(valid.size)]
+  else:
+    pick = int(np.argmax(depth))
+    draws["large_radius_mm"] = float(np.nextafter(depth.ravel()[pick], 0))
+    draws["small_radius_mm"] = min(draws["small_radius_mm"], draws["large_radius_mm"])
+  centre = np.unravel_index(pick, mask.shape)
+  draws.update(centre_i=int(centre[0]), centre_j=int(centre[1]), centre_k=int(centre[2]),
+               inscribed_mm=float(depth[centre]), fits=int(fits))
+  return draws
+
+
+def spec_from_row(row, difficulty: str, small: bool, spacing_mm, present=True) -> SphereSpec:
+  """The sphere of a sphere-table row in one difficulty (`small`: the row is small there)."""
+  kind = "small" if small and difficulty != "easy" else "large"
+  return SphereSpec(
+      centre=jnp.asarray([float(row[f"centre_{a}"]) for a in "ijk"], jnp.float32),
+      spacing=jnp.asarray(spacing_mm, jnp.float32),
+      radius_mm=jnp.float32(float(row[f"{kind}_radius_mm"])),
+      mean_hu=jnp.float32(float(row[f"{kind}_mean_hu"])),
+      std_hu=jnp.float32(float(row[f"{kind}_std_hu"])),
+      present=jnp.asarray(bool(present)))
+
+
+def absent(spacing_mm=(1.0, 1.0, 1.0)) -> SphereSpec:
+  """The spec of a negative: insertion returns the volume unchanged."""
+  zero = jnp.float32(0.0)
+  return SphereSpec(jnp.zeros(3, jnp.float32), jnp.asarray(spacing_mm, jnp.float32),
+                    zero, zero, zero, jnp.asarray(False))
+
+
+def voxel_key(key: jax.Array, study_id: str, kind: str) -> jax.Array:
+  """The key of a sphere's voxel values: shared by every difficulty using that sphere."""
+  return keys.stream(study_key(key, study_id), f"{kind}/voxels")
+
+
+def sphere_mask(shape, spec: SphereSpec) -> jax.Array:
+  """Bool [shape]: voxels whose centre lies within `radius_mm` of the centre."""
+  grids = jnp.meshgrid(*[jnp.arange(n, dtype=jnp.float32) for n in shape], indexing="ij")
+  dist2 = sum(((g - spec.centre[a]) * spec.spacing[a]) ** 2 for a, g in enumerate(grids))
+  return (dist2 <= spec.radius_mm ** 2) & spec.present
+
+
+def insert_sphere(volume: jax.Array, spec: SphereSpec, key: jax.Array) -> jax.Array:
+  """float32 volume with the sphere's voxels replaced by N(mean_hu, std_hu) draws."""
+  volume = jnp.asarray(volume, jnp.float32)
+  values = spec.mean_hu + spec.std_hu * jax.random.normal(key, volume.shape, jnp.float32)
+  return jnp.where(sphere_mask(volume.shape, spec), values, volume)

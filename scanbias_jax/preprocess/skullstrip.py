@@ -1,0 +1,151 @@
+"""Classical skull stripping of head CT (scipy.ndimage): HU volume in, brain mask out.
+
+The intracranial cavity is what the skull encloses. Bone is thresholded after
+light smoothing (so noise neither punches holes in thin bone nor makes bone
+speckle in brain); gaps in the skull ring (foramina, thin temporal squama,
+partial volume at the vertex and skull base) are bridged by closings before the
+ring is filled, slice by slice and in 3D, and a slice whose ring stays open
+between closed ones takes its convex hull. Soft tissue inside is a candidate; an
+opening cuts the thin bridges to orbits, canals and scalp, the largest connected
+component is the brain, the partial-volume rim at the inner table is re-admitted,
+and holes (falx, calcifications) are filled. Arrays are [i, j, k], k the slice axis.
+"""
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+from scipy import spatial
+
+VERSION = 2  # bump when the algorithm changes: prepared masks are then stale
+
+
+@dataclasses.dataclass(frozen=True)
+class StripParams:
+  """Defaults for `brain_mask`; config.prepare.skullstrip holds the same fields."""
+  bone_hu: float = 180.0       # smoothed HU above this is bone (partial volume included)
+  smooth_mm: float = 1.0       # in-plane Gaussian sigma before the bone threshold
+  tissue_hu: tuple = (-30.0, 130.0)  # intracranial content (CSF .. hyperdense blood)
+  close_mm: float = 8.0        # bridges gaps in the skull ring up to ~2x this wide
+  open_mm: float = 4.0         # cuts bridges to extracranial tissue thinner than ~2x this
+  edge_mm: float = 4.0         # re-admits partial-volume voxels at the inner table ...
+  edge_hu: float = 700.0       # ... that read below this (half way to cortical bone)
+
+
+def disk(radius_mm: float, spacing_mm) -> np.ndarray:
+  """An in-plane disk [i, j, 1] of `radius_mm` on anisotropic voxels."""
+  ri, rj = (max(int(radius_mm / s), 0) for s in spacing_mm[:2])
+  di, dj = np.mgrid[-ri:ri + 1, -rj:rj + 1]
+  inside = (di * spacing_mm[0]) ** 2 + (dj * spacing_mm[1]) ** 2 <= radius_mm ** 2 + 1e-6
+  return inside[..., None]
+
+
+def ball(radius_mm: float, spacing_mm) -> np.ndarray:
+  """A 3D ellipsoid of voxels within `radius_mm` (few slices thick on 5 mm slices)."""
+  r = [max(int(radius_mm / s), 0) for s in spacing_mm]
+  grid = np.mgrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+  dist2 = sum((g * s) ** 2 for g, s in zip(grid, spacing_mm))
+  return dist2 <= radius_mm ** 2 + 1e-6
+
+
+def fill_slices(mask: np.ndarray) -> np.ndarray:
+  """Hole filling of every axial slice separately."""
+  return np.stack([ndimage.binary_fill_holes(mask[..., k]) for k in range(mask.shape[2])],
+                  axis=-1)
+
+
+def fill_volume(mask: np.ndarray) -> np.ndarray:
+  """3D hole filling with the first and last slice treated as closed.
+
+  The cavity opens through the foramen magnum (and through the vertex when the
+  slab stops short of it); capping the slab makes it an enclosed hole again.
+  """
+  capped = np.pad(mask, ((0, 0), (0, 0), (1, 1)), constant_values=True)
+  return ndimage.binary_fill_holes(capped)[..., 1:-1]
+
+
+def convex_fill(mask2d: np.ndarray) -> np.ndarray:
+  """The pixels inside the convex hull of a 2D mask's pixels (empty if degenerate)."""
+  points = np.argwhere(mask2d)
+  if len(points) < 3 or np.linalg.matrix_rank(points - points[0]) < 2:
+    return np.zeros_like(mask2d, bool)
+  hull = spatial.ConvexHull(points)
+  grid = np.indices(mask2d.shape).reshape(2, -1).T
+  inside = (grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9).all(axis=1)
+  return inside.reshape(mask2d.shape)
+
+
+def patch_open_slices(inside: np.ndarray, shell: np.ndarray) -> np.ndarray:
+  """Slices whose skull ring stayed open, between slices where it closed, get its hull.
+
+  A ring with a gap wider than the closing (thin squama lost to partial volume or
+  sampling) encloses nothing; its convex hull crosses the gap with a chord. Only
+  slices with a bigger cavity both above and below are patched: the skull base
+  and the vertex, where the hull would take in the face, keep their own fill.
+  """
+  area = inside.sum(axis=(0, 1)).astype(float)
+  patched = inside.copy()
+  for k in range(1, inside.shape[2] - 1):
+    if 2 * area[k] < min(area[:k].max(), area[k + 1:].max()):
+      patched[..., k] |= convex_fill(shell[..., k])
+  return patched
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+  """The largest 6-connected component (empty in, empty out)."""
+  labels, count = ndimage.label(mask)
+  if count == 0:
+    return mask.copy()
+  sizes = np.bincount(labels.ravel())
+  sizes[0] = 0
+  return labels == np.argmax(sizes)
+
+
+def _pad(mask, width):
+  return np.pad(mask, [(w, w) for w in width])
+
+
+def _closing(mask, structure):
+  """Binary closing that does not erode at the array border."""
+  width = [s // 2 + 1 for s in structure.shape]
+  closed = ndimage.binary_closing(_pad(mask, width), structure)
+  return closed[tuple(slice(w, -w) for w in width)]
+
+
+def brain_mask(hu: np.ndarray, spacing_mm, params: StripParams = StripParams()) -> np.ndarray:
+  """Bool mask [i, j, k] of the intracranial cavity of an HU volume [i, j, k]."""
+  hu = np.asarray(hu, np.float32)
+  spacing = np.asarray(spacing_mm, float)
+  sigma = (params.smooth_mm / spacing[0], params.smooth_mm / spacing[1], 0.0)
+  smooth = ndimage.gaussian_filter(hu, sigma)
+  bone = smooth > params.bone_hu
+  # A one-pixel thickening first: a closing alone leaves one-pixel gaps in a one-pixel
+  # wall open (coarse pixels, thin temporal squama). The in-plane closing bridges gaps
+  # within a slice, the 3D one a gap a slice or two high from the bone above and below.
+  thick = ndimage.binary_dilation(bone, np.ones((3, 3, 1), bool))
+  shell = _closing(thick, disk(params.close_mm, spacing)) | _closing(
+      thick, ball(params.close_mm, spacing))
+  inside_skull = patch_open_slices(fill_slices(shell) | fill_volume(shell), shell)
+  cavity = inside_skull & ~bone
+  lo, hi = params.tissue_hu
+  candidate = cavity & (smooth >= lo) & (smooth <= hi)
+  # Opening restricted to the largest component: erode, keep the biggest piece, grow back.
+  structure = ball(params.open_mm, spacing)
+  core = largest_component(ndimage.binary_erosion(candidate, structure))
+  brain = ndimage.binary_dilation(core, structure) & candidate
+  brain = largest_component(brain)
+  # A 5 mm slab cut tangentially through the inner table (vertex, skull base) and
+  # in-plane blur give brain voxels partial-volume bone values above `bone_hu`. A
+  # voxel belongs to the brain when its centre does, i.e. when it reads nearer
+  # brain than cortical bone: grow back by up to `edge_mm` into voxels below `edge_hu`.
+  if params.edge_mm > 0:
+    rim = ndimage.binary_dilation(brain, disk(params.edge_mm, spacing)) & inside_skull
+    brain |= rim & (hu < params.edge_hu)
+  brain = fill_slices(brain)
+  return ndimage.binary_fill_holes(brain)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+  """2|A n B| / (|A| + |B|); 1.0 when both are empty."""
+  a, b = np.asarray(a, bool), np.asarray(b, bool)
+  total = a.sum() + b.sum()
+  return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)

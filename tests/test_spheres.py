@@ -1,0 +1,132 @@
+"""Sphere lesions: inside the brain, voxel statistics, determinism, shared centres."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scanbias_jax.experiments import datasets
+from scanbias_jax.lesions import anatomy, spheres
+from scanbias_jax.preprocess import window
+from scanbias_jax.synth import phantom
+
+SPACING = (1.0, 1.0, 5.0)  # the paper grid's anisotropy: ~1 mm pixels, 5 mm slices
+PARAMS = spheres.SphereParams()
+
+
+@pytest.fixture(scope="module")
+def brain():
+  """An ellipsoidal brain (65 x 80 x 60 mm semi-axes) on a 160 x 180 x 30 grid."""
+  shape = (160, 180, 30)
+  grid = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, SPACING)],
+                     indexing="ij")
+  mask = (grid[0] / 65) ** 2 + (grid[1] / 80) ** 2 + (grid[2] / 60) ** 2 < 1
+  rng = np.random.default_rng(0)  # the background texture only; not part of any draw
+  volume = np.where(mask, 30.0, -1000.0) + rng.normal(0, 4, shape)
+  return mask, volume.astype(np.float32)
+
+
+insert = jax.jit(spheres.insert_sphere)
+
+
+def draws(mask, key, ids):
+  return {s: spheres.draw_sphere(spheres.study_key(key, s), mask, SPACING, PARAMS) for s in ids}
+
+
+def test_spheres_stay_inside_the_brain_and_have_the_physical_radius(brain):
+  mask, volume = brain
+  key = jax.random.key(0)
+  for study_id, draw in draws(mask, key, [f"study-{i:016x}" for i in range(3)]).items():
+    assert draw["fits"] == 1
+    assert 21 <= draw["large_radius_mm"] <= 26 and 13 <= draw["small_radius_mm"] <= 17
+    for difficulty, small in (("easy", False), ("hard", True)):
+      spec = spheres.spec_from_row(draw, difficulty, small, SPACING)
+      inside = np.asarray(spheres.sphere_mask(mask.shape, spec))
+      assert inside.any() and not (inside & ~mask).any()
+      r = float(spec.radius_mm)
+      assert inside.sum() == pytest.approx(4 / 3 * np.pi * r ** 3 / 5.0, rel=0.08)
+      ks = np.flatnonzero(inside.any(axis=(0, 1)))
+      assert ks.size == 2 * int(r // 5.0) + 1   # 5 mm slices: the extent along k
+      out = np.asarray(insert(volume, spec, spheres.voxel_key(key, study_id, "x")))
+      np.testing.assert_array_equal(out[~inside], volume[~inside])   # replaced, not added
+      assert out[inside].mean() == pytest.approx(float(spec.mean_hu), abs=0.15)
+      assert out[inside].std(ddof=1) == pytest.approx(float(spec.std_hu), rel=0.06)
+
+
+def test_same_key_same_spheres_other_key_other_spheres(brain):
+  mask, _ = brain
+  ids = ["study-00000000000000aa", "study-00000000000000bb"]
+  first, again = draws(mask, jax.random.key(3), ids), draws(mask, jax.random.key(3), ids)
+  assert first == again
+  assert draws(mask, jax.random.key(4), ids) != first
+  assert first[ids[0]] != first[ids[1]]
+  # A study's draw does not depend on which other studies are in the cohort.
+  assert draws(mask, jax.random.key(3), ids[:1])[ids[0]] == first[ids[0]]
+
+
+def test_difficulties_share_centres_and_small_sets_are_nested():
+  rows = [dict(study_id=f"study-{i:016x}", vendor=v, split=s)
+          for i, (v, s) in enumerate((v, s) for v in ("A", "B") for s in ("train", "test")
+                                     for _ in range(40))]
+  key = jax.random.key(1)
+  labels = spheres.assign_labels(rows, key, "vendor")
+  for value in ("A", "B"):
+    assert sum(labels[r["study_id"]] for r in rows if r["vendor"] == value) == 40
+  rows = [dict(r, label=labels[r["study_id"]]) for r in rows]
+  small = spheres.choose_small(rows, key, "vendor", PARAMS.small_fraction)
+  assert not small["easy"] and small["medium"] < small["hard"]
+  for value in ("A", "B"):
+    positives = {r["study_id"] for r in rows if r["label"] and r["vendor"] == value}
+    assert len(small["medium"] & positives) == 8 and len(small["hard"] & positives) == 14
+    for split in ("train", "test"):   # spread over the splits in proportion (+-1)
+      inside = {r["study_id"] for r in rows if r["vendor"] == value and r["split"] == split}
+      assert abs(len(small["hard"] & inside) - 0.35 * len(positives & inside)) <= 1
+  draw = dict(centre_i=5, centre_j=6, centre_k=7, large_radius_mm=22.0, large_mean_hu=50.0,
+              large_std_hu=2.0, small_radius_mm=14.0, small_mean_hu=40.0, small_std_hu=2.0)
+  specs = [spheres.spec_from_row(draw, d, True, SPACING) for d in spheres.DIFFICULTIES]
+  for spec in specs:
+    np.testing.assert_array_equal(spec.centre, specs[0].centre)
+  assert float(specs[0].radius_mm) == 22.0 and float(specs[2].radius_mm) == 14.0
+
+
+def test_insert_is_jittable_vmappable_and_absent_is_identity(brain):
+  _, volume = brain
+  volume = volume[:40, :40, :6]
+  spec = spheres.SphereSpec(jnp.array([20.0, 20.0, 3.0]), jnp.array(SPACING, jnp.float32),
+                            jnp.float32(8.0), jnp.float32(50.0), jnp.float32(2.0),
+                            jnp.asarray(True))
+  batch = jax.tree.map(lambda a, b: jnp.stack([a, b]), spec, spheres.absent(SPACING))
+  key_batch = jax.random.split(jax.random.key(0), 2)
+  out = jax.jit(datasets.spheres_batch)(jnp.stack([volume, volume]), batch, key_batch)
+  np.testing.assert_array_equal(out[1], window.spheres_window(volume))
+  assert float(jnp.abs(out[0] - window.spheres_window(volume)).max()) > 0
+
+
+def test_painted_lesion_replaces_the_anatomy_inside_the_sphere():
+  lesion = anatomy.Lesion(jnp.array([10.0, -5.0, 20.0]), jnp.float32(15.0), jnp.float32(50.0),
+                          jnp.float32(2.0), jnp.uint32(9), jnp.asarray(True))
+  flat = lambda subject, p: (jnp.full(p.shape[:-1], 30.0), jnp.ones(p.shape[:-1], bool))
+  offsets = np.stack(np.meshgrid(*[np.arange(-20.0, 20.5, 1.0)] * 3, indexing="ij"), -1)
+  points = (np.asarray(lesion.centre_mm) + offsets + 0.5).reshape(-1, 3).astype(np.float32)
+  hu, _ = jax.jit(anatomy.with_lesion(lesion, flat))(None, points)
+  inside = np.linalg.norm(points - np.asarray(lesion.centre_mm), axis=-1) <= 15.0
+  hu = np.asarray(hu)
+  assert (hu[~inside] == 30.0).all()
+  assert hu[inside].mean() == pytest.approx(50.0, abs=0.15)
+  assert hu[inside].std() == pytest.approx(2.0, rel=0.05)
+  again, _ = anatomy.with_lesion(lesion, flat)(None, points)
+  np.testing.assert_array_equal(np.asarray(again), hu)   # one texture field per seed
+  unchanged, _ = anatomy.with_lesion(anatomy.no_lesion(), flat)(None, points)
+  assert (np.asarray(unchanged) == 30.0).all()
+
+
+def test_lesion_placed_inside_the_phantom_brain():
+  subject = phantom.draw_subject(jax.random.key(5), 50, False)
+  lesion = anatomy.place_in_subject(jax.random.key(6), subject, small=False, grid_mm=6.0)
+  assert 21.0 <= float(lesion.radius_mm) <= 26.0 and float(lesion.mean_hu) == 50.0
+  i = np.arange(64) + 0.5   # Fibonacci directions on the unit sphere
+  z, phi = 1 - 2 * i / 64, np.pi * (1 + 5 ** 0.5) * i
+  directions = np.stack([np.sqrt(1 - z * z) * np.cos(phi), np.sqrt(1 - z * z) * np.sin(phi),
+                         z], -1)
+  surface = np.asarray(lesion.centre_mm) + float(lesion.radius_mm) * directions
+  _, brain = jax.jit(phantom.head_hu)(subject, surface.astype(np.float32))
+  assert np.asarray(brain).all()
