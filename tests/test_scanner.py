@@ -156,3 +156,27 @@ def test_plane_stack_integration_matches_direct_ssp_sampling():
   noise_fine = fine.hu - np.asarray(scanner.blur(fine.truth, g.pixel_mm, 0.38))
   noise_stacked = stacked.hu - np.asarray(scanner.blur(stacked.truth, g.pixel_mm, 0.38))
   assert np.abs(noise_fine - noise_stacked).mean() < 2.0
+
+
+def test_painted_lesion_carries_the_scanner_and_absent_lesion_changes_nothing():
+  from scanbias_jax.lesions import anatomy
+  subject = phantom.draw_subject(jax.random.key(6), 50, False)
+  lesion = anatomy.no_lesion().replace(
+      centre_mm=jnp.array([20.0, 10.0, 20.0]), radius_mm=jnp.float32(15.0),
+      mean_hu=jnp.float32(50.0), std_hu=jnp.float32(2.0), seed=jnp.uint32(7),
+      present=jnp.asarray(True))
+  g = geo.axial_series(250.0, 64, 5.0, 15.0, 25.0)
+  profile = vendors.PROFILES["Siemens"]
+  plain = scanner.acquire(jax.random.key(0), subject, g, profile, ssp_samples=3)
+  absent = scanner.acquire(jax.random.key(0), subject, g, profile, ssp_samples=3,
+                           lesion=anatomy.no_lesion())
+  painted = scanner.acquire(jax.random.key(0), subject, g, profile, ssp_samples=3,
+                            lesion=lesion)
+  np.testing.assert_array_equal(plain.hu, absent.hu)
+  points = geo.pixel_points(g)
+  core = np.linalg.norm(points - np.array([20.0, 10.0, 20.0]), axis=-1) < 8.0
+  assert abs(painted.truth[core].mean() - 50.0) < 1.0
+  # In the image the lesion core sits at the lesion HU plus the vendor's water
+  # offset and cupping, with the vendor's noise on top.
+  assert abs(painted.hu[core].mean() - 50.0) < 4.0
+  assert (painted.hu != plain.hu).any() and (painted.brain == plain.brain).all()

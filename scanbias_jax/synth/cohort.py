@@ -142,9 +142,12 @@ def plane_spacing(thicknesses) -> float | None:
   return spacing if all(abs(r - round(r)) < 1e-6 for r in ratios) else None
 
 
-def render_study(key: jax.Array, plan: StudyPlan, synth) -> list[RenderedSeries]:
+def render_study(key: jax.Array, plan: StudyPlan, synth,
+                 lesion=None) -> list[RenderedSeries]:
   """The axial series of one study (routine 5 mm unless thin-only, and thin).
 
+  `lesion` (lesions.anatomy.Lesion, e.g. from `anatomy.place_in_subject`) is
+  painted into the true anatomy, so it carries the vendor's blur and noise.
   Untilted series are integrated from one shared stack of planes at half the
   thinnest slice (the anatomy is sampled once per study); tilted series sample
   their own sub-planes.
@@ -165,10 +168,10 @@ def render_study(key: jax.Array, plan: StudyPlan, synth) -> list[RenderedSeries]
     top = max(g.positions[-1, 2] for g in geometries.values())
     steps = np.arange(-math.ceil(reach / spacing), math.ceil((top - z_lo + reach) / spacing) + 1)
     stack = scanner.render_planes(subject, next(iter(geometries.values())),
-                                  z_lo + spacing * steps)
+                                  z_lo + spacing * steps, lesion)
   return [RenderedSeries(kind, g, scanner.acquire(
       keys.stream(study_key, kind), subject, g, profile, plan.dose, synth.ssp_samples,
-      stack)) for kind, g in geometries.items()]
+      stack, lesion)) for kind, g in geometries.items()]
 
 
 def scout_images(series: RenderedSeries):

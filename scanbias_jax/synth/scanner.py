@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scanbias_jax import keys
+from scanbias_jax.lesions import anatomy
 from scanbias_jax.synth import geometry as geo
 from scanbias_jax.synth import phantom
 from scanbias_jax.synth.vendors import Physics, Profile
@@ -130,14 +131,19 @@ def _plane(row_dir, col_dir, matrix, pixel_mm):
   return idx[None, :, None] * row_dir + idx[:, None, None] * col_dir  # [r, c, 3]
 
 
-def _sample(subject, positions, row_dir, col_dir, offsets, weights, *, matrix, pixel_mm):
-  """SSP-integrated true HU and the brain mask at the centre, for a chunk of slices."""
+def _sample(subject, lesion, positions, row_dir, col_dir, offsets, weights, *, matrix,
+            pixel_mm):
+  """SSP-integrated true HU and the brain mask at the centre, for a chunk of slices.
+
+  `lesion` (lesions.anatomy.Lesion) is painted into the anatomy; an absent one
+  leaves it bit for bit as it is, so one compilation serves both cases."""
   plane = _plane(row_dir, col_dir, matrix, pixel_mm)
   normal = jnp.cross(row_dir, col_dir)
 
   def one(position):
     points = position + plane
-    hu, _ = phantom.head_hu(subject, points[None] + offsets[:, None, None, None] * normal)
+    hu, _ = anatomy.head_hu_with_lesion(
+        subject, points[None] + offsets[:, None, None, None] * normal, lesion)
     _, brain = phantom.head_hu(subject, points)
     return jnp.tensordot(weights, hu, axes=1), brain
 
@@ -186,15 +192,16 @@ class PlaneStack(NamedTuple):
 
 
 def render_planes(subject: phantom.Subject, template: geo.SeriesGeometry,
-                  z: np.ndarray) -> PlaneStack:
-  """Samples the anatomy on untilted planes at table positions `z`."""
+                  z: np.ndarray, lesion=None) -> PlaneStack:
+  """Samples the anatomy (with `lesion`, if any) on untilted planes at table z."""
   if template.tilt_deg:
     raise ValueError("plane stacks are untilted; sample tilted series directly")
   positions = np.repeat(template.positions[:1], len(z), axis=0)
   positions[:, 2] = z
   row, col = (jnp.asarray(d, jnp.float32) for d in (template.row_dir, template.col_dir))
   hu, brain = _chunked(
-      lambda p, *a, **k: _sample_jit(subject, p, *a, **k), len(z), [positions],
+      lambda p, *a, **k: _sample_jit(subject, anatomy.no_lesion() if lesion is None else lesion, p, *a, **k),
+      len(z), [positions],
       row, col, jnp.zeros(1), jnp.ones(1), matrix=template.matrix,
       pixel_mm=float(template.pixel_mm))
   return PlaneStack(z=np.asarray(z, float), hu=hu, brain=brain, template=template)
@@ -219,12 +226,13 @@ def integrate_planes(stack: PlaneStack, geometry: geo.SeriesGeometry, ssp_ratio:
 
 def acquire(key: jax.Array, subject: phantom.Subject, geometry: geo.SeriesGeometry,
             profile: Profile, dose: float = 1.0, ssp_samples: int = 5,
-            stack: PlaneStack | None = None) -> Acquired:
+            stack: PlaneStack | None = None, lesion=None) -> Acquired:
   """One series of `subject` on `geometry` as the vendor of `profile` makes it.
 
   `dose` is relative to the vendor's reference dose (1.0 = routine protocol).
   With `stack` (untilted series only) the SSP is integrated over its planes;
-  otherwise `ssp_samples` sub-planes per slice are sampled. Slice k's noise
+  otherwise `ssp_samples` sub-planes per slice are sampled, with `lesion`
+  (lesions.anatomy.Lesion) painted into the anatomy. Slice k's noise
   depends only on fold_in(noise key, k).
   """
   if dose <= 0:
@@ -237,7 +245,8 @@ def acquire(key: jax.Array, subject: phantom.Subject, geometry: geo.SeriesGeomet
     offsets, weights = ssp_offsets(geometry.thickness_mm, profile.physics.ssp_ratio,
                                    ssp_samples)
     truth, brain = _chunked(
-        lambda p, *a, **k: _sample_jit(subject, p, *a, **k), count, [geometry.positions],
+        lambda p, *a, **k: _sample_jit(subject, anatomy.no_lesion() if lesion is None else lesion, p, *a, **k),
+        count, [geometry.positions],
         row, col, offsets, weights, matrix=geometry.matrix,
         pixel_mm=float(geometry.pixel_mm))
   physics = Physics(*[jnp.float32(v) for v in profile.physics])
