@@ -24,7 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   synth.tilt_fraction = 0.1          # studies acquired with gantry tilt
   synth.max_tilt_deg = 20.0
   synth.write_scout = True
-  synth.ssp_samples = 5              # sub-planes integrating the slice sensitivity profile
+  synth.ssp_samples = 5              # sub-planes per slice integrating the SSP (tilted series)
+  synth.plane_mm = 1.25              # finest spacing of the shared plane stack (untilted)
+  synth.workers = 2                  # processes rendering studies in parallel
   synth.age_mean = 58.0              # same age/sex law for every vendor (paper: matched)
   synth.age_sd = 18.0
   synth.age_min = 18
@@ -95,4 +97,28 @@ def get_config() -> ml_collections.ConfigDict:
   sph.small_radius_mm = (13.0, 17.0)
   sph.small_hu = (40.0, 2.0)
   sph.small_fraction = ml_collections.ConfigDict(dict(easy=0.0, medium=0.20, hard=0.35))
+  # Seed-ensemble training (scanbias_jax/train). An experiment trains with
+  # train.member.task_config(config, "<task>"): this section plus config.models.<task>.
+  train = config.train = ml_collections.ConfigDict()
+  train.num_members = 4              # paper: 10 per condition
+  train.members_per_device = 0       # vmap width per device; 0 = all members in one call.
+                                     # Fix it to get the same bits on any device count.
+  train.num_devices = 0              # 0 = every visible device
+  train.batch_size = 32
+  train.eval_batch_size = 32
+  train.num_epochs = 10
+  train.compute_dtype = "float32"    # or "bfloat16" (parameters stay float32)
+  train.checkpoint_every_epochs = 1
+  train.keep_checkpoints = 2
+  train.exact_reproducibility = True  # GPU: deterministic XLA flags (train/loop.py)
+  models = config.models = ml_collections.ConfigDict()
+  models.name_manufacturer = ml_collections.ConfigDict(dict(
+      model="shallow_cnn", model_kwargs=ml_collections.ConfigDict(), loss="sigmoid_cross_entropy",
+      learning_rate=5e-3, select_metric="val_accuracy"))
+  models.spheres = ml_collections.ConfigDict(dict(
+      model="resnet3d", model_kwargs=ml_collections.ConfigDict(), loss="sigmoid_cross_entropy",
+      learning_rate=5e-5, select_metric="val_accuracy"))
+  models.segmentation = ml_collections.ConfigDict(dict(
+      model="unet3d", model_kwargs=ml_collections.ConfigDict(), loss="soft_dice",
+      learning_rate=1e-4, select_metric="val_dice"))
   return config

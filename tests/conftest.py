@@ -12,6 +12,7 @@ def smoke_synth(num_studies: int = 4, **overrides):
   """The smoke config's synth section, with overrides."""
   synth = smoke.get_config().synth
   synth.num_studies = num_studies
+  synth.workers = 1
   for name, value in overrides.items():
     synth[name] = value
   return synth

@@ -40,9 +40,9 @@ def test_study_i_does_not_depend_on_cohort_size():
     np.testing.assert_array_equal(x.acquired.stored, y.acquired.stored)
 
 
-def test_same_key_gives_identical_files(smoke_cohort, tmp_path):
+def test_same_key_gives_identical_files_whatever_the_worker_count(smoke_cohort, tmp_path):
   out, _ = smoke_cohort
-  synth = smoke_synth(4, tilt_fraction=0.5, thin_only_fraction=0.25)
+  synth = smoke_synth(4, tilt_fraction=0.5, thin_only_fraction=0.25, workers=2)
   export.write_cohort(synth_key(), synth, tmp_path)
   first = sorted(p.relative_to(out) for p in (out / "dicom").rglob("*") if p.is_file())
   second = sorted(p.relative_to(tmp_path) for p in (tmp_path / "dicom").rglob("*")

@@ -135,9 +135,10 @@ class RenderedSeries:
   acquired: scanner.Acquired
 
 
-def plane_spacing(thicknesses) -> float | None:
-  """Half the thinnest slice, if every thickness is a whole number of it."""
-  spacing = min(thicknesses) / 2
+def plane_spacing(thicknesses, finest_mm: float) -> float | None:
+  """Half the thinnest slice but not below `finest_mm`, if every thickness is a
+  whole number of it (else None: each series samples its own sub-planes)."""
+  spacing = max(min(thicknesses) / 2, finest_mm)
   ratios = [t / spacing for t in thicknesses]
   return spacing if all(abs(r - round(r)) < 1e-6 for r in ratios) else None
 
@@ -149,8 +150,8 @@ def render_study(key: jax.Array, plan: StudyPlan, synth,
   `lesion` (lesions.anatomy.Lesion, e.g. from `anatomy.place_in_subject`) is
   painted into the true anatomy, so it carries the vendor's blur and noise.
   Untilted series are integrated from one shared stack of planes at half the
-  thinnest slice (the anatomy is sampled once per study); tilted series sample
-  their own sub-planes.
+  thinnest slice, at least synth.plane_mm apart (the anatomy is sampled once per
+  study); tilted series sample their own sub-planes.
   """
   study_key = keys.item(keys.stream(key, "study"), plan.index)
   subject = phantom.draw_subject(keys.stream(study_key, "anatomy"), plan.age_years,
@@ -161,7 +162,7 @@ def render_study(key: jax.Array, plan: StudyPlan, synth,
       (("routine", synth.slice_mm), ("thin", plan.thin_mm))
   geometries = {kind: geo.axial_series(synth.fov_mm, synth.matrix, thickness, z_lo, z_hi,
                                        plan.tilt_deg) for kind, thickness in kinds}
-  spacing = plane_spacing([g.thickness_mm for g in geometries.values()])
+  spacing = plane_spacing([g.thickness_mm for g in geometries.values()], synth.plane_mm)
   stack = None
   if not plan.tilt_deg and spacing:
     reach = max(g.thickness_mm for g in geometries.values()) * profile.physics.ssp_ratio

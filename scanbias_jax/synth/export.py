@@ -10,12 +10,15 @@ Layout of `out`:
 A study is finished when its json exists (written last, atomically), so a rerun
 skips it and an interrupted run resumes.
 """
+import concurrent.futures
 import csv
 import hashlib
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
+import jax
 import nibabel as nib
 import numpy as np
 
@@ -133,17 +136,42 @@ def summarize(records: list[dict]) -> dict:
   return per_vendor
 
 
-def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
-  """Synthesizes and writes every study not yet finished; returns all records."""
-  plans = cohort.plan_cohort(key, synth)
-  records = []
-  for plan in plans:
-    record = load_record(out, plan.index)
-    if record is None:
-      record = write_study(out, plan, cohort.render_study(key, plan, synth), synth)
-    records.append(record)
-    if progress:
-      progress(plan.index + 1, len(plans), record)
-  write_table(out, records)
-  return records
+def _render_and_write(task) -> dict:
+  """One study in a worker process: (key data, synth, out, plan) -> truth record."""
+  key_data, synth, out, plan = task
+  key = jax.random.wrap_key_data(key_data)
+  return write_study(out, plan, cohort.render_study(key, plan, synth), synth)
 
+
+def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
+  """Synthesizes and writes every study not yet finished; returns all records.
+
+  Studies are independent, so `synth.workers` processes render them in parallel
+  (spawned: JAX does not survive fork); the files do not depend on the count.
+  """
+  plans = cohort.plan_cohort(key, synth)
+  records = {p.index: load_record(out, p.index) for p in plans}
+  todo = [p for p in plans if records[p.index] is None]
+  done = len(plans) - len(todo)
+  workers = min(synth.get("workers", 1), len(todo))
+  if workers > 1:
+    tasks = [(np.asarray(jax.random.key_data(key)), synth, out, p) for p in todo]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+      futures = [pool.submit(_render_and_write, t) for t in tasks]
+      for future in concurrent.futures.as_completed(futures):
+        record = future.result()
+        records[record["index"]] = record
+        done += 1
+        if progress:
+          progress(done, len(plans), record)
+  else:
+    for plan in todo:
+      records[plan.index] = write_study(out, plan, cohort.render_study(key, plan, synth),
+                                        synth)
+      done += 1
+      if progress:
+        progress(done, len(plans), records[plan.index])
+  ordered = [records[p.index] for p in plans]
+  write_table(out, ordered)
+  return ordered
