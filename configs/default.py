@@ -101,8 +101,9 @@ def get_config() -> ml_collections.ConfigDict:
   # train.member.task_config(config, "<task>"): this section plus config.models.<task>.
   train = config.train = ml_collections.ConfigDict()
   train.num_members = 4              # paper: 10 per condition
-  train.members_per_device = 0       # vmap width per device; 0 = all members in one call.
-                                     # Fix it to get the same bits on any device count.
+  train.members_per_device = 1       # vmap width per device; 0 = all members in one call.
+                                     # Same bits on any device count while it is fixed;
+                                     # on CPU vmap is slower than 1 (benchmarks/bench_train.py).
   train.num_devices = 0              # 0 = every visible device
   train.batch_size = 32
   train.eval_batch_size = 32
@@ -121,4 +122,14 @@ def get_config() -> ml_collections.ConfigDict:
   models.segmentation = ml_collections.ConfigDict(dict(
       model="unet3d", model_kwargs=ml_collections.ConfigDict(), loss="soft_dice",
       learning_rate=1e-4, select_metric="val_dice"))
+  # The experiments (scanbias_jax/experiments) and their report.
+  exp = config.experiments = ml_collections.ConfigDict()
+  exp.title = "Scanner bias study"
+  exp.tasks = ("name_manufacturer", "spheres", "segmentation")
+  exp.difficulties = ("easy", "medium", "hard")
+  exp.select_k = 3                   # best members by validation accuracy + AUROC (paper: 6 of 10)
+  exp.bootstrap_resamples = 1000
+  exp.in_plane = 0                   # Name the Manufacturer slice size; 0 = the ingest grid's
+  exp.spheres_shape = (64, 64, 16)   # ResNet3D input on CPU (paper: 256 x 256 x 35)
+  exp.segmentation_shape = (64, 64, 16)  # UNet3D input (paper: 256 x 256 x 32)
   return config

@@ -3,6 +3,8 @@
   synth/     synthetic DICOM export and its truth (unless the user brings DICOM)
   cohort/    ingest: HU volumes on the paper grid, manifest, matched cohort, split
   prepared/  prepare: brain masks, sphere table, data-set summary
+  train/     one folder per experiment and condition: checkpoints, metrics.jsonl
+  report.md, report.html, results.json   the paper's tables, figures, provenance
 A stage that finished writes `<stage>/.done`; rerunning skips it. Stages that
 resume inside (synthesis, ingest, prepare skip finished studies) are rerun after an
 interruption and pick up where they stopped.
@@ -13,6 +15,14 @@ import time
 from pathlib import Path
 
 from scanbias_jax import keys
+from scanbias_jax.cohort import balance
+from scanbias_jax.cohort.ingest import ingest_tree
+from scanbias_jax.evaluate import results as results_lib
+from scanbias_jax.experiments import common, datasets, name_manufacturer, samples, segmentation
+from scanbias_jax.experiments import spheres
+from scanbias_jax.experiments import prepare as prepare_lib
+from scanbias_jax.report import figures, render
+from scanbias_jax.synth import cohort, export
 
 
 def _done(path: Path) -> bool:
@@ -26,8 +36,6 @@ def _finish(path: Path, info: dict) -> None:
 
 
 def synthesize(config, workdir: Path, say) -> Path:
-  from scanbias_jax.report import figures  # pylint: disable=g-import-not-at-top
-  from scanbias_jax.synth import cohort, export  # pylint: disable=g-import-not-at-top
   out = workdir / "synth"
   if not _done(out):
     key = keys.stream(keys.root(config.seed), "synth")
@@ -40,8 +48,6 @@ def synthesize(config, workdir: Path, say) -> Path:
 
 
 def ingest(config, dicom_root: Path, workdir: Path, say) -> Path:
-  from scanbias_jax.cohort import balance  # pylint: disable=g-import-not-at-top
-  from scanbias_jax.cohort.ingest import ingest_tree  # pylint: disable=g-import-not-at-top
   out = workdir / "cohort"
   if not _done(out):
     summary = ingest_tree(str(dicom_root), str(out), config)
@@ -54,7 +60,6 @@ def ingest(config, dicom_root: Path, workdir: Path, say) -> Path:
 
 
 def prepare(config, cohort_dir: Path, truth: Path | None, workdir: Path, say) -> Path:
-  from scanbias_jax.experiments import prepare as prepare_lib  # pylint: disable=g-import-not-at-top
   out = workdir / "prepared"
   if not _done(out):
     summary = prepare_lib.prepare_cohort(str(cohort_dir), str(out), config,
@@ -64,9 +69,44 @@ def prepare(config, cohort_dir: Path, truth: Path | None, workdir: Path, say) ->
   return out
 
 
+def experiments(config, prepared_dir: Path, workdir: Path, say) -> dict:
+  """Trains and evaluates the three experiments; results.json is the done marker."""
+  path = workdir / "results.json"
+  if path.exists():
+    say("train", f"done before: {path}")
+    return json.loads(path.read_text())
+  prepared = datasets.load_prepared(str(prepared_dir))
+  key = keys.stream(keys.root(config.seed), "experiments")
+  train_dir = str(workdir / "train")
+  results = dict(schema_version=results_lib.SCHEMA_VERSION, title=config.experiments.title,
+                 group_attribute=prepared.group, groups=list(prepared.group_values))
+  runners = dict(name_manufacturer=name_manufacturer.run, spheres=spheres.run,
+                 segmentation=segmentation.run)
+  for task in config.experiments.tasks:
+    started = time.time()
+    results[task] = runners[task](config, prepared, keys.stream(key, task), train_dir)
+    say("train", f"{task}: {time.time() - started:.0f} s")
+  tmp = workdir / "results.json.tmp"
+  tmp.write_text(json.dumps(results_lib.to_jsonable(results), indent=1, sort_keys=True))
+  os.replace(tmp, path)
+  return json.loads(path.read_text())
+
+
+def report(config, results: dict, prepared_dir: Path, workdir: Path, timings: dict) -> dict:
+  results = dict(results, provenance=dict(
+      config=config.to_dict(), keys=dict(seed=config.seed, streams=[
+          "synth", "cohort", "prepare", "experiments/<task>/<difficulty>/<condition>"]),
+      stages={name: dict(wall_s=seconds, skipped=seconds < 1.0)
+              for name, seconds in timings.items()}))
+  return render.render_report(results, workdir,
+                              samples.sample_slices(datasets.load_prepared(str(prepared_dir))))
+
+
 def run(config, workdir: Path, dicom_root: str | None = None, say=print) -> dict:
   """Runs every stage; returns seconds per stage."""
   workdir.mkdir(parents=True, exist_ok=True)
+  common.use_compilation_cache(os.environ.get(
+      "SCANBIAS_XLA_CACHE", os.path.expanduser("~/.cache/scanbias_jax/xla")))
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
   timings = {}
   start = time.time()
@@ -78,6 +118,11 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=print) -> dict
   timings["synthesize"] = time.time() - start
   cohort_dir = ingest(config, root, workdir, say)
   timings["ingest"] = time.time() - start - sum(timings.values())
-  prepare(config, cohort_dir, truth, workdir, say)
+  prepared_dir = prepare(config, cohort_dir, truth, workdir, say)
   timings["prepare"] = time.time() - start - sum(timings.values())
+  results = experiments(config, prepared_dir, workdir, say)
+  timings["train"] = time.time() - start - sum(timings.values())
+  written = report(config, results, prepared_dir, workdir, timings)
+  timings["report"] = time.time() - start - sum(timings.values())
+  say("report", f"{written['report.md']} and {written['report.html']}")
   return timings

@@ -1,0 +1,80 @@
+"""What the three experiments share: conditions, resizing, training a condition.
+
+A condition is the data a seed ensemble trains on: "mixed" (every group) or one
+group value (the paper's _GE / _Si sets). Every condition is tested on the mixed
+test set and on each group's.
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scanbias_jax.evaluate.results import MIXED
+from scanbias_jax.train import ensemble, loop, member
+
+
+def conditions(groups) -> list[str]:
+  return [MIXED, *groups]
+
+
+def group_filter(condition: str):
+  """The `group_value` argument of the data-set builders for a condition."""
+  return None if condition == MIXED else condition
+
+
+def resize(volumes, shape, method: str = "linear") -> np.ndarray:
+  """float32 [n, *shape]: each volume resampled (antialiased when shrinking)."""
+  volumes = np.asarray(volumes)
+  if volumes.shape[0] == 0 or tuple(volumes.shape[1:]) == tuple(shape):
+    return volumes.astype(np.float32)
+  one = jax.jit(lambda v: jax.image.resize(v.astype(jnp.float32), shape, method))
+  return np.stack([np.asarray(one(v)) for v in volumes])
+
+
+def with_channel(x):
+  return x[..., None]
+
+
+def train_config(config, task: str):
+  """config.train merged with config.models[task] (see train.member.task_config)."""
+  return member.task_config(config, task)
+
+
+def fit(config, task: str, key: jax.Array, train: dict, val: dict, workdir: str,
+        augment=None, eval_transform=None):
+  """Trains (or resumes, or reloads) the seed ensemble of one condition.
+
+  `train` and `val` are {"x", "y"} arrays. Returns (ensemble, best variables per
+  round, metrics history).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  result = loop.run(key, train_config(config, task), {"train": train, "val": val},
+                    workdir, augment, eval_transform)
+  return result.ensemble, ensemble.best(result.states), result.history
+
+
+def predict(ens: ensemble.Ensemble, variables, x, chunk: int = 32) -> np.ndarray:
+  """Per-member probabilities [members, n, ...], `chunk` samples at a time.
+
+  Every call sees `chunk` samples (the last chunk padded by repetition), so one
+  compiled program serves all test sets.
+  """
+  if len(x) == 0:
+    return np.zeros((ens.layout.num_members, 0), np.float32)
+  parts = []
+  for i in range(0, len(x), chunk):
+    part = np.asarray(x[i:i + chunk])
+    padded = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
+    parts.append(np.asarray(ens.predict(variables, jnp.asarray(padded)))[:, :len(part)])
+  return np.concatenate(parts, axis=1)
+
+
+def use_compilation_cache(path: str) -> None:
+  """Persist compiled programs under `path`: conditions and difficulties with the
+  same shapes (and reruns) load them instead of compiling again. The cache holds
+  executable code: keep it private to the user."""
+  os.makedirs(path, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)

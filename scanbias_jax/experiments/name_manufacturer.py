@@ -1,0 +1,58 @@
+"""Name the Manufacturer (paper 3.3.1): can a shallow CNN tell the groups apart?
+
+Training samples are three distinct random slices of a study, stacked as
+channels, drawn afresh per sample and epoch; validation and test use one fixed
+stack per study (drawn from the "eval" stream), so every member sees the same
+evaluation inputs. Label 1 is the second group value (the paper's Siemens).
+"""
+import os
+
+import jax
+import numpy as np
+
+from scanbias_jax import keys
+from scanbias_jax.evaluate import results
+from scanbias_jax.experiments import common, datasets
+
+TASK = "name_manufacturer"
+
+
+def _volumes(prepared, split, group_value, in_plane):
+  data = datasets.original_set(prepared, split, group_value)
+  volumes = data["volumes"]
+  if in_plane and len(volumes) and volumes.shape[1] != in_plane:
+    volumes = common.resize(volumes, (in_plane, in_plane, volumes.shape[-1]))
+  return volumes.astype(np.float32), data["labels"]
+
+
+def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
+  """{"mixed": Condition} (empty with a reason when there are not two groups)."""
+  groups = list(prepared.group_values)
+  if len(groups) != 2:
+    return {"reason": f"Name the Manufacturer is a binary task; {len(groups)} groups"}
+  settings = config.experiments
+  window = dict(n_slices=config.prepare.stack_slices,
+                level=config.prepare.original_window[0],
+                width=config.prepare.original_window[1])
+  eval_key = keys.stream(key, "eval")
+
+  def stacks(split, group_value=None):
+    volumes, labels = _volumes(prepared, split, group_value, settings.in_plane)
+    x = np.asarray(datasets.manufacturer_batch(keys.stream(eval_key, split), volumes,
+                                               **window)) if len(volumes) else volumes
+    return x, labels.astype(np.float32)
+
+  train_volumes, train_labels = _volumes(prepared, "train", None, settings.in_plane)
+  val_x, val_y = stacks("val")
+  ens, variables, _ = common.fit(
+      config, TASK, keys.stream(key, "train"),
+      dict(x=train_volumes, y=train_labels.astype(np.float32)), dict(x=val_x, y=val_y),
+      os.path.join(workdir, TASK, results.MIXED),
+      augment=lambda k, v: datasets.manufacturer_stack(k, v, **window))
+  tests = {results.MIXED: stacks("test")}
+  tests.update({g: stacks("test", g) for g in groups})
+  scored = {name: (y, common.predict(ens, variables, x)) for name, (x, y) in tests.items()}
+  return {results.MIXED: results.classification_condition(
+      keys.stream(key, "evaluate"), results.MIXED,
+      (val_y, common.predict(ens, variables, val_x)), scored, settings.select_k,
+      positive_class=groups[1], n_resamples=settings.bootstrap_resamples)}

@@ -1,0 +1,70 @@
+"""Skull-stripping segmentation (paper 3.3.3): a 3D U-Net per training condition.
+
+Inputs: the Skull set (volume and brain mask, 35 -> 32 slices) windowed like the
+sphere task and resampled to `experiments.segmentation_shape`; masks resampled
+linearly and thresholded at 0.5. Dice is computed chunk by chunk, so full-size
+probability masks of all members are never held at once.
+"""
+import os
+
+import jax
+import numpy as np
+
+from scanbias_jax import keys
+from scanbias_jax.evaluate import metrics, results
+from scanbias_jax.experiments import common, datasets
+
+TASK = "segmentation"
+
+
+def inputs(config, prepared, split: str, group_value=None):
+  """(x float32 [n, *shape, 1], masks float32 [n, *shape]) of one split."""
+  data = datasets.skull_set(prepared, split, group_value, config.prepare.skull_slices)
+  shape = tuple(config.experiments.segmentation_shape)
+  if not len(data["volumes"]):
+    return np.zeros((0, *shape, 1), np.float32), np.zeros((0, *shape), np.float32)
+  level, width = config.prepare.spheres_window
+  x = common.resize(np.asarray(datasets.skull_input(data["volumes"], level, width)), shape)
+  masks = (common.resize(data["masks"], shape) >= 0.5).astype(np.float32)
+  return x[..., None], masks
+
+
+def dice_of(ens, variables, x, masks, chosen, chunk: int = 16) -> dict:
+  """{"member_dice": (M, N), "averaged_dice": {"selected": (N,), "all": (N,)}}."""
+  member_dice, selected, every = [], [], []
+  for i in range(0, len(x), chunk):
+    probs = common.predict(ens, variables, x[i:i + chunk], chunk)       # [M, n, ...]
+    member_dice.append(np.stack([metrics.dice(p, masks[i:i + chunk]) for p in probs]))
+    if chosen is not None:
+      selected.append(metrics.dice(probs[list(chosen)].mean(0), masks[i:i + chunk]))
+      every.append(metrics.dice(probs.mean(0), masks[i:i + chunk]))
+  out = dict(member_dice=np.concatenate(member_dice, axis=1))
+  if chosen is not None:
+    out["averaged_dice"] = dict(selected=np.concatenate(selected), all=np.concatenate(every))
+  return out
+
+
+def run_condition(config, prepared, condition: str, key: jax.Array, workdir: str,
+                  tests: dict) -> dict:
+  group_value = common.group_filter(condition)
+  train = inputs(config, prepared, "train", group_value)
+  val = inputs(config, prepared, "val", group_value)
+  ens, variables, _ = common.fit(config, TASK, keys.stream(key, "train"),
+                                 dict(x=train[0], y=train[1]), dict(x=val[0], y=val[1]),
+                                 os.path.join(workdir, TASK, condition))
+  chosen = results.select_by_dice(dice_of(ens, variables, *val, None)["member_dice"],
+                                  config.experiments.select_k)
+  return results.segmentation_condition(
+      keys.stream(key, "evaluate"), condition, chosen,
+      dice_of(ens, variables, *val, chosen.indices),
+      {name: dice_of(ens, variables, x, m, chosen.indices) for name, (x, m) in tests.items()},
+      n_resamples=config.experiments.bootstrap_resamples)
+
+
+def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
+  """{condition: Condition}."""
+  tests = {results.MIXED: inputs(config, prepared, "test")}
+  tests.update({g: inputs(config, prepared, "test", g) for g in prepared.group_values})
+  return {condition: run_condition(config, prepared, condition,
+                                   keys.stream(key, condition), workdir, tests)
+          for condition in common.conditions(prepared.group_values)}
