@@ -112,6 +112,8 @@ def get_config() -> ml_collections.ConfigDict:
   train.checkpoint_every_epochs = 1
   train.keep_checkpoints = 2
   train.exact_reproducibility = True  # GPU: deterministic XLA flags (train/loop.py)
+  train.parallel = "dispatch"        # or "shard_map" (one SPMD program; multi-host)
+  train.scan_unroll = "auto"         # steps unrolled on CPU (XLA:CPU loops are slow)
   models = config.models = ml_collections.ConfigDict()
   models.name_manufacturer = ml_collections.ConfigDict(dict(
       model="shallow_cnn", model_kwargs=ml_collections.ConfigDict(), loss="sigmoid_cross_entropy",

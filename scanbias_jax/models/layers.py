@@ -1,0 +1,43 @@
+"""Building blocks shared by the three networks."""
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def max_pool_2x(x: jnp.ndarray) -> jnp.ndarray:
+  """Max pooling with window 2 and stride 2 over every spatial axis of [B, ..., C].
+
+  An odd spatial size is padded with -inf at the end (as padding="SAME" would).
+  Written as reshape + max instead of `nn.max_pool` because the gradient of
+  `reduce_window` is a select-and-scatter, which XLA has no deterministic GPU
+  kernel for (compilation fails under --xla_gpu_deterministic_ops); the gradient
+  of `max` over an axis is an ordinary elementwise mask.
+  """
+  spatial = x.shape[1:-1]
+  pads = [(0, 0)] + [(0, size % 2) for size in spatial] + [(0, 0)]
+  if any(high for _, high in pads):
+    x = jnp.pad(x, pads, constant_values=-jnp.inf)
+  pooled_shape = [x.shape[0]]
+  for size in x.shape[1:-1]:
+    pooled_shape += [size // 2, 2]
+  x = x.reshape(pooled_shape + [x.shape[-1]])
+  window_axes = tuple(2 + 2 * i for i in range(len(spatial)))
+  return x.max(axis=window_axes)
+
+
+class ConvNormRelu(nn.Module):
+  """Convolution, BatchNorm, ReLU: the unit every network here is built from."""
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  relu: bool = True
+  bn_momentum: float = 0.9
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    ndim = x.ndim - 2
+    x = nn.Conv(self.features, (self.kernel_size,) * ndim, strides=(self.strides,) * ndim,
+                use_bias=False, dtype=self.dtype)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                     dtype=self.dtype)(x)
+    return nn.relu(x) if self.relu else x

@@ -1,0 +1,204 @@
+"""A seed ensemble: the member program vmapped over members, spread over devices.
+
+Layout. `num_members` members run in chunks of `members_per_device`; each device
+vmaps the member program over one chunk at a time, the devices run their chunks
+concurrently, and `rounds` such waves cover all members. Slots past `num_members`
+are padding: real members with the next indices, computed and dropped.
+
+Why chunks: on XLA:CPU a convolution vmapped over 4 members is a grouped
+convolution whose rounding differs from 4 separate ones (docs/notes_train.md), so
+a member's bits depend on how many members share its vmap, and nothing else.
+With `members_per_device` fixed, a run gives the same bits on 1 device (more
+rounds) as on 4. `members_per_device=0` picks one round (plain vmap of all
+members on one device).
+
+Member i's key is `item(stream(key, "members"), i)`: it does not depend on the
+ensemble size.
+"""
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
+
+from scanbias_jax import keys
+from scanbias_jax.train import member
+
+AXIS = "members"
+
+
+class Layout(NamedTuple):
+  num_members: int
+  num_devices: int
+  members_per_device: int
+  rounds: int
+
+  @property
+  def slots_per_round(self) -> int:
+    return self.num_devices * self.members_per_device
+
+
+def plan(num_members: int, num_devices: int, members_per_device: int = 0) -> Layout:
+  """How many rounds of how many slots run `num_members` members on `num_devices`."""
+  if num_members < 1 or num_devices < 1 or members_per_device < 0:
+    raise ValueError(f"need num_members >= 1, num_devices >= 1, members_per_device >= 0; got "
+                     f"{num_members}, {num_devices}, {members_per_device}")
+  per_device = members_per_device or -(-num_members // num_devices)
+  rounds = -(-num_members // (num_devices * per_device))
+  return Layout(num_members, num_devices, per_device, rounds)
+
+
+def member_keys(key: jax.Array, indices: Sequence[int]) -> jax.Array:
+  """Typed keys of the members with these indices."""
+  members = keys.stream(key, "members")
+  return jnp.stack([keys.item(members, int(i)) for i in indices])
+
+
+def make_mesh(num_devices: Optional[int] = None) -> Mesh:
+  """A 1-D mesh named "members" over the first `num_devices` devices (all by default)."""
+  devices = jax.devices()
+  num_devices = num_devices or len(devices)
+  if num_devices > len(devices):
+    raise ValueError(f"asked for {num_devices} devices; only {len(devices)} are visible")
+  return jax.make_mesh((num_devices,), (AXIS,), axis_types=(AxisType.Auto,),
+                       devices=devices[:num_devices])
+
+
+def _gather_members(trees, num_members):
+  """Chunks (on any devices) -> host arrays with leading axis num_members."""
+  trees = jax.device_get(trees)
+  return jax.tree.map(lambda *leaves: np.concatenate(leaves)[:num_members], *trees)
+
+
+class Ensemble:
+  """The compiled ensemble programs. A state is a list of chunk states, each chunk a
+  pytree whose leaves lead with that chunk's member axis.
+
+  parallel="dispatch" (default): chunk c holds `members_per_device` members on device
+  c % num_devices; every chunk runs the same single-device program (vmap over its
+  members) and JAX's asynchronous dispatch runs the devices concurrently. Same
+  program everywhere, hence the same bits on 1 device or on 4.
+  parallel="shard_map": one chunk per round, its member axis sharded over a mesh
+  with `jax.shard_map` (one SPMD program, and the path to multi-host runs). On
+  XLA:CPU the partitioned program fuses slightly differently from the 1-device one:
+  results then agree to float rounding, not bit for bit (docs/notes_train.md).
+  """
+
+  def __init__(self, program: member.MemberProgram, layout: Layout, mesh: Mesh,
+               first_member: int = 0, parallel: str = "dispatch"):
+    if mesh.devices.size != layout.num_devices:
+      raise ValueError(f"layout is for {layout.num_devices} devices, mesh has {mesh.devices.size}")
+    if parallel not in ("dispatch", "shard_map"):
+      raise ValueError(f"unknown parallel {parallel!r}; expected 'dispatch' or 'shard_map'")
+    self.program, self.layout, self.mesh, self.parallel = program, layout, mesh, parallel
+    self.first_member = first_member
+    devices = list(mesh.devices.flat)
+    if parallel == "shard_map":
+      self.chunk_size = layout.slots_per_round
+      self.member_shardings = [NamedSharding(mesh, P(AXIS))] * layout.rounds
+      self.data_shardings = [NamedSharding(mesh, P())]
+      self.data_index = [0] * layout.rounds
+    else:
+      self.chunk_size = layout.members_per_device
+      chunks = layout.rounds * layout.num_devices
+      self.member_shardings = [SingleDeviceSharding(devices[c % len(devices)]) for c in range(chunks)]
+      self.data_shardings = [SingleDeviceSharding(d) for d in devices]
+      self.data_index = [c % len(devices) for c in range(chunks)]
+
+    def over_members(fn):
+      batched = jax.vmap(fn, in_axes=(0, None))  # data (second argument) is shared
+      if parallel == "dispatch":
+        return batched
+      # check_vma=False: with it on, a value that does not vary over devices (a
+      # zero-initialised bias, say) gets its gradient psum-ed over the mesh, as in
+      # data parallelism; our members are independent, so that would be wrong.
+      return jax.shard_map(batched, mesh=mesh, in_specs=(P(AXIS), P()), out_specs=P(AXIS),
+                           check_vma=False)
+
+    self.epoch_traces = 0
+
+    def counted_epoch(state, data):
+      self.epoch_traces += 1  # runs only while JAX traces, i.e. before each compilation
+      return program.epoch(state, data)
+
+    # Initialisation runs once; XLA's optimiser makes its many random-normal kernels
+    # compile 5x slower (seconds per model on CPU) for no runtime that matters.
+    self._init = jax.jit(over_members(program.init),
+                         compiler_options={"xla_backend_optimization_level": 0})
+    self._epoch = jax.jit(over_members(counted_epoch), donate_argnums=0)
+    self._predict = jax.jit(over_members(program.predict))
+
+  def place_data(self, data) -> list:
+    """Copies of the data dict on the devices (made once; they stay for the whole run)."""
+    return [jax.device_put(data, sharding) for sharding in self.data_shardings]
+
+  def _data(self, placed, chunk):
+    if not isinstance(placed, list):
+      placed = self.place_data(placed)
+    return placed[self.data_index[chunk]]
+
+  def init(self, key: jax.Array, data) -> list:
+    """Fresh chunk states for the experiment key `key`."""
+    size, first = self.chunk_size, self.first_member
+    return [self._init(jax.device_put(member_keys(key, range(first + c * size, first + (c + 1) * size)),
+                                      sharding), self._data(data, c))
+            for c, sharding in enumerate(self.member_shardings)]
+
+  def epoch(self, states: list, data) -> tuple[list, dict]:
+    """One epoch of every member: (new states, host metrics with leading axis num_members)."""
+    results = [self._epoch(state, self._data(data, c)) for c, state in enumerate(states)]
+    new_states = [state for state, _ in results]
+    return new_states, _gather_members([m for _, m in results], self.layout.num_members)
+
+  def predict(self, variables: list, x) -> np.ndarray:
+    """Per-member probabilities [num_members, N, ...] of `variables` (see `best`, `last`)."""
+    placed = [jax.device_put(x, sharding) for sharding in self.data_shardings]
+    outputs = [self._predict(v, placed[self.data_index[c]]) for c, v in enumerate(variables)]
+    return _gather_members(outputs, self.layout.num_members)
+
+
+def best(states: list) -> list:
+  """The variables of each member's best validation epoch."""
+  return [{"params": s["best"]["params"], "batch_stats": s["best"]["batch_stats"]} for s in states]
+
+
+def last(states: list) -> list:
+  """The variables after each member's latest epoch."""
+  return [{"params": s["params"], "batch_stats": s["batch_stats"]} for s in states]
+
+
+def make_ensemble(config: ml_collections.ConfigDict, augment: Optional[member.Augment] = None,
+                  eval_transform: Optional[member.Transform] = None,
+                  mesh: Optional[Mesh] = None) -> Ensemble:
+  """Members `first_member` .. `first_member + num_members - 1` over `mesh` (all devices
+  by default). `first_member` lets a study add members to an ensemble later."""
+  mesh = mesh or make_mesh(config.get("num_devices", 0) or None)
+  layout = plan(config.num_members, mesh.devices.size, config.get("members_per_device", 0))
+  return Ensemble(member.make_member(config, augment, eval_transform), layout, mesh,
+                  config.get("first_member", 0), config.get("parallel", "dispatch"))
+
+
+def make_train(config: ml_collections.ConfigDict, augment: Optional[member.Augment] = None,
+               eval_transform: Optional[member.Transform] = None,
+               mesh: Optional[Mesh] = None) -> Callable:
+  """`train(key, data) -> (states, metrics [num_members, num_epochs])` of the ensemble.
+
+  Pure apart from its compiled-program cache: every epoch of every round runs the
+  same jitted program that `loop.run` checkpoints between, so the two agree bit for
+  bit.
+  """
+  ensemble = make_ensemble(config, augment, eval_transform, mesh)
+
+  def train(key, data):
+    data = ensemble.place_data(data)
+    states = ensemble.init(key, data)
+    history = []
+    for _ in range(config.num_epochs):
+      states, metrics = ensemble.epoch(states, data)
+      history.append(metrics)
+    return states, jax.tree.map(lambda *m: np.stack(m, axis=1), *history)
+
+  train.ensemble = ensemble
+  return train

@@ -1,0 +1,132 @@
+"""The training run: epochs of the ensemble with metrics, logging and checkpoints.
+
+All I/O of training lives here. A run directory holds:
+  train_config.json   the resolved training config
+  metrics.jsonl       one line per member per epoch
+  checkpoints/        orbax checkpoints (numbered by completed epochs)
+A run that finds a checkpoint resumes from it and ends with the same bits as a run
+that was never interrupted (same compiled epoch program, same keys by epoch index).
+"""
+import json
+import os
+import time
+from typing import Any, NamedTuple, Optional
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from scanbias_jax.train import checkpoint, ensemble, member
+
+# Run-to-run identical bits on GPU: deterministic kernels only (scatter, reductions,
+# convolutions), and no autotuning, whose timing-based kernel choice can differ
+# between compilations. Costs speed; CPU needs neither.
+DETERMINISTIC_XLA_FLAGS = ("--xla_gpu_deterministic_ops=true", "--xla_gpu_autotune_level=0")
+
+
+def request_exact_reproducibility() -> None:
+  """Add the deterministic-GPU flags to XLA_FLAGS; call before JAX starts a backend."""
+  flags = os.environ.get("XLA_FLAGS", "").split()
+  os.environ["XLA_FLAGS"] = " ".join(flags + [f for f in DETERMINISTIC_XLA_FLAGS if f not in flags])
+
+
+def _check_reproducibility(config) -> None:
+  if not config.get("exact_reproducibility", False) or jax.default_backend() != "gpu":
+    return
+  missing = [f for f in DETERMINISTIC_XLA_FLAGS if f not in os.environ.get("XLA_FLAGS", "")]
+  if missing:
+    raise RuntimeError(f"config asks for exact reproducibility but XLA_FLAGS lacks {missing}; "
+                       "call loop.request_exact_reproducibility() before using JAX")
+
+
+class RunResult(NamedTuple):
+  states: list                 # round states (see ensemble.best / ensemble.last)
+  history: list[dict]          # metrics.jsonl as records, oldest first
+  ensemble: ensemble.Ensemble  # for predict()
+
+
+def _write_atomic(path: str, text: str) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def read_metrics(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _records(metrics: dict, epoch: int, seconds: float) -> list[dict]:
+  """One JSON-ready record per member from metrics with leading member axis."""
+  metrics = jax.device_get(metrics)
+  num_members = len(metrics["epoch"])
+  records = []
+  for i in range(num_members):
+    record = {"member": i, "epoch": epoch, "seconds": round(seconds, 3)}
+    record.update({k: float(v[i]) for k, v in metrics.items() if k not in ("epoch",)})
+    record["best_epoch"] = int(record["best_epoch"])
+    records.append(record)
+  return records
+
+
+def _progress(records: list[dict], epoch: int, num_epochs: int, metric: str, seconds: float) -> str:
+  def mean_sd(name):
+    values = np.array([r[name] for r in records])
+    return f"{np.nanmean(values):.4f}±{np.nanstd(values):.4f}"
+  return (f"epoch {epoch + 1}/{num_epochs} members {len(records)} "
+          f"train_loss {mean_sd('train_loss')} {metric} {mean_sd(metric)} "
+          f"(best {mean_sd('best_metric')}) {seconds:.1f}s")
+
+
+def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: str,
+        augment: Optional[member.Augment] = None,
+        eval_transform: Optional[member.Transform] = None,
+        mesh: Optional[Any] = None, stop_after_epochs: Optional[int] = None) -> RunResult:
+  """Train the ensemble of `config` (a train section) on `data`, resuming in `workdir`.
+
+  `stop_after_epochs` ends the run early, as an interruption would (for tests and
+  for time-sliced jobs); the next call resumes from the newest checkpoint.
+  """
+  _check_reproducibility(config)
+  os.makedirs(workdir, exist_ok=True)
+  _write_atomic(os.path.join(workdir, "train_config.json"), config.to_json(indent=2))
+  ens = ensemble.make_ensemble(config, augment, eval_transform, mesh)
+  data = ens.place_data(data)
+  states = ens.init(key, data)
+
+  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"),
+                                       config.get("keep_checkpoints", 2))
+  start = checkpoints.latest() or 0
+  if start:
+    states = checkpoints.restore(start, states)
+    logging.info("resumed from the checkpoint after epoch %d", start)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  # Epochs after the checkpoint will be recomputed, bit for bit: drop their lines.
+  kept = [r for r in read_metrics(metrics_path) if r["epoch"] < start]
+  _write_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+  every = config.get("checkpoint_every_epochs", 1)
+  for epoch in range(start, config.num_epochs):
+    started = time.perf_counter()
+    states, metrics = ens.epoch(states, data)
+    jax.block_until_ready(metrics)
+    seconds = time.perf_counter() - started
+    records = _records(metrics, epoch, seconds)
+    with open(metrics_path, "a") as f:
+      f.writelines(json.dumps(r) + "\n" for r in records)
+    for r in records:
+      logging.info("member metrics %s", json.dumps(r))
+    logging.info("%s", _progress(records, epoch, config.num_epochs, config.select_metric, seconds))
+    done = epoch + 1
+    if done % every == 0 or done == config.num_epochs:
+      checkpoints.save(done, states)
+    if stop_after_epochs is not None and done >= stop_after_epochs:
+      break
+  checkpoints.close()
+  return RunResult(states, read_metrics(metrics_path), ens)

@@ -1,0 +1,181 @@
+"""One ensemble member's training program, as pure functions of (key, data).
+
+`data` is a dict of device arrays:
+  {"train": {"x": [N, ...], "y": [N] or [N, ...]}, "val": {"x": [M, ...], "y": ...}}
+with float labels (0/1) for classification or float masks for segmentation. Each
+sample goes through `augment(key, x) -> x` (training, a fresh key per sample per
+epoch) or `eval_transform(x) -> x` (validation and prediction) before the model;
+both default to the identity.
+
+The member state is a plain dict (it is what the checkpoints hold):
+  {"key", "epoch", "params", "batch_stats", "opt_state",
+   "best": {"params", "batch_stats", "epoch", "metric"}}
+"""
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from scanbias_jax import keys, models
+from scanbias_jax.train import losses
+
+Augment = Callable[[jax.Array, jax.Array], jax.Array]
+Transform = Callable[[jax.Array], jax.Array]
+
+
+class MemberProgram(NamedTuple):
+  init: Callable     # (member_key, data) -> state
+  epoch: Callable    # (state, data) -> (state, metrics of that epoch)
+  train: Callable    # (member_key, data) -> (state, metrics stacked over epochs)
+  predict: Callable  # ({"params", "batch_stats"}, x [N, ...]) -> probabilities [N, ...]
+
+
+def task_config(config: ml_collections.ConfigDict, task: str) -> ml_collections.ConfigDict:
+  """The flat training config of one task: `config.train` updated with `config.models[task]`."""
+  merged = ml_collections.ConfigDict(config.train.to_dict())
+  merged.update(config.models[task].to_dict())
+  return merged
+
+
+def unrolled_loops(scan_unroll: str) -> bool:
+  """Whether the step and evaluation loops are unrolled at trace time ("auto": on CPU).
+
+  XLA:CPU runs convolutions inside a while loop 30-60x slower than the same
+  convolutions outside one (ShallowCNN step: 0.035 s alone, 1.1 s in `lax.scan`;
+  docs/notes_train.md). `lax.scan(unroll=True)` still emits a loop for length 1,
+  so the unrolled form is a Python loop. Cost: compile time linear in the steps.
+  """
+  if scan_unroll == "auto":
+    return jax.default_backend() == "cpu"
+  if scan_unroll not in ("always", "never"):
+    raise ValueError(f"scan_unroll must be 'auto', 'always' or 'never'; got {scan_unroll!r}")
+  return scan_unroll == "always"
+
+
+def scan(fn, carry, xs, unrolled: bool):
+  """`lax.scan(fn, carry, xs)`, or the same computation unrolled at trace time."""
+  if not unrolled:
+    return jax.lax.scan(fn, carry, xs)
+  outputs = []
+  for i in range(jax.tree.leaves(xs)[0].shape[0]):
+    carry, out = fn(carry, jax.tree.map(lambda x: x[i], xs))
+    outputs.append(out)
+  return carry, jax.tree.map(lambda *o: jnp.stack(o), *outputs)
+
+
+def maximizes(metric: str) -> bool:
+  """Losses are minimised; every other validation metric is maximised."""
+  return not metric.endswith("loss")
+
+
+def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,
+                eval_transform: Optional[Transform] = None) -> MemberProgram:
+  """The pure per-member functions for the `config.train`-style ConfigDict `config`."""
+  model = models.build(config.model, config.compute_dtype, **config.get("model_kwargs", {}))
+  loss_fn = losses.LOSSES[config.loss]
+  metrics_fn = losses.METRICS[config.loss]
+  optimizer = optax.adam(config.learning_rate)
+  batch_size, eval_batch_size = config.batch_size, config.eval_batch_size
+  maximize = maximizes(config.select_metric)
+  eval_transform = eval_transform or (lambda x: x)
+  unrolled = unrolled_loops(config.get("scan_unroll", "auto"))
+
+  def train_inputs(epoch_key, indices, x):
+    if augment is None:
+      return x
+    augment_key = keys.stream(epoch_key, "augment")
+    sample_keys = jax.vmap(lambda i: keys.item(augment_key, i))(indices)
+    return jax.vmap(augment)(sample_keys, x)
+
+  def logits_eval(variables, x):
+    """Eval-mode logits of all of x, in chunks of eval_batch_size (padding by repeat)."""
+    n = x.shape[0]
+    chunks = -(-n // eval_batch_size)
+    indices = jnp.minimum(jnp.arange(chunks * eval_batch_size), n - 1)
+    indices = indices.reshape(chunks, eval_batch_size)
+
+    def chunk(idx):
+      inputs = jax.vmap(eval_transform)(x[idx])
+      return model.apply(variables, inputs, train=False).astype(jnp.float32)
+
+    _, out = scan(lambda _, idx: (None, chunk(idx)), None, indices, unrolled)
+    return out.reshape((chunks * eval_batch_size,) + out.shape[2:])[:n]
+
+  def predict(variables, x):
+    return jax.nn.sigmoid(logits_eval(variables, x))
+
+  def init(member_key, data):
+    n_train = data["train"]["x"].shape[0]
+    if n_train < batch_size:
+      raise ValueError(f"batch_size {batch_size} exceeds the {n_train} training samples")
+    sample = train_inputs(keys.stream(member_key, "init_shape"), jnp.arange(1),
+                          data["train"]["x"][:1])
+    variables = model.init(keys.stream(member_key, "init"), sample, train=False)
+    params, batch_stats = variables["params"], variables.get("batch_stats", {})
+    worst = -jnp.inf if maximize else jnp.inf
+    return {
+        "key": member_key,
+        "epoch": jnp.zeros((), jnp.int32),
+        "params": params,
+        "batch_stats": batch_stats,
+        "opt_state": optimizer.init(params),
+        "best": {"params": params, "batch_stats": batch_stats,
+                 "epoch": jnp.full((), -1, jnp.int32), "metric": jnp.full((), worst, jnp.float32)},
+    }
+
+  def epoch(state, data):
+    train_x, train_y = data["train"]["x"], data["train"]["y"]
+    steps = train_x.shape[0] // batch_size  # the remainder waits for another epoch's shuffle
+    epoch_key = keys.item(keys.stream(state["key"], "epoch"), state["epoch"])
+    order = jax.random.permutation(keys.stream(epoch_key, "shuffle"), train_x.shape[0])
+    order = order[:steps * batch_size].reshape(steps, batch_size)
+
+    def step(carry, indices):
+      params, batch_stats, opt_state = carry
+      x = train_inputs(epoch_key, indices, train_x[indices])
+
+      def batch_loss(params):
+        logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x,
+                                      train=True, mutable=["batch_stats"])
+        loss = loss_fn(logits.astype(jnp.float32), train_y[indices]).mean()
+        return loss, updates.get("batch_stats", {})
+
+      (loss, batch_stats), grads = jax.value_and_grad(batch_loss, has_aux=True)(params)
+      updates, opt_state = optimizer.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+
+    carry = (state["params"], state["batch_stats"], state["opt_state"])
+    (params, batch_stats, opt_state), step_losses = scan(step, carry, order, unrolled)
+
+    variables = {"params": params, "batch_stats": batch_stats}
+    val = metrics_fn(logits_eval(variables, data["val"]["x"]), data["val"]["y"])
+    score = val[config.select_metric]
+    # NaN never improves: the comparison is False.
+    improved = score > state["best"]["metric"] if maximize else score < state["best"]["metric"]
+    candidate = {"params": params, "batch_stats": batch_stats, "epoch": state["epoch"],
+                 "metric": score.astype(jnp.float32)}
+    best = jax.tree.map(lambda new, old: jnp.where(improved, new, old), candidate, state["best"])
+    new_state = {"key": state["key"], "epoch": state["epoch"] + 1, "params": params,
+                 "batch_stats": batch_stats, "opt_state": opt_state, "best": best}
+    metrics = {"epoch": state["epoch"], "train_loss": step_losses.mean(), **val,
+               "best_epoch": best["epoch"], "best_metric": best["metric"]}
+    return new_state, metrics
+
+  def train(member_key, data):
+    state = init(member_key, data)
+    epochs = jnp.arange(config.num_epochs)
+    return scan(lambda s, _: epoch(s, data), state, epochs, unrolled)
+
+  return MemberProgram(init, epoch, train, predict)
+
+
+def make_train(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,
+               eval_transform: Optional[Transform] = None) -> Callable:
+  """The pure `train(member_key, data) -> (state, metrics per epoch)` of one member.
+
+  jit it, or vmap it over member keys for an ensemble (train/ensemble.py does
+  that with sharding and checkpointable epochs).
+  """
+  return make_member(config, augment, eval_transform).train

@@ -1,0 +1,64 @@
+"""Checkpointed runs: resume after an interruption ends with the same bits."""
+import json
+import os
+
+import jax
+import pytest
+
+import train_toys as toys
+from scanbias_jax.train import checkpoint, ensemble, loop
+
+KEY = jax.random.key(0)
+
+
+@pytest.fixture(scope="module")
+def images():
+  return toys.bright_square_images(jax.random.key(1))
+
+
+def test_resume_after_interruption_equals_uninterrupted(images, tmp_path):
+  config = toys.config(num_members=2, num_epochs=4, keep_checkpoints=2, scan_unroll="always")
+  straight = loop.run(KEY, config, images, str(tmp_path / "straight"))
+  interrupted_dir = str(tmp_path / "interrupted")
+  loop.run(KEY, config, images, interrupted_dir, stop_after_epochs=2)
+  resumed = loop.run(KEY, config, images, interrupted_dir)
+
+  assert toys.bitwise_equal(straight.states, resumed.states)
+  assert resumed.ensemble.epoch_traces == 1  # restored states need no new program
+  strip = lambda history: [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+  assert strip(straight.history) == strip(resumed.history)
+  assert [(r["epoch"], r["member"]) for r in resumed.history] == [
+      (e, m) for e in range(4) for m in range(2)]
+  # Bounded retention, no temporary directories left behind.
+  assert sorted(os.listdir(os.path.join(interrupted_dir, "checkpoints"))) == ["3", "4"]
+  with open(os.path.join(interrupted_dir, "train_config.json")) as f:
+    assert json.load(f)["num_epochs"] == 4
+  # A finished run resumed again is a no-op that returns the same states.
+  again = loop.run(KEY, config, images, interrupted_dir)
+  assert toys.bitwise_equal(again.states, straight.states)
+  predictions = again.ensemble.predict(ensemble.best(again.states), images["val"]["x"])
+  assert predictions.shape == (2, images["val"]["x"].shape[0])
+
+
+def test_checkpoints_round_trip_typed_keys_and_shardings(images, tmp_path):
+  ens = ensemble.make_ensemble(toys.config(num_members=2))
+  states = ens.init(KEY, ens.place_data(images))
+  store = checkpoint.Checkpoints(str(tmp_path), max_to_keep=1)
+  store.save(1, states)
+  store.save(2, states)
+  assert store.all() == [2] and store.latest() == 2
+  restored = store.restore(2, states)
+  store.close()
+  assert toys.bitwise_equal(restored, states)
+  assert jax.dtypes.issubdtype(restored[0]["key"].dtype, jax.dtypes.prng_key)
+  for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(states)):
+    assert a.sharding.is_equivalent_to(b.sharding, a.ndim)
+
+
+def test_exact_reproducibility_flags_are_added_once(monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+  loop.request_exact_reproducibility()
+  loop.request_exact_reproducibility()
+  flags = os.environ["XLA_FLAGS"].split()
+  assert flags.count("--xla_gpu_deterministic_ops=true") == 1
+  assert "--xla_force_host_platform_device_count=2" in flags

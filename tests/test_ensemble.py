@@ -1,0 +1,129 @@
+"""The seed-ensemble engine: reproducibility, member independence, learning, compiles."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import train_toys as toys
+from scanbias_jax.train import ensemble, losses
+
+KEY = jax.random.key(0)
+
+
+@pytest.fixture(scope="module")
+def images():
+  return toys.bright_square_images(jax.random.key(1))
+
+
+def test_same_config_and_key_twice_gives_identical_bits(images):
+  config = toys.config(num_members=2, num_epochs=2, scan_unroll="always")
+  runs = []
+  for _ in range(2):
+    train = ensemble.make_train(config)
+    states, history = train(KEY, images)
+    runs.append((states, history, train.ensemble.predict(ensemble.best(states), images["val"]["x"])))
+  assert toys.bitwise_equal(runs[0][0], runs[1][0])
+  assert toys.bitwise_equal(runs[0][1], runs[1][1])
+  assert toys.bitwise_equal(runs[0][2], runs[1][2])
+  probabilities = runs[0][2]
+  assert probabilities.shape == (2, images["val"]["x"].shape[0])
+  assert bool(((probabilities >= 0) & (probabilities <= 1)).all())
+
+
+def test_member_of_an_ensemble_equals_member_trained_alone(images):
+  # Member 2 of 4 against member 2 alone (its key does not depend on the others).
+  alone, _ = ensemble.make_train(toys.config(num_members=1, first_member=2))(KEY, images)
+  alone = ensemble.last(alone)[0]
+  # Rounds of one member per call: the same program as alone, so the same bits.
+  states, _ = ensemble.make_train(toys.config(num_members=4, members_per_device=1))(KEY, images)
+  assert toys.bitwise_equal(ensemble.last(states)[2], alone)
+  # All 4 in one vmap: XLA:CPU turns the vmapped convolutions into grouped ones,
+  # which round differently (see docs/notes_train.md); 8 Adam steps stay this close.
+  states, _ = ensemble.make_train(toys.config(num_members=4))(KEY, images)
+  vmapped = jax.tree.map(lambda x: x[2], ensemble.last(states)[0])
+  assert toys.max_abs_difference(vmapped, jax.tree.map(lambda x: x[0], alone)) < 1e-5
+
+
+def test_members_differ_and_keep_their_own_batchnorm_statistics(images):
+  states, _ = ensemble.make_train(toys.config(num_members=3))(KEY, images)
+  stats = jax.tree.leaves(states[0]["batch_stats"])[0]
+  assert stats.shape[0] == 3
+  assert not np.allclose(stats[0], stats[1]) and not np.allclose(stats[1], stats[2])
+  params = jax.tree.leaves(states[0]["params"])[0]
+  assert not np.allclose(params[0], params[1])
+
+
+def test_best_epoch_is_the_first_best_validation_score(images):
+  config = toys.config(num_members=2, num_epochs=4, select_metric="val_loss")
+  states, history = ensemble.make_train(config)(KEY, images)
+  scores = np.asarray(history["val_loss"])
+  best_epoch = np.argmin(scores, axis=1)
+  np.testing.assert_array_equal(states[0]["best"]["epoch"], best_epoch)
+  np.testing.assert_array_equal(history["best_epoch"][:, -1], best_epoch)
+  np.testing.assert_array_equal(states[0]["best"]["metric"], scores.min(axis=1))
+
+
+def test_no_recompilation_after_the_first_epoch(images):
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, seconds, **kw: compiles.append(event) if "backend_compile" in event else None)
+  ens = ensemble.make_ensemble(toys.config(num_members=2, num_epochs=4))
+  data = ens.place_data(images)
+  states = ens.init(KEY, data)
+  states, _ = ens.epoch(states, data)
+  after_first = len(compiles)
+  for _ in range(3):
+    states, metrics = ens.epoch(states, data)
+  jax.block_until_ready(metrics)
+  assert len(compiles) == after_first, compiles[after_first:]
+  assert ens.epoch_traces == 1
+
+
+def test_pluggable_augment_gets_a_key_per_sample_and_epoch():
+  # "Name the Manufacturer": three random slices of a volume, stacked as channels.
+  volumes = toys.sphere_volumes(jax.random.key(4), n=24, n_train=16)
+  volumes = jax.tree.map(lambda a: a[..., 0] if a.ndim == 5 else a, volumes)
+
+  def three_slices(key, volume):
+    return volume[..., jax.random.choice(key, volume.shape[-1], (3,), replace=False)]
+
+  config = toys.config(num_members=1, num_epochs=2)
+  states, history = ensemble.make_train(
+      config, augment=three_slices, eval_transform=lambda v: v[..., 6:9])(KEY, volumes)
+  assert np.isfinite(history["train_loss"]).all()
+
+
+@pytest.mark.parametrize("model, data, epochs, lr, target", [
+    ("shallow_cnn", lambda: toys.bright_square_images(jax.random.key(1), n=96, n_train=64), 5, 5e-3, 0.95),
+    ("resnet3d", lambda: toys.sphere_volumes(jax.random.key(2), n=96, n_train=64), 6, 3e-3, 0.9),
+    ("unet3d", lambda: toys.sphere_volumes(jax.random.key(3), with_masks=True), 8, 1e-2, 0.8),
+])
+def test_models_learn_a_small_synthetic_task(model, data, epochs, lr, target):
+  config = toys.config(model, num_members=1, num_epochs=epochs, learning_rate=lr)
+  states, history = ensemble.make_train(config)(KEY, data())
+  assert history["best_metric"][0, -1] >= target, history[config.select_metric]
+
+
+def test_bfloat16_compute_keeps_float32_parameters(images):
+  states, history = ensemble.make_train(toys.config(compute_dtype="bfloat16"))(KEY, images)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(states[0]["params"]))
+  assert np.isfinite(history["train_loss"]).all()
+
+
+def test_layout_pads_members_to_whole_rounds():
+  assert ensemble.plan(10, 4) == ensemble.Layout(10, 4, 3, 1)
+  assert ensemble.plan(10, 4, 2) == ensemble.Layout(10, 4, 2, 2)
+  assert ensemble.plan(3, 1, 1).rounds == 3
+  with pytest.raises(ValueError):
+    ensemble.plan(0, 1)
+
+
+def test_validation_metrics_match_their_definitions():
+  from sklearn.metrics import roc_auc_score
+  scores = jnp.array([0.1, 0.4, 0.4, 0.8, -1.0, 2.0])
+  labels = jnp.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+  assert float(losses.auroc(scores, labels)) == pytest.approx(roc_auc_score(labels, scores))
+  masks = jnp.zeros((2, 4, 4)).at[0, :2].set(1.0)
+  perfect = jnp.where(masks > 0, 20.0, -20.0)
+  np.testing.assert_allclose(losses.hard_dice(perfect, masks), [1.0, 1.0])
+  np.testing.assert_allclose(losses.soft_dice_loss(perfect, masks), [0.0, 0.0], atol=1e-6)

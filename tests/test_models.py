@@ -1,0 +1,84 @@
+"""The three networks: parameter counts at paper sizes, shapes, dtypes, pooling."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scanbias_jax import models
+from scanbias_jax.models.layers import max_pool_2x
+
+# (input shape at the paper's sizes, parameters, BatchNorm statistics, output shape)
+PAPER = {
+    "shallow_cnn": ((2, 256, 256, 3), 224_545, 448, (2,)),
+    "resnet3d": ((2, 256, 256, 35, 1), 8_555_889, 4_800, (2,)),
+    "unet3d": ((2, 256, 256, 32, 1), 1_412_505, 1_472, (2, 256, 256, 32)),
+}
+SMALL = {
+    "shallow_cnn": ((3, 32, 32, 3), dict(widths=(4, 8, 8))),
+    "resnet3d": ((3, 16, 16, 9, 1), dict(widths=(4, 4, 8, 8), stem_width=4, hidden=16)),
+    "unet3d": ((3, 16, 16, 8, 1), dict(widths=(2, 4, 8))),
+}
+
+
+def count(tree) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_parameter_counts_at_paper_sizes(name):
+  shape, n_params, n_stats, out_shape = PAPER[name]
+  model = models.build(name)
+  variables = jax.eval_shape(lambda k: model.init(k, jnp.zeros(shape), train=False),
+                             jax.random.key(0))
+  assert count(variables["params"]) == n_params
+  assert count(variables["batch_stats"]) == n_stats
+  out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros(shape), train=False), variables)
+  assert out.shape == out_shape
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_small_models_run_in_both_modes_and_dtypes(name, compute_dtype):
+  shape, kwargs = SMALL[name]
+  model = models.build(name, compute_dtype, **kwargs)
+  x = jax.random.normal(jax.random.key(1), shape)
+  def run(key, x):
+    variables = model.init(key, x, train=False)
+    out, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    evaluate = lambda x: model.apply(variables, x, train=False).astype(jnp.float32)
+    return variables, out, updates, evaluate(x), evaluate(x[:1])
+
+  variables, out, updates, batch, alone = jax.jit(run)(jax.random.key(0), x)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
+  assert out.dtype == jnp.dtype(compute_dtype)
+  assert out.shape[0] == shape[0] and bool(jnp.isfinite(out.astype(jnp.float32)).all())
+  assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(updates["batch_stats"]))
+  # Eval mode reads the running statistics: a sample's output ignores its batch.
+  tolerance = 1e-2 if compute_dtype == "bfloat16" else 1e-5
+  np.testing.assert_allclose(alone[0], batch[0], rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (2, 7, 9, 5, 2)])
+def test_max_pool_2x_matches_flax_same_padding_and_gradient(shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+  window = (2,) * (len(shape) - 2)
+  expected = nn.max_pool(x, window, strides=window, padding="SAME")
+  np.testing.assert_array_equal(jax.jit(max_pool_2x)(x), expected)
+  grad = jax.jit(jax.grad(lambda x: max_pool_2x(x).sum()))(x)
+  grad_flax = jax.jit(jax.grad(
+      lambda x: nn.max_pool(x, window, strides=window, padding="SAME").sum()))(x)
+  np.testing.assert_array_equal(grad, grad_flax)
+
+
+def test_unet_names_the_sizes_it_cannot_pool():
+  model = models.build("unet3d", widths=(2, 4, 8))
+  with pytest.raises(ValueError, match="divisible by 4"):
+    model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 6, 1)))
+
+
+def test_registry_rejects_unknown_names():
+  with pytest.raises(ValueError, match="unknown model"):
+    models.build("vgg")
+  with pytest.raises(ValueError, match="compute_dtype"):
+    models.build("unet3d", "float16")
