@@ -2,6 +2,8 @@
 
   python -m launch.study --config=configs/paper.py --workdir=runs/paper
 """
+import ml_collections
+
 from configs import default
 
 
@@ -12,4 +14,13 @@ def get_config():
   config.synth.plane_mm = 0.625      # SSP of 1.25 mm slices sampled at half their width
   config.ingest.workers = 8  # GPU hosts have 16 cores
   config.train.num_members = 10
+  config.train.num_epochs = 30
+  config.ingest.paper_grid.in_plane = 256
+  config.experiments.select_k = 6
+  config.experiments.spheres_shape = (256, 256, 35)
+  config.experiments.segmentation_shape = (256, 256, 32)
+  config.models.spheres.model_kwargs = ml_collections.ConfigDict()       # paper widths
+  config.models.segmentation.model_kwargs = ml_collections.ConfigDict()
+  config.models.segmentation.num_members = 10
+  config.models.segmentation.num_epochs = 30
   return config

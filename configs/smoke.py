@@ -24,6 +24,8 @@ def get_config():
   config.models.name_manufacturer.model_kwargs = dict(widths=(4, 8, 8), head="mean")
   config.models.spheres.model_kwargs = dict(widths=(4, 4, 8, 8), stem_width=4, hidden=16)
   config.models.segmentation.model_kwargs = dict(widths=(2, 4, 8))
+  config.models.segmentation.num_members = 2
+  config.models.segmentation.num_epochs = 2
   config.experiments.select_k = 1
   config.experiments.bootstrap_resamples = 100
   config.experiments.spheres_shape = (32, 32, 16)

@@ -1,0 +1,115 @@
+"""The smoke study end to end: every stage, every table cell and figure, same bits twice.
+
+The golden file pins the smoke study's key numbers; regenerate it only on purpose:
+  python -m tests.golden --regenerate     (and say why in the commit message)
+"""
+import json
+import math
+import re
+import shutil
+
+import pydicom
+import pytest
+
+from configs import smoke
+from scanbias_jax.experiments import study
+import golden
+
+STAGES = ("synth", "cohort", "prepared")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("smoke_study")
+  timings = study.run(smoke.get_config(), workdir, say=lambda *_: None)
+  return workdir, timings
+
+
+def _numbers(text: str):
+  return re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w.])", text)
+
+
+def test_every_stage_leaves_its_outputs(smoke_run):
+  workdir, timings = smoke_run
+  assert list(timings) == ["synthesize", "ingest", "prepare", "train", "report"]
+  for stage in STAGES:
+    assert (workdir / stage / ".done").exists()
+  for name in ("report.md", "report.html", "results.json", "figures/samples.png",
+               "figures/roc_spheres.png", "figures/roc_name_manufacturer.png"):
+    assert (workdir / name).stat().st_size > 0, name
+
+
+def test_every_table_cell_is_produced_and_finite(smoke_run):
+  workdir, _ = smoke_run
+  report = (workdir / "report.md").read_text()
+  for heading in ("Table 2.", "Table 3.", "Table 4.", "Table 5.", "Table 6."):
+    assert heading in report
+  lines = report.splitlines()
+  rows = [line for line, following in zip(lines, lines[1:] + [""])
+          if line.startswith("| ") and not line.startswith("|---")
+          and not following.startswith("|---")                  # not a header row
+          and not line.split("|")[1].strip().startswith("**")]  # not a section row
+  assert sum("ours" in row for row in rows) > 60
+  for row in rows:
+    for cell in row.strip("|").split("|")[1:]:
+      cell = cell.strip()
+      assert "nan" not in cell.lower() and "inf" not in cell.lower(), row
+      # Our cells hold a value or say why they have none.
+      if "ours" in row.split("|")[1]:
+        assert _numbers(cell) or "n/a (" in cell, row
+  results = json.loads((workdir / "results.json").read_text())
+  for difficulty in ("easy", "medium", "hard"):
+    assert set(results["spheres"][difficulty]) == {"mixed", "GE", "Siemens"}
+  assert set(results["segmentation"]) == {"mixed", "GE", "Siemens"}
+  html = (workdir / "report.html").read_text()
+  assert html.count("data:image/png;base64,") >= 3 and "src='figures/" not in html
+
+
+def test_no_phi_in_any_study_output(smoke_run):
+  workdir, _ = smoke_run
+  phi = set()
+  for path in sorted((workdir / "synth" / "dicom").rglob("*"))[:400]:
+    if path.is_file():
+      ds = pydicom.dcmread(path, stop_before_pixels=True)
+      phi.update({str(ds.PatientName), ds.PatientID, ds.PatientBirthDate,
+                  ds.AccessionNumber, ds.InstitutionName, ds.StudyInstanceUID})
+  outputs = [workdir / "report.md", workdir / "report.html", workdir / "results.json"]
+  outputs += [p for p in (workdir / "cohort").glob("*.csv")]
+  outputs += [p for p in (workdir / "prepared").rglob("*") if p.suffix in (".csv", ".md", ".json")]
+  for path in outputs:
+    text = path.read_text(errors="ignore")
+    for value in phi:
+      assert value not in text, (path.name, value)
+
+
+def test_rerun_gives_identical_results_and_matches_golden(smoke_run, tmp_path):
+  """Train + report again from the same prepared data: the same bits."""
+  workdir, _ = smoke_run
+  for stage in STAGES:
+    shutil.copytree(workdir / stage, tmp_path / stage)
+  shutil.copy(workdir / "cohort" / ".secret", tmp_path / "cohort" / ".secret")
+  timings = study.run(smoke.get_config(), tmp_path, say=lambda *_: None)
+  assert timings["synthesize"] < 5 and timings["ingest"] < 5  # skipped: done before
+  first = json.loads((workdir / "results.json").read_text())
+  second = json.loads((tmp_path / "results.json").read_text())
+  assert first == second
+  expected = golden.load()
+  for name, value in golden.key_numbers(first).items():
+    want = expected[name]
+    if value is None or want is None:
+      assert value == want, name
+    else:
+      assert math.isclose(value, want, rel_tol=1e-4, abs_tol=1e-6), (name, value, want)
+  assert set(expected) == set(golden.key_numbers(first))
+
+
+def test_user_dicom_root_skips_synthesis(smoke_run, tmp_path):
+  """--dicom_root: the study starts at ingest on the given export."""
+  workdir, _ = smoke_run
+  config = smoke.get_config()
+  config.experiments.tasks = ()
+  timings = study.run(config, tmp_path, str(workdir / "synth" / "dicom"),
+                      say=lambda *_: None)
+  assert not (tmp_path / "synth").exists()
+  assert (tmp_path / "cohort" / "manifest.csv").exists()
+  assert "ingest" in timings
