@@ -1,13 +1,11 @@
 """The prepare stage's tables (splits, spheres, Dice, summary) and overlay figures."""
-import csv
-import io
 import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from scanbias_jax.cohort import balance
+from scanbias_jax.cohort import balance, manifest
 from scanbias_jax.cohort.ingest import atomic_write_text
 from scanbias_jax.experiments import datasets
 from scanbias_jax.lesions import spheres
@@ -17,15 +15,6 @@ _EXTRA = ("patient_id", "vendor", "model", "kernel", "age_years", "sex", "series
 _DRAW = ("centre_i", "centre_j", "centre_k", "centre_x_ras", "centre_y_ras", "centre_z_ras",
          "inscribed_mm", "fits", "large_radius_mm", "large_mean_hu", "large_std_hu",
          "small_radius_mm", "small_mean_hu", "small_std_hu")
-
-
-def _csv(rows, columns) -> str:
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore",
-                          lineterminator="\n")
-  writer.writeheader()
-  writer.writerows(rows)
-  return buffer.getvalue()
 
 
 def _stats(values) -> dict:
@@ -52,17 +41,17 @@ def write_tables(out_dir, rows, records, group, config) -> dict:
                               **{k: record["sphere"][k] for k in _DRAW}, **measured))
   smalls = tuple(f"small_{d}" for d in spheres.DIFFICULTIES)
   extra = tuple(c for c in _EXTRA if c != group and rows and c in rows[0])
-  atomic_write_text(os.path.join(out_dir, datasets.SPLITS_FILE), _csv(
+  atomic_write_text(os.path.join(out_dir, datasets.SPLITS_FILE), manifest.to_csv(
       split_rows, ("study_id", group, "label", "split", *smalls, "path", "mask", *extra)))
   measured_columns = tuple(f"measured_{k}_{n}" for k in ("large", "small")
                            for n in ("voxels", "mean_hu", "std_hu"))
-  atomic_write_text(os.path.join(out_dir, datasets.SPHERES_FILE), _csv(
+  atomic_write_text(os.path.join(out_dir, datasets.SPHERES_FILE), manifest.to_csv(
       sphere_rows, ("study_id", group, "split", *smalls, *_DRAW, *measured_columns)))
   dice_rows = [dict(study_id=r["study_id"], **{group: r[group]},
                     dice=records[r["study_id"]]["dice"],
                     brain_ml=records[r["study_id"]]["brain_ml"]) for r in split_rows]
   atomic_write_text(os.path.join(out_dir, "dice.csv"),
-                    _csv(dice_rows, ("study_id", group, "dice", "brain_ml")))
+                    manifest.to_csv(dice_rows, ("study_id", group, "dice", "brain_ml")))
   summary = dict(group=group, counts=counts(split_rows, group),
                  spheres=sphere_stats(sphere_rows),
                  skullstrip=dice_stats(dice_rows, group))
