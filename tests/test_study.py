@@ -87,7 +87,6 @@ def test_rerun_gives_identical_results_and_matches_golden(smoke_run, tmp_path):
   workdir, _ = smoke_run
   for stage in STAGES:
     shutil.copytree(workdir / stage, tmp_path / stage)
-  shutil.copy(workdir / "cohort" / ".secret", tmp_path / "cohort" / ".secret")
   timings = study.run(smoke.get_config(), tmp_path, say=lambda *_: None)
   assert timings["synthesize"] < 5 and timings["ingest"] < 5  # skipped: done before
   first = json.loads((workdir / "results.json").read_text())

@@ -110,6 +110,10 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=print) -> dict
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
   timings = {}
   start = time.time()
+  if not dicom_root and not config.ingest.secret:
+    # Synthetic studies carry no real PHI, and pseudonyms key the split and the
+    # spheres: a secret derived from the seed makes the whole study reproducible.
+    config.ingest.secret = f"scanbias-synthetic-seed-{config.seed}"
   if dicom_root:
     root, truth = Path(dicom_root), None
   else:
