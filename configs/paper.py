@@ -15,6 +15,7 @@ def get_config():
   config.ingest.workers = 8  # GPU hosts have 16 cores
   config.train.num_members = 10
   config.train.num_epochs = 30
+  config.train.batch_size = 32
   config.ingest.paper_grid.in_plane = 256
   config.experiments.select_k = 6
   config.experiments.spheres_shape = (256, 256, 35)
