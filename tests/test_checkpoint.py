@@ -40,6 +40,34 @@ def test_resume_after_interruption_equals_uninterrupted(images, tmp_path):
   assert predictions.shape == (2, images["val"]["x"].shape[0])
 
 
+def test_resume_checks_the_stored_config(images, tmp_path):
+  config = toys.config(num_members=2, num_epochs=2, scan_unroll="always")
+  straight = loop.run(KEY, config, images, str(tmp_path / "straight"))
+  workdir = str(tmp_path / "extended")
+  loop.run(KEY, toys.config(num_members=2, num_epochs=1, scan_unroll="always"), images, workdir)
+  config_path = os.path.join(workdir, "train_config.json")
+  with open(config_path) as f:
+    stored = f.read()
+
+  changed = toys.config(num_members=2, num_epochs=2, scan_unroll="always", learning_rate=1e-3)
+  with pytest.raises(ValueError, match=r"(?s)extended.*learning_rate: 0\.005 -> 0\.001"):
+    loop.run(KEY, changed, images, workdir)
+  with open(config_path) as f:
+    assert f.read() == stored  # the stored config still describes the checkpoints
+
+  # More epochs (and other bookkeeping) continue the run, as if asked for at first.
+  extended = toys.config(num_members=2, num_epochs=2, scan_unroll="always",
+                         keep_checkpoints=3, checkpoint_every_epochs=2)
+  resumed = loop.run(KEY, extended, images, workdir)
+  assert toys.bitwise_equal(straight.states, resumed.states)
+  assert [r["epoch"] for r in resumed.history] == [0, 0, 1, 1]
+  with open(config_path) as f:
+    assert json.load(f)["num_epochs"] == 2
+  with pytest.raises(ValueError, match="past num_epochs=1"):
+    loop.run(KEY, toys.config(num_members=2, num_epochs=1, scan_unroll="always"), images,
+             workdir)
+
+
 def test_checkpoints_round_trip_typed_keys_and_shardings(images, tmp_path):
   ens = ensemble.make_ensemble(toys.config(num_members=2))
   states = ens.init(KEY, ens.place_data(images))

@@ -153,7 +153,83 @@ def test_summary_is_computed_from_the_numbers(complete):
   accuracy = test["averaged"]["selected"]["metrics"]["accuracy"]
   assert f"{100 * accuracy:.1f}%" in answers["Is the group recognisable?"][0]
   trend = answers["Does the harm grow with task difficulty?"]
-  assert len(trend) == 2 and all("drop in points" in line for line in trend)
+  assert len(trend) == 2 and all("points with 95% CI" in line for line in trend)
+
+
+def _hand_made(*drops):
+  """Results with GE -> Siemens accuracy drops (difference, low, high) for easy, medium, hard."""
+  spheres = {d: {"GE": {"transfer": {"Siemens": {
+      "accuracy": {"difference": value, "ci": [low, high]}, "reasons": {}}}}}
+      for d, (value, low, high) in zip(summary.DIFFICULTIES, drops)}
+  return dict(groups=["GE", "Siemens"], spheres=spheres)
+
+
+def _trend_line(results):
+  return summary.difficulty_trend(results)[0]  # GE -> Siemens; Siemens -> GE is n/a
+
+
+@pytest.mark.parametrize("drops, verdict, reasons", [
+    # Clear growing harm: monotone, easy and hard intervals apart, hard above zero.
+    (((0.02, -0.02, 0.06), (0.10, 0.05, 0.15), (0.25, 0.18, 0.32)),
+     "the harm grows with difficulty", []),
+    (((0.25, 0.18, 0.32), (0.10, 0.05, 0.15), (0.02, -0.02, 0.06)),
+     "the harm shrinks with difficulty", []),
+    # Not monotone (medium is the worst), though easy and hard are apart.
+    (((0.02, -0.02, 0.06), (0.30, 0.22, 0.38), (0.20, 0.12, 0.28)),
+     "no clear trend with difficulty", ["not monotone"]),
+    # Monotone, but the easy and hard intervals overlap: the reviewer's case.
+    (((0.05, 0.00, 0.12), (0.07, 0.01, 0.13), (0.10, 0.04, 0.16)),
+     "no clear trend with difficulty", ["intervals overlap"]),
+    (((0.05, 0.00, 0.12), (0.20, 0.10, 0.30), (0.04, -0.02, 0.10)),
+     "no clear trend with difficulty", ["not monotone", "intervals overlap"]),
+    # Monotone and apart, but the hard task shows no harm (only a smaller advantage).
+    (((-0.20, -0.25, -0.15), (-0.10, -0.15, -0.05), (0.00, -0.05, 0.05)),
+     "no clear trend with difficulty", ["hard-task interval shows no harm"]),
+])
+def test_difficulty_trend_is_claimed_only_when_the_intervals_support_it(drops, verdict, reasons):
+  line = _trend_line(_hand_made(*drops))
+  assert line.startswith(f"Trained on GE, tested on Siemens: {verdict}")
+  for reason in reasons:
+    assert reason in line
+  if not reasons:
+    assert "no clear" not in line and "overlap" not in line
+
+
+def test_summary_never_claims_what_its_intervals_contradict():
+  rng = np.random.default_rng(0)
+  claims = 0
+  for _ in range(2000):
+    values = rng.uniform(-0.3, 0.5, 3)
+    widths = rng.uniform(0.0, 0.3, (3, 2))
+    drops = [(v, v - w[0], v + w[1]) for v, w in zip(values, widths)]
+    results = _hand_made(*drops)
+    line = _trend_line(results)
+    claimed = "grows" in line or "shrinks" in line
+    claims += claimed
+    # A trend claim and an overlap (or no-trend) caveat never share a comparison.
+    assert not (claimed and ("overlap" in line or "no clear" in line)), line
+    (easy, easy_low, easy_high), (hard, hard_low, hard_high) = drops[0], drops[2]
+    if "grows" in line:
+      assert values[0] <= values[1] <= values[2] and hard_low > easy_high and hard_low > 0
+    if "shrinks" in line:
+      assert values[0] >= values[1] >= values[2] and easy_low > hard_high and easy_low > 0
+    # The task with the larger harm is also called a harm in the cross-group answer.
+    lines = summary.cross_group(results)
+    if "grows" in line:
+      assert lines[2].startswith("Spheres hard, trained on GE, tested on Siemens: worse")
+    if "shrinks" in line:
+      assert lines[0].startswith("Spheres easy, trained on GE, tested on Siemens: worse")
+    for cross, (_, low, _) in zip(lines, drops):
+      assert ("worse" in cross) == (low > 0), cross
+  assert claims > 50  # the draws do exercise the claims
+
+
+def test_cross_group_calls_a_drop_only_when_its_interval_excludes_zero():
+  lines = summary.cross_group(_hand_made((0.10, 0.02, 0.18), (0.10, -0.01, 0.21),
+                                         (-0.10, -0.18, -0.02)))
+  assert lines[0].startswith("Spheres easy, trained on GE, tested on Siemens: worse on Siemens")
+  assert "no clear difference" in lines[1] and "drop" not in lines[1]
+  assert "better on Siemens" in lines[2]
 
 
 def test_missing_and_undefined_cells_say_why(tmp_path):

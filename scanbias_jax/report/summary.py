@@ -4,6 +4,11 @@ Three questions (the paper's): is the group recognisable (Name the Manufacturer
 accuracy of the member-averaged output vs chance, with its 95% interval); does
 single-group training hurt the other group (cross-group drop with its interval);
 does the harm grow with task difficulty (the drops easy -> medium -> hard).
+
+Every claim is conditioned on the 95% bootstrap intervals: a drop is called a drop
+(harm) only when its interval lies above zero, and a trend only when the drops are
+monotone, the easy and hard intervals do not overlap, and the larger drop is itself
+a harm. Otherwise the line says there is no clear difference or trend, and why.
 """
 import math
 
@@ -86,7 +91,8 @@ def cross_group(results: dict, metric: str = "accuracy") -> list[str]:
         low, high = value["ci"]
         lines.append(
             f"{head}: {_verdict(low, high, train_group, other)} "
-            f"({metric} drop {100 * value['difference']:+.1f} points, 95% CI "
+            f"({metric} on {train_group} minus on {other}: "
+            f"{100 * value['difference']:+.1f} points, 95% CI "
             f"{100 * low:+.1f} to {100 * high:+.1f}).")
   for train_group, condition in results.get("segmentation", {}).items():
     for other in condition.get("transfer", {}):
@@ -96,13 +102,41 @@ def cross_group(results: dict, metric: str = "accuracy") -> list[str]:
         lines.append(f"{head}: n/a ({reason}).")
         continue
       low, high = value["ci"]
-      lines.append(f"{head}: {_verdict(low, high, train_group, other)} (Dice drop "
-                   f"{value['difference']:+.4f}, 95% CI {low:+.4f} to {high:+.4f}).")
+      lines.append(f"{head}: {_verdict(low, high, train_group, other)} (Dice on "
+                   f"{train_group} minus on {other}: {value['difference']:+.4f}, "
+                   f"95% CI {low:+.4f} to {high:+.4f}).")
   return lines or ["Cross-group drop: n/a (no single-group conditions run)."]
 
 
+def trend(drops: list[dict]) -> tuple[str, list[str]]:
+  """(verdict, reasons) for the drops {difference, ci} of easy, medium, hard.
+
+  A trend is claimed only if the point drops are monotone, the easy and hard 95%
+  intervals do not overlap (a conservative test of their difference), and the
+  larger end's interval lies above zero, so that the claim agrees with that task's
+  cross_group line. Otherwise the verdict is "no clear trend" and the reasons say
+  which condition failed; a verdict and its reasons never contradict each other.
+  """
+  values = [d["difference"] for d in drops]
+  (easy_low, easy_high), (hard_low, hard_high) = drops[0]["ci"], drops[-1]["ci"]
+  rising = values[0] <= values[1] <= values[2] and values[0] < values[2]
+  falling = values[0] >= values[1] >= values[2] and values[0] > values[2]
+  reasons = []
+  if not (rising or falling):
+    reasons.append("the drops are not monotone")
+  if easy_low <= hard_high and hard_low <= easy_high:
+    reasons.append("the easy and hard intervals overlap")
+  if not reasons:
+    if rising and hard_low > 0:
+      return "the harm grows with difficulty", []
+    if falling and easy_low > 0:
+      return "the harm shrinks with difficulty", []
+    reasons.append(f"the {'hard' if rising else 'easy'}-task interval shows no harm")
+  return "no clear trend with difficulty", reasons
+
+
 def difficulty_trend(results: dict, metric: str = "accuracy") -> list[str]:
-  """Whether the cross-group drop grows from easy to medium to hard."""
+  """Whether the cross-group drop grows from easy to medium to hard (see `trend`)."""
   lines = []
   spheres = results.get("spheres", {})
   groups = results["groups"]
@@ -117,21 +151,13 @@ def difficulty_trend(results: dict, metric: str = "accuracy") -> list[str]:
         missing = [d for d, v in zip(DIFFICULTIES, drops) if v is None]
         lines.append(f"{head}: n/a (no drop for {', '.join(missing)}).")
         continue
-      values = [d["difference"] for d in drops]
-      listed = ", ".join(f"{n} {100 * v:+.1f}" for n, v in zip(DIFFICULTIES, values))
-      if values[0] <= values[1] <= values[2] and values[0] < values[2]:
-        verdict = "the harm grows with difficulty"
-      elif values[0] >= values[1] >= values[2] and values[0] > values[2]:
-        verdict = "the harm shrinks with difficulty"
-      else:
-        verdict = "the harm does not change monotonically with difficulty"
-      caveats = []
-      if drops[2]["ci"][0] <= drops[0]["ci"][1] and drops[0]["ci"][0] <= drops[2]["ci"][1]:
-        caveats.append("easy and hard intervals overlap")
-      if drops[2]["ci"][0] <= 0:
-        caveats.append("the hard-task interval includes no harm")
-      caveat = "".join(f"; {c}" for c in caveats)
-      lines.append(f"{head}: {verdict} ({metric} drop in points: {listed}{caveat}).")
+      verdict, reasons = trend(drops)
+      listed = ", ".join(
+          f"{name} {100 * d['difference']:+.1f} [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
+          for name, d in zip(DIFFICULTIES, drops))
+      why = "".join(f"; {r}" for r in reasons)
+      lines.append(f"{head}: {verdict}{why} ({metric} on {train_group} minus on {other}, "
+                   f"points with 95% CI: {listed}).")
   return lines or ["Difficulty trend: n/a (no single-group conditions run)."]
 
 

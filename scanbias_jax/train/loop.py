@@ -5,7 +5,8 @@ All I/O of training lives here. A run directory holds:
   metrics.jsonl       one line per member per epoch
   checkpoints/        orbax checkpoints (numbered by completed epochs)
 A run that finds a checkpoint resumes from it and ends with the same bits as a run
-that was never interrupted (same compiled epoch program, same keys by epoch index).
+that was never interrupted (same compiled epoch program, same keys by epoch index),
+provided its config matches the stored one (see `run`).
 """
 import json
 import os
@@ -44,6 +45,37 @@ class RunResult(NamedTuple):
   states: list                 # round states (see ensemble.best / ensemble.last)
   history: list[dict]          # metrics.jsonl as records, oldest first
   ensemble: ensemble.Ensemble  # for predict()
+
+
+# Config fields a resumed run may change: they do not alter any epoch's result.
+# num_epochs only says where training stops; the epoch program and the keys do not
+# depend on it (constant learning rate, keys by epoch index), so raising it
+# continues training exactly as if the longer run had been asked for at first.
+RESUMABLE_FIELDS = ("num_epochs", "checkpoint_every_epochs", "keep_checkpoints")
+
+
+def _check_resume(config: ml_collections.ConfigDict, config_path: str, workdir: str,
+                  done: int) -> None:
+  """Raises ValueError if a resumed run's config differs from the stored one."""
+  if done > config.num_epochs:
+    raise ValueError(f"run directory {workdir} holds a checkpoint after epoch {done}, "
+                     f"past num_epochs={config.num_epochs}; raise num_epochs or use a new "
+                     "directory")
+  if not os.path.exists(config_path):
+    logging.warning("%s has checkpoints but no train_config.json; cannot check the config",
+                    workdir)
+    return
+  with open(config_path) as f:
+    old = json.load(f)
+  new = json.loads(config.to_json())
+  absent = "<absent>"
+  differing = [f"{name}: {old.get(name, absent)!r} -> {new.get(name, absent)!r}"
+               for name in sorted(set(old) | set(new))
+               if name not in RESUMABLE_FIELDS and old.get(name, absent) != new.get(name, absent)]
+  if differing:
+    raise ValueError(f"run directory {workdir} holds checkpoints trained with a different "
+                     f"config (stored -> new): {'; '.join(differing)}. Use the stored config "
+                     "or a new directory.")
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -92,17 +124,35 @@ def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: 
 
   `stop_after_epochs` ends the run early, as an interruption would (for tests and
   for time-sliced jobs); the next call resumes from the newest checkpoint.
+
+  Resuming requires the config that wrote the checkpoints: every field but
+  RESUMABLE_FIELDS must equal the one in `train_config.json`, else ValueError
+  (naming the directory and each differing field). Of those, `num_epochs` may be
+  raised to train a finished or interrupted run further, with the same bits as a
+  run asked for that many epochs from the start; it may not fall below the
+  checkpoint's epochs (ValueError), as those states cannot be undone. The
+  bookkeeping fields (how often to save, how many to keep) may change freely.
+  Fields that only seem to be about speed (layout, `scan_unroll`, `parallel`,
+  `eval_batch_size`) are compared: they change the compiled program, hence the
+  bits or the checkpoint's structure. `key` and `data` are not stored, so not checked.
   """
   _check_reproducibility(config)
   os.makedirs(workdir, exist_ok=True)
-  _write_atomic(os.path.join(workdir, "train_config.json"), config.to_json(indent=2))
+  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"),
+                                       config.get("keep_checkpoints", 2))
+  start = checkpoints.latest() or 0
+  config_path = os.path.join(workdir, "train_config.json")
+  if start:
+    try:
+      _check_resume(config, config_path, workdir, start)
+    except ValueError:
+      checkpoints.close()
+      raise
+  _write_atomic(config_path, config.to_json(indent=2))
   ens = ensemble.make_ensemble(config, augment, eval_transform, mesh)
   data = ens.place_data(data)
   states = ens.init(key, data)
 
-  checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"),
-                                       config.get("keep_checkpoints", 2))
-  start = checkpoints.latest() or 0
   if start:
     states = checkpoints.restore(start, states)
     logging.info("resumed from the checkpoint after epoch %d", start)
