@@ -24,7 +24,7 @@ def test_resume_after_interruption_equals_uninterrupted(images, tmp_path):
   resumed = loop.run(KEY, config, images, interrupted_dir)
 
   assert toys.bitwise_equal(straight.states, resumed.states)
-  assert resumed.ensemble.epoch_traces == 1  # restored states need no new program
+  assert resumed.ensemble.step_traces == 1  # restored states need no new program
   strip = lambda history: [{k: v for k, v in r.items() if k != "seconds"} for r in history]
   assert strip(straight.history) == strip(resumed.history)
   assert [(r["epoch"], r["member"]) for r in resumed.history] == [

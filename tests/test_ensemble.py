@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import train_toys as toys
-from scanbias_jax.train import ensemble, losses
+from scanbias_jax.train import ensemble, losses, member
 
 KEY = jax.random.key(0)
 
@@ -44,6 +44,19 @@ def test_member_of_an_ensemble_equals_member_trained_alone(images):
   assert toys.max_abs_difference(vmapped, jax.tree.map(lambda x: x[0], alone)) < 1e-5
 
 
+def test_engine_runs_the_pure_member_program_step_by_step(images):
+  # The engine compiles one program per step; member.train is the same
+  # computation as one pure function (the purejaxrl form), compiled whole.
+  config = toys.config(num_members=1, num_epochs=2, scan_unroll="always")
+  states, history = ensemble.make_train(config)(KEY, images)
+  program = member.make_member(config)
+  state, metrics = jax.jit(program.train)(ensemble.member_keys(KEY, [0])[0], images)
+  engine = jax.tree.map(lambda x: x[0], ensemble.last(states)[0])
+  pure = {"params": state["params"], "batch_stats": state["batch_stats"]}
+  assert toys.max_abs_difference(engine, pure) < 1e-5
+  np.testing.assert_allclose(history["val_loss"][0], metrics["val_loss"], rtol=1e-4)
+
+
 def test_members_differ_and_keep_their_own_batchnorm_statistics(images):
   states, _ = ensemble.make_train(toys.config(num_members=3))(KEY, images)
   stats = jax.tree.leaves(states[0]["batch_stats"])[0]
@@ -76,7 +89,7 @@ def test_no_recompilation_after_the_first_epoch(images):
     states, metrics = ens.epoch(states, data)
   jax.block_until_ready(metrics)
   assert len(compiles) == after_first, compiles[after_first:]
-  assert ens.epoch_traces == 1
+  assert ens.step_traces == 1
 
 
 def test_pluggable_augment_gets_a_key_per_sample_and_epoch():

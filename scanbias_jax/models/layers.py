@@ -2,6 +2,8 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from scanbias_jax.models.conv import conv_function
+
 
 def max_pool_2x(x: jnp.ndarray) -> jnp.ndarray:
   """Max pooling with window 2 and stride 2 over every spatial axis of [B, ..., C].
@@ -32,12 +34,14 @@ class ConvNormRelu(nn.Module):
   relu: bool = True
   bn_momentum: float = 0.9
   dtype: jnp.dtype = jnp.float32
+  conv: str = "auto"  # models/conv.py: "xla", "depth_folded" or "auto"
 
   @nn.compact
   def __call__(self, x, train: bool):
     ndim = x.ndim - 2
     x = nn.Conv(self.features, (self.kernel_size,) * ndim, strides=(self.strides,) * ndim,
-                use_bias=False, dtype=self.dtype)(x)
+                use_bias=False, dtype=self.dtype,
+                conv_general_dilated=conv_function(self.conv))(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                      dtype=self.dtype)(x)
     return nn.relu(x) if self.relu else x

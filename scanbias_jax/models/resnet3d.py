@@ -18,10 +18,11 @@ class BasicBlock3D(nn.Module):
   strides: int = 1
   bn_momentum: float = 0.9
   dtype: jnp.dtype = jnp.float32
+  conv: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool):
-    unit = dict(bn_momentum=self.bn_momentum, dtype=self.dtype)
+    unit = dict(bn_momentum=self.bn_momentum, dtype=self.dtype, conv=self.conv)
     y = ConvNormRelu(self.features, 3, self.strides, **unit)(x, train)
     y = ConvNormRelu(self.features, 3, relu=False, **unit)(y, train)
     if x.shape != y.shape:
@@ -37,17 +38,18 @@ class ResNet3D(nn.Module):
   hidden: int = 1000
   bn_momentum: float = 0.9
   dtype: jnp.dtype = jnp.float32
+  conv: str = "auto"  # convolution implementation (models/conv.py)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
     x = ConvNormRelu(self.stem_width, 7, 2, bn_momentum=self.bn_momentum,
-                     dtype=self.dtype)(x, train)
+                     dtype=self.dtype, conv=self.conv)(x, train)
     x = max_pool_2x(x)
     for scale, width in enumerate(self.widths):
       for block in range(self.blocks_per_scale):
         strides = 2 if scale > 0 and block == 0 else 1
-        x = BasicBlock3D(width, strides, self.bn_momentum, self.dtype)(x, train)
+        x = BasicBlock3D(width, strides, self.bn_momentum, self.dtype, self.conv)(x, train)
     x = x.mean(axis=(1, 2, 3))
     x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(x))
     return nn.Dense(1, dtype=self.dtype)(x)[:, 0]

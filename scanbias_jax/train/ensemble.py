@@ -87,7 +87,7 @@ class Ensemble:
   """
 
   def __init__(self, program: member.MemberProgram, layout: Layout, mesh: Mesh,
-               first_member: int = 0, parallel: str = "dispatch"):
+               eval_batch_size: int, first_member: int = 0, parallel: str = "dispatch"):
     if mesh.devices.size != layout.num_devices:
       raise ValueError(f"layout is for {layout.num_devices} devices, mesh has {mesh.devices.size}")
     if parallel not in ("dispatch", "shard_map"):
@@ -107,28 +107,41 @@ class Ensemble:
       self.data_shardings = [SingleDeviceSharding(d) for d in devices]
       self.data_index = [c % len(devices) for c in range(chunks)]
 
-    def over_members(fn):
-      batched = jax.vmap(fn, in_axes=(0, None))  # data (second argument) is shared
+    def over_members(fn, in_axes):
+      """fn vmapped over the member axis of the arguments whose in_axes is 0."""
+      batched = jax.vmap(fn, in_axes=in_axes)
       if parallel == "dispatch":
         return batched
       # check_vma=False: with it on, a value that does not vary over devices (a
       # zero-initialised bias, say) gets its gradient psum-ed over the mesh, as in
       # data parallelism; our members are independent, so that would be wrong.
-      return jax.shard_map(batched, mesh=mesh, in_specs=(P(AXIS), P()), out_specs=P(AXIS),
+      specs = tuple(P(AXIS) if axis == 0 else P() for axis in in_axes)
+      return jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=P(AXIS),
                            check_vma=False)
 
-    self.epoch_traces = 0
+    self.step_traces = 0
 
-    def counted_epoch(state, data):
-      self.epoch_traces += 1  # runs only while JAX traces, i.e. before each compilation
-      return program.epoch(state, data)
+    def counted_step(*args):
+      self.step_traces += 1  # runs only while JAX traces, i.e. before each compilation
+      return program.step(*args)
+
+    def gather(indices, x, y):
+      return x[indices], y[indices]
 
     # Initialisation runs once; XLA's optimiser makes its many random-normal kernels
     # compile 5x slower (seconds per model on CPU) for no runtime that matters.
-    self._init = jax.jit(over_members(program.init),
+    self._init = jax.jit(over_members(program.init, (0, None)),
                          compiler_options={"xla_backend_optimization_level": 0})
-    self._epoch = jax.jit(over_members(counted_epoch), donate_argnums=0)
-    self._predict = jax.jit(over_members(program.predict))
+    # An epoch runs as separate programs (see `epoch`); only the step is costly to
+    # compile, and its shapes depend on the batch alone, not on the data-set size.
+    self._plan = jax.jit(over_members(program.epoch_plan, (0, None)))
+    self._gather = jax.jit(over_members(gather, (0, None, None)))
+    self._step = jax.jit(over_members(counted_step, (0, 0, 0, 0, 0)), donate_argnums=0)
+    self._eval = jax.jit(over_members(program.eval_logits, (0, None)))
+    self._finish = jax.jit(over_members(program.finish_epoch, (0, 0, 0, 0, None)),
+                           donate_argnums=0)
+    self._predict = jax.jit(over_members(program.predict, (0, None)))
+    self.eval_batch_size = eval_batch_size
 
   def place_data(self, data) -> list:
     """Copies of the data dict on the devices (made once; they stay for the whole run)."""
@@ -147,8 +160,34 @@ class Ensemble:
             for c, sharding in enumerate(self.member_shardings)]
 
   def epoch(self, states: list, data) -> tuple[list, dict]:
-    """One epoch of every member: (new states, host metrics with leading axis num_members)."""
-    results = [self._epoch(state, self._data(data, c)) for c, state in enumerate(states)]
+    """One epoch of every member: (new states, host metrics with leading axis num_members).
+
+    The same computation as `member.epoch`, run as one compiled program per step
+    from Python rather than one program per epoch: XLA:CPU runs convolutions inside
+    a while loop many times slower than outside one, and unrolling the steps into one
+    program made compile time grow with the data set (BUILD_NOTES.md). Dispatch is
+    asynchronous, so nothing waits on the host until the metrics are gathered.
+    """
+    results = []
+    for c, state in enumerate(states):
+      data_c = self._data(data, c)
+      train, val = data_c["train"], data_c["val"]
+      epoch_keys, order = self._plan(state, train["y"])
+      carry = (state["params"], state["batch_stats"], state["opt_state"])
+      step_losses = []
+      for s in range(order.shape[1]):
+        x, y = self._gather(order[:, s], train["x"], train["y"])
+        carry, loss = self._step(carry, epoch_keys, order[:, s], x, y)
+        step_losses.append(loss)
+      variables = {"params": carry[0], "batch_stats": carry[1]}
+      n_val = val["x"].shape[0]
+      chunks = [self._eval(variables, val["x"][idx])
+                for idx in member.eval_chunks(n_val, self.eval_batch_size)]
+      val_logits = jnp.concatenate(chunks, axis=1)[:, :n_val]
+      # The steps consumed (donated) the state's params; finish needs only these.
+      rest = {name: state[name] for name in ("key", "epoch", "best")}
+      results.append(self._finish(rest, carry, jnp.stack(step_losses, axis=1), val_logits,
+                                  val["y"]))
     new_states = [state for state, _ in results]
     return new_states, _gather_members([m for _, m in results], self.layout.num_members)
 
@@ -177,7 +216,8 @@ def make_ensemble(config: ml_collections.ConfigDict, augment: Optional[member.Au
   mesh = mesh or make_mesh(config.get("num_devices", 0) or None)
   layout = plan(config.num_members, mesh.devices.size, config.get("members_per_device", 0))
   return Ensemble(member.make_member(config, augment, eval_transform), layout, mesh,
-                  config.get("first_member", 0), config.get("parallel", "dispatch"))
+                  config.eval_batch_size, config.get("first_member", 0),
+                  config.get("parallel", "dispatch"))
 
 
 def make_train(config: ml_collections.ConfigDict, augment: Optional[member.Augment] = None,

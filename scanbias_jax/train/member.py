@@ -30,6 +30,18 @@ class MemberProgram(NamedTuple):
   epoch: Callable    # (state, data) -> (state, metrics of that epoch)
   train: Callable    # (member_key, data) -> (state, metrics stacked over epochs)
   predict: Callable  # ({"params", "batch_stats"}, x [N, ...]) -> probabilities [N, ...]
+  # The pieces `epoch` is composed of, for engines that run an epoch step by step:
+  epoch_plan: Callable    # (state, train_y) -> (epoch_key, indices [steps, batch_size])
+  step: Callable          # ((params, batch_stats, opt_state), epoch_key, indices, x, y)
+                          #   -> (carry, loss); x, y: the batch train_x[indices], ...
+  eval_logits: Callable   # (variables, x [eval_batch_size, ...]) -> logits
+  finish_epoch: Callable  # (state, carry, step losses, val logits, val y) -> (state, metrics)
+
+
+def eval_chunks(n: int, eval_batch_size: int) -> jnp.ndarray:
+  """Indices [chunks, eval_batch_size] covering 0..n-1, the last chunk padded by repeating n-1."""
+  chunks = -(-n // eval_batch_size)
+  return jnp.minimum(jnp.arange(chunks * eval_batch_size), n - 1).reshape(chunks, eval_batch_size)
 
 
 def task_config(config: ml_collections.ConfigDict, task: str) -> ml_collections.ConfigDict:
@@ -89,23 +101,6 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
     sample_keys = jax.vmap(lambda i: keys.item(augment_key, i))(indices)
     return jax.vmap(augment)(sample_keys, x)
 
-  def logits_eval(variables, x):
-    """Eval-mode logits of all of x, in chunks of eval_batch_size (padding by repeat)."""
-    n = x.shape[0]
-    chunks = -(-n // eval_batch_size)
-    indices = jnp.minimum(jnp.arange(chunks * eval_batch_size), n - 1)
-    indices = indices.reshape(chunks, eval_batch_size)
-
-    def chunk(idx):
-      inputs = jax.vmap(eval_transform)(x[idx])
-      return model.apply(variables, inputs, train=False).astype(jnp.float32)
-
-    _, out = scan(lambda _, idx: (None, chunk(idx)), None, indices, unrolled)
-    return out.reshape((chunks * eval_batch_size,) + out.shape[2:])[:n]
-
-  def predict(variables, x):
-    return jax.nn.sigmoid(logits_eval(variables, x))
-
   def init(member_key, data):
     n_train = data["train"]["x"].shape[0]
     if n_train < batch_size:
@@ -125,32 +120,51 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
                  "epoch": jnp.full((), -1, jnp.int32), "metric": jnp.full((), worst, jnp.float32)},
     }
 
-  def epoch(state, data):
-    train_x, train_y = data["train"]["x"], data["train"]["y"]
-    steps = train_x.shape[0] // batch_size  # the remainder waits for another epoch's shuffle
+  def epoch_plan(state, train_y):
+    """This epoch's key and shuffled batches [steps, batch_size] of sample indices."""
+    n = train_y.shape[0]
+    steps = n // batch_size  # the remainder waits for another epoch's shuffle
     epoch_key = keys.item(keys.stream(state["key"], "epoch"), state["epoch"])
-    order = jax.random.permutation(keys.stream(epoch_key, "shuffle"), train_x.shape[0])
-    order = order[:steps * batch_size].reshape(steps, batch_size)
+    order = jax.random.permutation(keys.stream(epoch_key, "shuffle"), n)
+    return epoch_key, order[:steps * batch_size].reshape(steps, batch_size)
 
-    def step(carry, indices):
-      params, batch_stats, opt_state = carry
-      x = train_inputs(epoch_key, indices, train_x[indices])
+  def step(carry, epoch_key, indices, x, y):
+    """One Adam step on the batch x = train_x[indices], y = train_y[indices]."""
+    params, batch_stats, opt_state = carry
+    x = train_inputs(epoch_key, indices, x)
 
-      def batch_loss(params):
-        logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x,
-                                      train=True, mutable=["batch_stats"])
-        loss = loss_fn(logits.astype(jnp.float32), train_y[indices]).mean()
-        return loss, updates.get("batch_stats", {})
+    def batch_loss(params):
+      logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x,
+                                    train=True, mutable=["batch_stats"])
+      loss = loss_fn(logits.astype(jnp.float32), y).mean()
+      return loss, updates.get("batch_stats", {})
 
-      (loss, batch_stats), grads = jax.value_and_grad(batch_loss, has_aux=True)(params)
-      updates, opt_state = optimizer.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+    (loss, batch_stats), grads = jax.value_and_grad(batch_loss, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
 
-    carry = (state["params"], state["batch_stats"], state["opt_state"])
-    (params, batch_stats, opt_state), step_losses = scan(step, carry, order, unrolled)
+  def eval_logits(variables, x):
+    """Eval-mode float32 logits of one chunk of samples."""
+    inputs = jax.vmap(eval_transform)(x)
+    return model.apply(variables, inputs, train=False).astype(jnp.float32)
 
-    variables = {"params": params, "batch_stats": batch_stats}
-    val = metrics_fn(logits_eval(variables, data["val"]["x"]), data["val"]["y"])
+  def logits_eval(variables, x):
+    """Eval-mode logits of all of x, in chunks of eval_batch_size (padding by repeat)."""
+    n = x.shape[0]
+    indices = eval_chunks(n, eval_batch_size)
+    _, out = scan(lambda _, idx: (None, eval_logits(variables, x[idx])), None, indices, unrolled)
+    return out.reshape((-1,) + out.shape[2:])[:n]
+
+  def predict(variables, x):
+    return jax.nn.sigmoid(logits_eval(variables, x))
+
+  def finish_epoch(state, carry, step_losses, val_logits, val_y):
+    """The state after the epoch's steps, with validation and best-so-far tracking.
+
+    Of `state` it reads only "key", "epoch" and "best"; `carry` replaces the rest.
+    """
+    params, batch_stats, opt_state = carry
+    val = metrics_fn(val_logits, val_y)
     score = val[config.select_metric]
     # NaN never improves: the comparison is False.
     improved = score > state["best"]["metric"] if maximize else score < state["best"]["metric"]
@@ -163,12 +177,23 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
                "best_epoch": best["epoch"], "best_metric": best["metric"]}
     return new_state, metrics
 
+  def epoch(state, data):
+    """One whole epoch as one pure function (the pieces above, composed)."""
+    train_x, train_y = data["train"]["x"], data["train"]["y"]
+    epoch_key, order = epoch_plan(state, train_y)
+    carry = (state["params"], state["batch_stats"], state["opt_state"])
+    carry, step_losses = scan(
+        lambda c, idx: step(c, epoch_key, idx, train_x[idx], train_y[idx]), carry, order, unrolled)
+    val_logits = logits_eval({"params": carry[0], "batch_stats": carry[1]}, data["val"]["x"])
+    return finish_epoch(state, carry, step_losses, val_logits, data["val"]["y"])
+
   def train(member_key, data):
     state = init(member_key, data)
     epochs = jnp.arange(config.num_epochs)
     return scan(lambda s, _: epoch(s, data), state, epochs, unrolled)
 
-  return MemberProgram(init, epoch, train, predict)
+  return MemberProgram(init, epoch, train, predict, epoch_plan, step, eval_logits,
+                       finish_epoch)
 
 
 def make_train(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,

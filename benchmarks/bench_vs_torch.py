@@ -1,0 +1,228 @@
+"""Train-step throughput of the three networks: JAX (this project) vs a PyTorch twin.
+
+  .venv/bin/pip install '.[bench]'                          # torch: benchmarks only
+  .venv/bin/python -m benchmarks.bench_vs_torch             # default + paper-width rows
+  .venv/bin/python -m benchmarks.bench_vs_torch --quick     # default rows, ~1 minute
+  .venv/bin/python -m benchmarks.bench_vs_torch --models unet3d --threads 2
+
+One step = forward in train mode (batch statistics), loss, backward, Adam update, on
+the same batch for both. The JAX step is member.py's step body, jitted with its
+carry donated, on the state `member.make_member(...).init` builds; the torch step is
+the usual eager loop over benchmarks/torch_models.py (channels-last, float32).
+Steps are timed one by one in alternating blocks (JAX, torch, JAX, ...) so machine
+noise hits both; the table gives the median step after warm-up (JAX: compilation).
+XLA:CPU sizes its thread pool to the visible cores; torch gets os.cpu_count()
+threads unless --threads says otherwise. torch runs in the faster of channels-last
+and contiguous memory (tried during warm-up) unless --torch-memory names one.
+"""
+import argparse
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import torch
+from torch.nn import functional as F
+
+from benchmarks import torch_models
+from scanbias_jax import models
+from scanbias_jax.train import losses, member
+
+# (model, Flax-layout sample shape, batch, model_kwargs, learning rate): configs/default.py
+DEFAULT_ROWS = [
+    ("shallow_cnn", (128, 128, 3), 16, dict(widths=(32, 64, 128)), 5e-3),
+    ("resnet3d", (32, 32, 16, 1), 16, dict(widths=(8, 16, 32, 64), stem_width=8, hidden=64), 5e-5),
+    ("unet3d", (32, 32, 16, 1), 16, dict(widths=(4, 8, 16, 32)), 1e-4),
+]
+# Paper widths at inputs the CPU can step through in seconds.
+PAPER_ROWS = [
+    ("resnet3d", (64, 64, 16, 1), 32, dict(), 5e-5),
+    ("unet3d", (64, 64, 32, 1), 2, dict(widths=(8, 16, 32, 64, 128)), 1e-4),
+]
+
+
+def loss_name(model: str) -> str:
+  return "soft_dice" if model == "unet3d" else "sigmoid_cross_entropy"
+
+
+def batch_for(model, shape, batch, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((batch,) + shape, dtype=np.float32)
+  if model == "unet3d":
+    y = (x[..., 0] > 1.0).astype(np.float32)
+  else:
+    y = (np.arange(batch) % 2).astype(np.float32)
+  return x, y
+
+
+def param_count_flax(params) -> int:
+  """Parameters only (BatchNorm statistics live in `batch_stats`)."""
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+
+
+def check_param_counts(model, shape, kwargs) -> int:
+  """The Flax and torch parameter counts of `model` on one sample of `shape`; they must agree."""
+  flax_model = models.build(model, **kwargs)
+  variables = jax.eval_shape(lambda k: flax_model.init(k, jnp.zeros((1,) + shape), train=False),
+                             jax.random.key(0))
+  n_flax = param_count_flax(variables["params"])
+  n_torch = torch_models.param_count_torch(torch_models.build(model, shape, **kwargs))
+  assert n_flax == n_torch, f"{model} {shape} {kwargs}: Flax {n_flax} vs torch {n_torch} params"
+  return n_flax
+
+
+def jax_step(model, kwargs, lr, x, y):
+  """(jitted step(carry, x, y) -> (carry, loss), initial carry, parameter count)."""
+  batch = x.shape[0]
+  config = ml_collections.ConfigDict(dict(
+      model=model, model_kwargs=kwargs, compute_dtype="float32", loss=loss_name(model),
+      learning_rate=lr, batch_size=batch, eval_batch_size=batch, num_epochs=1,
+      select_metric="val_loss"))
+  data = {"train": {"x": x, "y": y}, "val": {"x": x[:1], "y": y[:1]}}
+  # As ensemble.py compiles it: XLA's optimiser makes init's random kernels compile slowly.
+  init = jax.jit(member.make_member(config).init,
+                 compiler_options={"xla_backend_optimization_level": 0})
+  state = init(jax.random.key(0), data)
+  net = models.build(model, "float32", **kwargs)
+  loss_fn = losses.LOSSES[config.loss]
+  optimizer = optax.adam(lr)
+
+  def step(carry, x, y):  # member.make_member's step, minus the batch gather
+    params, batch_stats, opt_state = carry
+
+    def batch_loss(params):
+      logits, updates = net.apply({"params": params, "batch_stats": batch_stats}, x,
+                                  train=True, mutable=["batch_stats"])
+      loss = loss_fn(logits.astype(jnp.float32), y).mean()
+      return loss, updates.get("batch_stats", {})
+
+    (loss, batch_stats), grads = jax.value_and_grad(batch_loss, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+
+  carry = (state["params"], state["batch_stats"], state["opt_state"])
+  return jax.jit(step, donate_argnums=0), carry, param_count_flax(state["params"])
+
+
+def torch_soft_dice(logits, masks, eps=1.0):
+  probs = torch.sigmoid(logits).flatten(1)
+  masks = masks.flatten(1)
+  overlap = (probs * masks).sum(1)
+  return 1.0 - (2.0 * overlap + eps) / (probs.sum(1) + masks.sum(1) + eps)
+
+
+def torch_step(model, shape, kwargs, lr, channels_last=True):
+  """(step(x, y) -> loss, parameter count) of the torch twin."""
+  net = torch_models.build(model, shape, channels_last, **kwargs)
+  net.train()
+  optimizer = torch.optim.Adam(net.parameters(), lr=lr)  # betas, eps: optax's defaults
+  if loss_name(model) == "soft_dice":
+    loss_fn = torch_soft_dice
+  else:
+    loss_fn = lambda logits, y: F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+
+  def step(x, y):
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(net(x), y).mean()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+  return step, torch_models.param_count_torch(net)
+
+
+def timed(fn, *args) -> float:
+  started = time.perf_counter()
+  fn(*args)
+  return time.perf_counter() - started
+
+
+def fastest_torch_step(model, shape, kwargs, lr, memory, x, y):
+  """(step, parameter count, "CL" or "NC") in the memory format asked for, or ("best")
+  in the faster of the two after warm-up (oneDNN primitive creation, allocator)."""
+  formats = {"channels_last": [True], "contiguous": [False], "best": [True, False]}[memory]
+  candidates = []
+  for channels_last in formats:
+    step, count = torch_step(model, shape, kwargs, lr, channels_last)
+    for _ in range(2):
+      step(x, y)
+    seconds = timed(step, x, y) if len(formats) > 1 else 0.0
+    candidates.append((seconds, step, count, "CL" if channels_last else "NC"))
+  return min(candidates, key=lambda c: c[0])[1:]
+
+
+def measure(model, shape, batch, kwargs, lr, reps, steps, memory="best"):
+  """One table row: ((JAX, torch) parameters, torch memory format, median s/step of JAX,
+  of torch, JAX compile s)."""
+  x, y = batch_for(model, shape, batch)
+  jstep, carry, n_jax = jax_step(model, kwargs, lr, x, y)
+  jx, jy = jnp.asarray(x), jnp.asarray(y)
+  tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+  tstep, n_torch, layout = fastest_torch_step(model, shape, kwargs, lr, memory, tx, ty)
+  assert n_jax == n_torch, f"{model}: JAX {n_jax} vs torch {n_torch} parameters"
+  state = {"carry": carry}
+
+  def run_jax():
+    state["carry"], loss = jstep(state["carry"], jx, jy)
+    jax.block_until_ready((state["carry"], loss))
+
+  def run_torch():
+    tstep(tx, ty)
+
+  compile_s = timed(run_jax)  # compiles
+  run_jax()
+  times = {run_jax: [], run_torch: []}
+  for _ in range(reps):
+    for fn in (run_jax, run_torch):
+      times[fn] += [timed(fn) for _ in range(steps)]
+  median = statistics.median
+  return (n_jax, n_torch), layout, median(times[run_jax]), median(times[run_torch]), compile_s
+
+
+def load_average() -> str:
+  return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--quick", action="store_true", help="default rows only, fewer steps")
+  parser.add_argument("--models", nargs="+", choices=sorted(torch_models.MODELS),
+                      default=sorted(torch_models.MODELS))
+  parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+  parser.add_argument("--reps", type=int, default=None, help="alternating blocks per framework")
+  parser.add_argument("--steps", type=int, default=None, help="timed steps per block")
+  parser.add_argument("--torch-memory", choices=["best", "channels_last", "contiguous"],
+                      default="best", help="torch memory format; best: the faster of the two")
+  args = parser.parse_args()
+  reps = args.reps or (2 if args.quick else 5)
+  steps = args.steps or (2 if args.quick else 4)
+  torch.set_num_threads(args.threads)
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({os.cpu_count()} cores), "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads; "
+        f"median of {reps} x {steps} steps per framework; load average {load_average()}")
+  rows = [("default", r) for r in DEFAULT_ROWS]
+  if not args.quick:
+    rows += [("paper widths", r) for r in PAPER_ROWS]
+  print(f"\n{'sizes':12} {'model':12} {'input':>16} {'batch':>5} {'JAX params':>10} "
+        f"{'torch params':>12} {'JAX vol/s':>9} {'torch vol/s':>11} {'memory':>6} "
+        f"{'JAX/torch':>9} {'JAX compile s':>13}")
+  for sizes, (model, shape, batch, kwargs, lr) in rows:
+    if model not in args.models:
+      continue
+    (n_jax, n_torch), memory, jax_s, torch_s, compile_s = measure(
+        model, shape, batch, kwargs, lr, reps, steps, args.torch_memory)
+    print(f"{sizes:12} {model:12} {str(shape):>16} {batch:5d} {n_jax:10,d} {n_torch:12,d} "
+          f"{batch / jax_s:9.1f} {batch / torch_s:11.1f} {memory:>6} {torch_s / jax_s:9.2f} "
+          f"{compile_s:13.1f}", flush=True)
+  print("\nJAX/torch > 1: JAX is faster. Parameter counts are asserted equal (params only, "
+        "not BatchNorm statistics). memory: torch's, CL channels-last, NC contiguous.")
+  print(f"load average at the end: {load_average()} (other processes on these cores skew "
+        "torch's OpenMP steps far more than XLA's)")
+
+
+if __name__ == "__main__":
+  main()

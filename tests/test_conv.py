@@ -1,0 +1,79 @@
+"""The depth-folded 3D convolution and the matmul up-convolution against XLA's own ops."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from scanbias_jax import models
+from scanbias_jax.models import conv
+from scanbias_jax.models.unet3d import UpConv2x
+
+CHANNELS_LAST = lax.conv_dimension_numbers((1, 5, 6, 7, 2), (3, 3, 3, 2, 4), ("NHWDC", "HWDIO", "NHWDC"))
+
+
+@pytest.mark.parametrize("shape, kernel, strides, padding", [
+    ((2, 9, 8, 7, 3), (3, 3, 3), (1, 1, 1), "SAME"),
+    ((2, 9, 8, 7, 1), (7, 7, 7), (2, 2, 2), "SAME"),     # the ResNet stem, odd sizes
+    ((2, 8, 8, 6, 2), (1, 1, 1), (2, 2, 2), "SAME"),     # the 1x1x1 projection shortcut
+    ((1, 8, 9, 10, 2), (3, 2, 3), (1, 2, 3), "VALID"),
+    ((1, 6, 6, 6, 2), (3, 3, 3), (1, 1, 1), ((1, 0), (0, 2), (2, 1))),
+])
+def test_depth_folded_conv_equals_lax_conv_with_gradients(shape, kernel, strides, padding):
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel + (shape[-1], 4))
+  dn = lax.conv_dimension_numbers(shape, w.shape, ("NHWDC", "HWDIO", "NHWDC"))
+
+  def loss(fn):
+    return lambda x, w: jnp.sum(jnp.sin(fn(x, w, strides, padding, dimension_numbers=dn)))
+
+  ref = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn)
+  out = conv.depth_folded_conv(x, w, strides, padding, dimension_numbers=dn)
+  assert out.shape == ref.shape
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+  ref_grads = jax.grad(loss(lax.conv_general_dilated), argnums=(0, 1))(x, w)
+  grads = jax.grad(loss(conv.depth_folded_conv), argnums=(0, 1))(x, w)
+  for g, r in zip(grads, ref_grads):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_other_convolutions_pass_through_unchanged():
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_array_equal(conv.depth_folded_conv(x, w, (1, 1), "SAME", dimension_numbers=dn),
+                                lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn))
+  with pytest.raises(ValueError, match="unknown conv"):
+    conv.conv_function("fft")
+
+
+def test_up_convolution_equals_flax_conv_transpose():
+  x = jax.random.normal(jax.random.key(0), (2, 3, 4, 2, 5))
+  reference = nn.ConvTranspose(6, (2, 2, 2), strides=(2, 2, 2))
+  variables = reference.init(jax.random.key(1), x)
+  ours = UpConv2x(6)
+  # Same parameter shapes and initialisation from the same key.
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, variables)
+  np.testing.assert_array_equal(ours.init(jax.random.key(1), x)["params"]["kernel"],
+                                variables["params"]["kernel"])
+  variables = jax.tree.map(lambda v: v + 0.1, variables)  # a nonzero bias
+  np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, kwargs, shape", [
+    ("resnet3d", dict(widths=(4, 4, 8, 8), stem_width=4, hidden=8), (2, 16, 16, 8, 1)),
+    ("unet3d", dict(widths=(4, 8, 16)), (2, 16, 16, 8, 1)),
+])
+def test_models_give_the_same_outputs_with_either_convolution(name, kwargs, shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+  folded = models.build(name, conv="depth_folded", **kwargs)
+  plain = models.build(name, conv="xla", **kwargs)
+  variables = folded.init(jax.random.key(1), x)
+  assert jax.tree.structure(variables) == jax.tree.structure(plain.init(jax.random.key(1), x))
+  for train in (False, True):
+    out = folded.apply(variables, x, train=train, mutable=["batch_stats"] if train else False)
+    ref = plain.apply(variables, x, train=train, mutable=["batch_stats"] if train else False)
+    for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(ref)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
