@@ -3,9 +3,9 @@
   .venv/bin/python -m benchmarks.bench_train            # everything (~10 min on 2 cores)
   .venv/bin/python -m benchmarks.bench_train --quick    # small sizes only
 
-Throughput is volumes (samples) per second of whole training epochs (a lax.scan of
-train steps plus a one-batch validation), measured after a warm-up epoch that
-compiles. Peak memory is XLA's own accounting of the compiled epoch (arguments +
+Throughput is volumes (samples) per second of whole training epochs (the engine's
+compiled steps plus a one-batch validation), measured after a warm-up epoch that
+compiles. Peak memory is XLA's own accounting of the compiled step (arguments +
 outputs + temporaries - aliased) and the process's peak RSS. Ratios are against
 baselines measured in the same run.
 """
@@ -46,9 +46,11 @@ def measure(cfg, shape, steps, epochs=1):
   ens = ensemble.make_ensemble(cfg)
   placed = ens.place_data(data)
   states = ens.init(jax.random.key(0), placed)
-  memory = ens._epoch.lower(states[0], placed[0]).compile().memory_analysis()
-  compiled_mib = (memory.argument_size_in_bytes + memory.output_size_in_bytes
-                  + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / MIB
+  state = states[0]
+  carry = (state["params"], state["batch_stats"], state["opt_state"])
+  epoch_keys, order = ens._plan(state, placed[0]["train"]["y"])
+  x, y = ens._gather(order[:, 0], placed[0]["train"]["x"], placed[0]["train"]["y"])
+  memory = ens._step.lower(carry, epoch_keys, order[:, 0], x, y).compile().memory_analysis()
   started = time.perf_counter()
   states, metrics = ens.epoch(states, placed)  # compiles
   first = time.perf_counter() - started

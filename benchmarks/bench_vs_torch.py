@@ -6,7 +6,7 @@
   .venv/bin/python -m benchmarks.bench_vs_torch --models unet3d --threads 2
 
 One step = forward in train mode (batch statistics), loss, backward, Adam update, on
-the same batch for both. The JAX step is member.py's step body, jitted with its
+the same batch for both. The JAX step is member.py's `step`, jitted with its
 carry donated, on the state `member.make_member(...).init` builds; the torch step is
 the usual eager loop over benchmarks/torch_models.py (channels-last, float32).
 Steps are timed one by one in alternating blocks (JAX, torch, JAX, ...) so machine
@@ -24,13 +24,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import torch
 from torch.nn import functional as F
 
 from benchmarks import torch_models
 from scanbias_jax import models
-from scanbias_jax.train import losses, member
+from scanbias_jax.train import member
 
 # (model, Flax-layout sample shape, batch, model_kwargs, learning rate): configs/default.py
 DEFAULT_ROWS = [
@@ -87,22 +86,12 @@ def jax_step(model, kwargs, lr, x, y):
   init = jax.jit(member.make_member(config).init,
                  compiler_options={"xla_backend_optimization_level": 0})
   state = init(jax.random.key(0), data)
-  net = models.build(model, "float32", **kwargs)
-  loss_fn = losses.LOSSES[config.loss]
-  optimizer = optax.adam(lr)
+  program = member.make_member(config)
+  epoch_key = jax.random.key(1)
+  indices = jnp.arange(batch)
 
-  def step(carry, x, y):  # member.make_member's step, minus the batch gather
-    params, batch_stats, opt_state = carry
-
-    def batch_loss(params):
-      logits, updates = net.apply({"params": params, "batch_stats": batch_stats}, x,
-                                  train=True, mutable=["batch_stats"])
-      loss = loss_fn(logits.astype(jnp.float32), y).mean()
-      return loss, updates.get("batch_stats", {})
-
-    (loss, batch_stats), grads = jax.value_and_grad(batch_loss, has_aux=True)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+  def step(carry, x, y):  # the engine's step on a batch it already gathered
+    return program.step(carry, epoch_key, indices, x, y)
 
   carry = (state["params"], state["batch_stats"], state["opt_state"])
   return jax.jit(step, donate_argnums=0), carry, param_count_flax(state["params"])

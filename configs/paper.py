@@ -16,6 +16,11 @@ def get_config():
   config.train.num_members = 10
   config.train.num_epochs = 30
   config.train.batch_size = 32
+  config.train.checkpoint_every_epochs = 1
+  # The paper's learning rates (section 3.3); default.py's are for its small nets.
+  config.models.name_manufacturer.learning_rate = 5e-3
+  config.models.spheres.learning_rate = 5e-5
+  config.models.segmentation.learning_rate = 1e-4
   config.ingest.paper_grid.in_plane = 256
   config.experiments.select_k = 6
   config.experiments.spheres_shape = (256, 256, 35)

@@ -14,6 +14,11 @@ def get_config():
   config.synth.thin_mm_choices = (2.5,)
   config.synth.thin_only_fraction = 0.25
   config.synth.tilt_fraction = 0.25
+  # One process per stage: a spawned worker spends seconds importing JAX and
+  # compiling the renderer again, more than 12 small studies take.
+  config.synth.workers = 1
+  config.ingest.workers = 1
+  config.prepare.workers = 1
   config.ingest.paper_grid.in_plane = 64  # the smoke DICOM is 64 x 64: no upsampling
   config.prepare.match = False  # 12 studies: exact matching would leave too few
   config.cohort.split_fractions = (1 / 3, 1 / 3, 1 / 3)

@@ -3,6 +3,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 import train_toys as toys
@@ -90,3 +91,15 @@ def test_exact_reproducibility_flags_are_added_once(monkeypatch):
   flags = os.environ["XLA_FLAGS"].split()
   assert flags.count("--xla_gpu_deterministic_ops=true") == 1
   assert "--xla_force_host_platform_device_count=2" in flags
+
+
+def test_restore_rejects_a_checkpoint_of_another_state(tmp_path):
+  small = {"params": {"w": jnp.ones((3, 4))}, "key": jax.random.key(1), "epoch": jnp.int32(2)}
+  ckpts = checkpoint.Checkpoints(str(tmp_path))
+  ckpts.save(1, small)
+  restored = ckpts.restore(1, small)  # the template gives shapes, dtypes, shardings
+  assert toys.bitwise_equal(restored, small)
+  larger = dict(small, params={"w": jnp.ones((3, 5))})
+  with pytest.raises(ValueError, match="does not match"):
+    ckpts.restore(1, larger)
+  ckpts.close()

@@ -4,6 +4,7 @@ A condition is the data a seed ensemble trains on: "mixed" (every group) or one
 group value (the paper's _GE / _Si sets). Every condition is tested on the mixed
 test set and on each group's.
 """
+import functools
 import os
 
 import jax
@@ -28,8 +29,14 @@ def resize(volumes, shape, method: str = "linear") -> np.ndarray:
   volumes = np.asarray(volumes)
   if volumes.shape[0] == 0 or tuple(volumes.shape[1:]) == tuple(shape):
     return volumes.astype(np.float32)
-  one = jax.jit(lambda v: jax.image.resize(v.astype(jnp.float32), shape, method))
+  one = _resizer(tuple(shape), method)
   return np.stack([np.asarray(one(v)) for v in volumes])
+
+
+@functools.cache
+def _resizer(shape, method):
+  """One jitted function per (shape, method), so every condition reuses its compilation."""
+  return jax.jit(lambda v: jax.image.resize(v.astype(jnp.float32), shape, method))
 
 
 def with_channel(x):

@@ -15,6 +15,7 @@ groups int32 [n] indexing `Prepared.group_values`.
 """
 import csv
 import dataclasses
+import functools
 import json
 import os
 
@@ -191,6 +192,11 @@ def skull_slices(volume, mask, n_out: int = 32):
           (resample_slices(mask, n_out) >= 0.5).astype(jnp.uint8))
 
 
+@functools.cache
+def _skull_resampler(n_slices: int):
+  return jax.jit(lambda v, m: skull_slices(v, m, n_slices))
+
+
 def skull_set(prepared: Prepared, split=None, group_value=None, n_slices: int = 32) -> dict:
   """volumes float32 [n, i, j, n_slices] HU and masks uint8 [n, i, j, n_slices]."""
   rows = select(prepared, split, group_value)
@@ -198,7 +204,7 @@ def skull_set(prepared: Prepared, split=None, group_value=None, n_slices: int = 
   masks, _ = _stack(prepared, rows, mask_path, np.uint8)
   if rows:
     spacing = spacing * np.array([1.0, 1.0, volumes.shape[-1] / n_slices])
-    resample = jax.jit(lambda v, m: skull_slices(v, m, n_slices))
+    resample = _skull_resampler(n_slices)
     pairs = [resample(v, m) for v, m in zip(volumes, masks)]  # one at a time: host memory
     volumes = np.stack([np.asarray(v) for v, _ in pairs])
     masks = np.stack([np.asarray(m) for _, m in pairs])

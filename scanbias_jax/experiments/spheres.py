@@ -4,6 +4,7 @@ Inputs are the ingested volumes with the study's sphere inserted (positives),
 windowed 50/100 -> [0, 1], then resampled to `experiments.spheres_shape` (the
 paper's 256 x 256 x 35 in configs/paper.py, smaller on CPU).
 """
+import functools
 import os
 
 import jax
@@ -22,14 +23,18 @@ def inputs(config, prepared, difficulty: str, split: str, group_value=None):
   shape = tuple(config.experiments.spheres_shape)
   if not len(data["volumes"]):
     return np.zeros((0, *shape, 1), np.float32), np.zeros(0, np.float32)
-  level, width = config.prepare.spheres_window
-  batch = jax.jit(lambda v, s, k: datasets.spheres_batch(v, s, k, level=level, width=width))
+  batch = _batcher(*config.prepare.spheres_window)
   x = np.concatenate([
       common.resize(batch(data["volumes"][i:i + 8],
                           jax.tree.map(lambda a: a[i:i + 8], data["specs"]),
                           data["voxel_keys"][i:i + 8]), shape)
       for i in range(0, len(data["volumes"]), 8)])
   return x[..., None], data["labels"].astype(np.float32)
+
+
+@functools.cache
+def _batcher(level: float, width: float):
+  return jax.jit(lambda v, s, k: datasets.spheres_batch(v, s, k, level=level, width=width))
 
 
 def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Array,

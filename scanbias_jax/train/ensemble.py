@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import scipy.special
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from scanbias_jax import keys
@@ -87,7 +88,8 @@ class Ensemble:
   """
 
   def __init__(self, program: member.MemberProgram, layout: Layout, mesh: Mesh,
-               eval_batch_size: int, first_member: int = 0, parallel: str = "dispatch"):
+               batch_size: int, eval_batch_size: int, first_member: int = 0,
+               parallel: str = "dispatch"):
     if mesh.devices.size != layout.num_devices:
       raise ValueError(f"layout is for {layout.num_devices} devices, mesh has {mesh.devices.size}")
     if parallel not in ("dispatch", "shard_map"):
@@ -138,10 +140,12 @@ class Ensemble:
     self._gather = jax.jit(over_members(gather, (0, None, None)))
     self._step = jax.jit(over_members(counted_step, (0, 0, 0, 0, 0)), donate_argnums=0)
     self._eval = jax.jit(over_members(program.eval_logits, (0, None)))
-    self._finish = jax.jit(over_members(program.finish_epoch, (0, 0, 0, 0, None)),
-                           donate_argnums=0)
-    self._predict = jax.jit(over_members(program.predict, (0, None)))
-    self.eval_batch_size = eval_batch_size
+    def finish(rest, carry, step_losses, val_chunks, val_y):
+      val_logits = jnp.concatenate(val_chunks)[:val_y.shape[0]]
+      return program.finish_epoch(rest, carry, jnp.stack(step_losses), val_logits, val_y)
+
+    self._finish = jax.jit(over_members(finish, (0, 0, 0, 0, None)), donate_argnums=0)
+    self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
 
   def place_data(self, data) -> list:
     """Copies of the data dict on the devices (made once; they stay for the whole run)."""
@@ -155,9 +159,17 @@ class Ensemble:
   def init(self, key: jax.Array, data) -> list:
     """Fresh chunk states for the experiment key `key`."""
     size, first = self.chunk_size, self.first_member
-    return [self._init(jax.device_put(member_keys(key, range(first + c * size, first + (c + 1) * size)),
-                                      sharding), self._data(data, c))
-            for c, sharding in enumerate(self.member_shardings)]
+    states = []
+    for c, sharding in enumerate(self.member_shardings):
+      train = self._data(data, c)["train"]
+      if train["x"].shape[0] < self.batch_size:
+        raise ValueError(f"batch_size {self.batch_size} exceeds the {train['x'].shape[0]} "
+                         "training samples")
+      # One batch is all init looks at; passing only it keeps one compilation per shape.
+      batch = {"train": jax.tree.map(lambda a: a[:self.batch_size], train)}
+      member_ids = range(first + c * size, first + (c + 1) * size)
+      states.append(self._init(jax.device_put(member_keys(key, member_ids), sharding), batch))
+    return states
 
   def epoch(self, states: list, data) -> tuple[list, dict]:
     """One epoch of every member: (new states, host metrics with leading axis num_members).
@@ -180,22 +192,30 @@ class Ensemble:
         carry, loss = self._step(carry, epoch_keys, order[:, s], x, y)
         step_losses.append(loss)
       variables = {"params": carry[0], "batch_stats": carry[1]}
-      n_val = val["x"].shape[0]
       chunks = [self._eval(variables, val["x"][idx])
-                for idx in member.eval_chunks(n_val, self.eval_batch_size)]
-      val_logits = jnp.concatenate(chunks, axis=1)[:, :n_val]
+                for idx in member.eval_chunks(val["x"].shape[0], self.eval_batch_size)]
       # The steps consumed (donated) the state's params; finish needs only these.
       rest = {name: state[name] for name in ("key", "epoch", "best")}
-      results.append(self._finish(rest, carry, jnp.stack(step_losses, axis=1), val_logits,
-                                  val["y"]))
+      results.append(self._finish(rest, carry, step_losses, chunks, val["y"]))
     new_states = [state for state, _ in results]
     return new_states, _gather_members([m for _, m in results], self.layout.num_members)
 
   def predict(self, variables: list, x) -> np.ndarray:
-    """Per-member probabilities [num_members, N, ...] of `variables` (see `best`, `last`)."""
-    placed = [jax.device_put(x, sharding) for sharding in self.data_shardings]
-    outputs = [self._predict(v, placed[self.data_index[c]]) for c, v in enumerate(variables)]
-    return _gather_members(outputs, self.layout.num_members)
+    """Per-member probabilities [num_members, N, ...] of `variables` (see `best`, `last`).
+
+    Runs validation's compiled program on chunks of eval_batch_size (the last
+    padded by repetition), so prediction compiles nothing new for any N."""
+    x = np.asarray(x)
+    n, size = len(x), self.eval_batch_size
+    if n == 0:
+      return np.zeros((self.layout.num_members, 0) + x.shape[1:-1], np.float32)
+    chunks = [x[np.minimum(np.arange(i, i + size), n - 1)] for i in range(0, n, size)]
+    outputs = []
+    for c, v in enumerate(variables):
+      sharding = self.data_shardings[self.data_index[c]]
+      logits = [self._eval(v, jax.device_put(chunk, sharding)) for chunk in chunks]
+      outputs.append(np.concatenate(jax.device_get(logits), axis=1)[:, :n])
+    return scipy.special.expit(_gather_members(outputs, self.layout.num_members))
 
 
 def best(states: list) -> list:
@@ -216,8 +236,24 @@ def make_ensemble(config: ml_collections.ConfigDict, augment: Optional[member.Au
   mesh = mesh or make_mesh(config.get("num_devices", 0) or None)
   layout = plan(config.num_members, mesh.devices.size, config.get("members_per_device", 0))
   return Ensemble(member.make_member(config, augment, eval_transform), layout, mesh,
-                  config.eval_batch_size, config.get("first_member", 0),
+                  config.batch_size, config.eval_batch_size, config.get("first_member", 0),
                   config.get("parallel", "dispatch"))
+
+
+_SHARED: dict = {}
+
+
+def shared_ensemble(config: ml_collections.ConfigDict, augment: Optional[member.Augment] = None,
+                    eval_transform: Optional[member.Transform] = None,
+                    mesh: Optional[Mesh] = None) -> Ensemble:
+  """`make_ensemble`, reusing the Ensemble (hence its compiled programs) of an equal
+  config and the same augment/transform objects and mesh made earlier in this
+  process: a study's conditions share one config per task, and tracing and
+  compiling a step costs seconds while a small condition trains in a few."""
+  cache_key = (config.to_json(sort_keys=True), augment, eval_transform, mesh)
+  if cache_key not in _SHARED:
+    _SHARED[cache_key] = make_ensemble(config, augment, eval_transform, mesh)
+  return _SHARED[cache_key]
 
 
 def make_train(config: ml_collections.ConfigDict, augment: Optional[member.Augment] = None,

@@ -149,7 +149,7 @@ def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: 
       checkpoints.close()
       raise
   _write_atomic(config_path, config.to_json(indent=2))
-  ens = ensemble.make_ensemble(config, augment, eval_transform, mesh)
+  ens = ensemble.shared_ensemble(config, augment, eval_transform, mesh)
   data = ens.place_data(data)
   states = ens.init(key, data)
 

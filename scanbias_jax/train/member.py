@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from scanbias_jax import keys, models
@@ -38,10 +39,10 @@ class MemberProgram(NamedTuple):
   finish_epoch: Callable  # (state, carry, step losses, val logits, val y) -> (state, metrics)
 
 
-def eval_chunks(n: int, eval_batch_size: int) -> jnp.ndarray:
+def eval_chunks(n: int, eval_batch_size: int) -> np.ndarray:
   """Indices [chunks, eval_batch_size] covering 0..n-1, the last chunk padded by repeating n-1."""
   chunks = -(-n // eval_batch_size)
-  return jnp.minimum(jnp.arange(chunks * eval_batch_size), n - 1).reshape(chunks, eval_batch_size)
+  return np.minimum(np.arange(chunks * eval_batch_size), n - 1).reshape(chunks, eval_batch_size)
 
 
 def task_config(config: ml_collections.ConfigDict, task: str) -> ml_collections.ConfigDict:
