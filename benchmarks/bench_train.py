@@ -51,6 +51,8 @@ def measure(cfg, shape, steps, epochs=1):
   epoch_keys, order = ens._plan(state, placed[0]["train"]["y"])
   x, y = ens._gather(order[:, 0], placed[0]["train"]["x"], placed[0]["train"]["y"])
   memory = ens._step.lower(carry, epoch_keys, order[:, 0], x, y).compile().memory_analysis()
+  compiled_mib = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                  + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / MIB
   started = time.perf_counter()
   states, metrics = ens.epoch(states, placed)  # compiles
   first = time.perf_counter() - started
