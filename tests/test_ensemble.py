@@ -140,3 +140,26 @@ def test_validation_metrics_match_their_definitions():
   perfect = jnp.where(masks > 0, 20.0, -20.0)
   np.testing.assert_allclose(losses.hard_dice(perfect, masks), [1.0, 1.0])
   np.testing.assert_allclose(losses.soft_dice_loss(perfect, masks), [0.0, 0.0], atol=1e-6)
+
+
+def test_prediction_matches_the_pure_member_predict(images):
+  config = toys.config(num_members=2, num_epochs=1, eval_batch_size=5)  # 16 val: padded chunks
+  train = ensemble.make_train(config)
+  states, _ = train(KEY, images)
+  variables = ensemble.best(states)
+  probabilities = train.ensemble.predict(variables, images["val"]["x"])
+  program = member.make_member(config)
+  for i in range(2):
+    own = jax.tree.map(lambda x: x[i], variables[0])
+    np.testing.assert_allclose(probabilities[i], program.predict(own, images["val"]["x"]),
+                               rtol=1e-5, atol=1e-6)
+  assert train.ensemble.predict(variables, images["val"]["x"][:0]).shape == (2, 0)
+
+
+def test_conditions_with_equal_configs_share_compiled_programs(images, tmp_path):
+  from scanbias_jax.train import loop
+  config = toys.config(num_members=1, num_epochs=1, learning_rate=1e-3)
+  first = loop.run(KEY, config, images, str(tmp_path / "a"))
+  smaller = jax.tree.map(lambda x: x[:24], images)  # another condition: fewer studies
+  second = loop.run(KEY, config, smaller, str(tmp_path / "b"))
+  assert second.ensemble is first.ensemble and first.ensemble.step_traces == 1

@@ -208,7 +208,9 @@ class Ensemble:
     x = np.asarray(x)
     n, size = len(x), self.eval_batch_size
     if n == 0:
-      return np.zeros((self.layout.num_members, 0) + x.shape[1:-1], np.float32)
+      chunk = jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype)
+      out = jax.eval_shape(self._eval, variables[0], chunk)
+      return np.zeros((self.layout.num_members, 0) + out.shape[2:], np.float32)
     chunks = [x[np.minimum(np.arange(i, i + size), n - 1)] for i in range(0, n, size)]
     outputs = []
     for c, v in enumerate(variables):
