@@ -17,13 +17,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from benchmarks import common
 from scanbias_jax.train import ensemble
-
-MIB = 2 ** 20
 
 
 def config(model, members=1, per_device=0, batch=8, lr=1e-4):
-  loss = "soft_dice" if model == "unet3d" else "sigmoid_cross_entropy"
+  loss = common.loss_name(model)
   return ml_collections.ConfigDict(dict(
       model=model, model_kwargs={}, compute_dtype="float32", loss=loss, learning_rate=lr,
       batch_size=batch, eval_batch_size=batch, num_epochs=1, num_members=members,
@@ -46,13 +45,8 @@ def measure(cfg, shape, steps, epochs=1):
   ens = ensemble.make_ensemble(cfg)
   placed = ens.place_data(data)
   states = ens.init(jax.random.key(0), placed)
-  state = states[0]
-  carry = (state["params"], state["batch_stats"], state["opt_state"])
-  epoch_keys, order = ens._plan(state, placed[0]["train"]["y"])
-  x, y = ens._gather(order[:, 0], placed[0]["train"]["x"], placed[0]["train"]["y"])
-  memory = ens._step.lower(carry, epoch_keys, order[:, 0], x, y).compile().memory_analysis()
-  compiled_mib = (memory.argument_size_in_bytes + memory.output_size_in_bytes
-                  + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / MIB
+  compiled_mib = common.compiled_mib(
+      ens._step.lower(*common.first_step_args(ens, placed, states)).compile())
   started = time.perf_counter()
   states, metrics = ens.epoch(states, placed)  # compiles
   first = time.perf_counter() - started

@@ -18,18 +18,16 @@ and contiguous memory (tried during warm-up) unless --torch-memory names one.
 import argparse
 import os
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import torch
 from torch.nn import functional as F
 
-from benchmarks import torch_models
+from benchmarks import common, torch_models
+from benchmarks.common import batch_for, loss_name, param_count_flax, timed
 from scanbias_jax import models
-from scanbias_jax.train import member
 
 # (model, Flax-layout sample shape, batch, model_kwargs, learning rate): configs/default.py
 DEFAULT_ROWS = [
@@ -42,25 +40,6 @@ PAPER_ROWS = [
     ("resnet3d", (64, 64, 16, 1), 32, dict(), 5e-5),
     ("unet3d", (64, 64, 32, 1), 2, dict(widths=(8, 16, 32, 64, 128)), 1e-4),
 ]
-
-
-def loss_name(model: str) -> str:
-  return "soft_dice" if model == "unet3d" else "sigmoid_cross_entropy"
-
-
-def batch_for(model, shape, batch, seed=0):
-  rng = np.random.default_rng(seed)
-  x = rng.standard_normal((batch,) + shape, dtype=np.float32)
-  if model == "unet3d":
-    y = (x[..., 0] > 1.0).astype(np.float32)
-  else:
-    y = (np.arange(batch) % 2).astype(np.float32)
-  return x, y
-
-
-def param_count_flax(params) -> int:
-  """Parameters only (BatchNorm statistics live in `batch_stats`)."""
-  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
 
 
 def check_param_counts(model, shape, kwargs) -> int:
@@ -81,20 +60,7 @@ def jax_step(model, kwargs, lr, x, y):
       model=model, model_kwargs=kwargs, compute_dtype="float32", loss=loss_name(model),
       learning_rate=lr, batch_size=batch, eval_batch_size=batch, num_epochs=1,
       select_metric="val_loss"))
-  data = {"train": {"x": x, "y": y}, "val": {"x": x[:1], "y": y[:1]}}
-  # As ensemble.py compiles it: XLA's optimiser makes init's random kernels compile slowly.
-  init = jax.jit(member.make_member(config).init,
-                 compiler_options={"xla_backend_optimization_level": 0})
-  state = init(jax.random.key(0), data)
-  program = member.make_member(config)
-  epoch_key = jax.random.key(1)
-  indices = jnp.arange(batch)
-
-  def step(carry, x, y):  # the engine's step on a batch it already gathered
-    return program.step(carry, epoch_key, indices, x, y)
-
-  carry = (state["params"], state["batch_stats"], state["opt_state"])
-  return jax.jit(step, donate_argnums=0), carry, param_count_flax(state["params"])
+  return common.member_step(config, x, y)
 
 
 def torch_soft_dice(logits, masks, eps=1.0):
@@ -122,12 +88,6 @@ def torch_step(model, shape, kwargs, lr, channels_last=True):
     return loss
 
   return step, torch_models.param_count_torch(net)
-
-
-def timed(fn, *args) -> float:
-  started = time.perf_counter()
-  fn(*args)
-  return time.perf_counter() - started
 
 
 def fastest_torch_step(model, shape, kwargs, lr, memory, x, y):
