@@ -17,6 +17,8 @@ def get_config():
   config.train.num_epochs = 30
   config.train.batch_size = 32
   config.train.checkpoint_every_epochs = 1
+  config.train.bn_stats = "ema"      # 500+ training studies: the running averages keep up
+  config.experiments.spheres_train_copies = 0  # the paper's sphere training set
   # The paper's learning rates (section 3.3); default.py's are for its small nets.
   config.models.name_manufacturer.learning_rate = 5e-3
   config.models.spheres.learning_rate = 5e-5
@@ -26,6 +28,7 @@ def get_config():
   config.experiments.spheres_shape = (256, 256, 35)
   config.experiments.segmentation_shape = (256, 256, 32)
   config.models.spheres.model_kwargs = ml_collections.ConfigDict()       # paper widths
+  config.models.spheres.num_epochs = 30
   config.models.segmentation.model_kwargs = ml_collections.ConfigDict()
   config.models.segmentation.num_members = 10
   config.models.segmentation.num_epochs = 30

@@ -31,6 +31,7 @@ def get_config():
   config.models.segmentation.model_kwargs = dict(widths=(2, 4, 8))
   config.models.segmentation.num_members = 2
   config.models.segmentation.num_epochs = 2
+  config.models.spheres.num_epochs = 2
   config.experiments.select_k = 1
   config.experiments.bootstrap_resamples = 100
   config.experiments.spheres_shape = (32, 32, 16)

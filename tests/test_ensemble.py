@@ -44,10 +44,11 @@ def test_member_of_an_ensemble_equals_member_trained_alone(images):
   assert toys.max_abs_difference(vmapped, jax.tree.map(lambda x: x[0], alone)) < 1e-5
 
 
-def test_engine_runs_the_pure_member_program_step_by_step(images):
+@pytest.mark.parametrize("bn_stats", ["ema", "precise"])
+def test_engine_runs_the_pure_member_program_step_by_step(images, bn_stats):
   # The engine compiles one program per step; member.train is the same
   # computation as one pure function (the purejaxrl form), compiled whole.
-  config = toys.config(num_members=1, num_epochs=2, scan_unroll="always")
+  config = toys.config(num_members=1, num_epochs=2, scan_unroll="always", bn_stats=bn_stats)
   states, history = ensemble.make_train(config)(KEY, images)
   program = member.make_member(config)
   state, metrics = jax.jit(program.train)(ensemble.member_keys(KEY, [0])[0], images)
@@ -55,6 +56,41 @@ def test_engine_runs_the_pure_member_program_step_by_step(images):
   pure = {"params": state["params"], "batch_stats": state["batch_stats"]}
   assert toys.max_abs_difference(engine, pure) < 1e-5
   np.testing.assert_allclose(history["val_loss"][0], metrics["val_loss"], rtol=1e-4)
+
+
+def test_pooled_batch_moments_are_the_statistics_of_all_batches_at_once():
+  rng = np.random.default_rng(0)
+  batches = rng.normal(2.0, 3.0, (5, 8, 4)) * rng.uniform(0.5, 2.0, (5, 1, 1))  # [batch, n, ch]
+  stacked = {"layer": {"BatchNorm_0": {"mean": jnp.asarray(batches.mean(1)),
+                                       "var": jnp.asarray(batches.var(1))}}}
+  pooled = member.pool_moments(stacked)["layer"]["BatchNorm_0"]
+  everything = batches.reshape(-1, 4)
+  np.testing.assert_allclose(pooled["mean"], everything.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(pooled["var"], everything.var(0), rtol=1e-5)
+
+
+def test_precise_statistics_are_those_of_the_last_weights_on_the_epochs_batches(images):
+  # After an epoch with bn_stats="precise", the first BatchNorm's mean is the
+  # mean of the first convolution's output over every sample the epoch used,
+  # computed here directly with the final parameters.
+  config = toys.config(num_members=1, num_epochs=1, bn_stats="precise")
+  states, _ = ensemble.make_train(config)(KEY, images)
+  final = jax.tree.map(lambda x: x[0], ensemble.last(states)[0])
+  program = member.make_member(config)
+  state = program.init(ensemble.member_keys(KEY, [0])[0], images)
+  _, order = program.epoch_plan(state, images["train"]["y"])
+  used = images["train"]["x"][order.reshape(-1)]
+  kernel = final["params"]["ConvNormRelu_0"]["Conv_0"]["kernel"]
+  conv = jax.lax.conv_general_dilated(used, kernel, (1, 1), "SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  stats = final["batch_stats"]["ConvNormRelu_0"]["BatchNorm_0"]
+  np.testing.assert_allclose(stats["mean"], conv.mean((0, 1, 2)), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(stats["var"], conv.var((0, 1, 2)), rtol=1e-3, atol=1e-5)
+
+
+def test_unknown_bn_stats_is_an_error():
+  with pytest.raises(ValueError, match="bn_stats"):
+    member.make_member(toys.config(bn_stats="running"))
 
 
 def test_members_differ_and_keep_their_own_batchnorm_statistics(images):

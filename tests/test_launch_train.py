@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_launcher(data, workdir, epochs):
   command = [sys.executable, "-m", "launch.train", "--config=configs/smoke.py", "--task=spheres",
-             f"--data={data}", f"--workdir={workdir}", f"--config.train.num_epochs={epochs}",
+             f"--data={data}", f"--workdir={workdir}", f"--config.models.spheres.num_epochs={epochs}",
              "--config.train.batch_size=4", "--config.train.eval_batch_size=4"]
   result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

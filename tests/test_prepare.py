@@ -136,6 +136,33 @@ def test_prepare_writes_specs_and_the_sets_come_back_as_arrays(tmp_path):
     mask = nib.load(os.path.join(out, "masks", f"{hard['study_ids'][m]}.nii.gz")).dataobj
     assert not (sphere & (np.asarray(mask) == 0)).any()
 
+  # Paired training set: each study twice without and twice with a sphere.
+  draws = datasets.paired_draws(prepared, datasets.select(prepared), copies=2)
+  assert draws == datasets.paired_draws(prepared, datasets.select(prepared), copies=2)
+  paired = {d: datasets.paired_spheres_set(prepared, d, draws) for d in ("easy", "medium", "hard")}
+  pairs = paired["hard"]
+  assert len(pairs["labels"]) == 24 and pairs["volumes"].shape[0] == 6
+  for m, study_id in enumerate(hard["study_ids"]):
+    mine = pairs["source"] == m
+    assert sorted(pairs["labels"][mine].tolist()) == [0, 0, 1, 1]
+    assert set(pairs["study_ids"][i] for i in np.flatnonzero(mine)) == {study_id}
+    assert (pairs["groups"][mine] == hard["groups"][m]).all()
+    with_sphere = np.flatnonzero(mine & (pairs["labels"] == 1))
+    if hard["labels"][m]:  # a positive's own sphere comes first, voxel for voxel
+      np.testing.assert_array_equal(pairs["specs"].centre[with_sphere[0]], hard["specs"].centre[m])
+      assert pairs["specs"].radius_mm[with_sphere[0]] == hard["specs"].radius_mm[m]
+      np.testing.assert_array_equal(jax.random.key_data(pairs["voxel_keys"][with_sphere[0]]),
+                                    jax.random.key_data(hard["voxel_keys"][m]))
+    mask = np.asarray(nib.load(os.path.join(out, "masks", f"{study_id}.nii.gz")).dataobj)
+    for i in with_sphere:
+      sphere = np.asarray(datasets.spheres.sphere_mask(
+          mask.shape, jax.tree.map(lambda a: a[i], pairs["specs"])))
+      assert sphere.any() and not (sphere & (mask == 0)).any()
+  assert not pairs["specs"].present[pairs["labels"] == 0].any()
+  assert pairs["specs"].present[pairs["labels"] == 1].all()
+  radii = {d: np.asarray(p["specs"].radius_mm) for d, p in paired.items()}
+  assert (radii["easy"] >= radii["medium"]).all() and (radii["medium"] >= radii["hard"]).all()
+
   skull = datasets.skull_set(prepared, n_slices=8)
   assert skull["volumes"].shape == (6, 64, 64, 8) and skull["masks"].dtype == np.uint8
   assert skull["spacing"][2] == pytest.approx(5.0 * 12 / 8)

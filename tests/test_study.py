@@ -60,6 +60,10 @@ def test_every_table_cell_is_produced_and_finite(smoke_run):
   results = json.loads((workdir / "results.json").read_text())
   for difficulty in ("easy", "medium", "hard"):
     assert set(results["spheres"][difficulty]) == {"mixed", "GE", "Siemens"}
+    # configs/smoke.py trains on the paired set (2 copies): 4 training studies x 4.
+    training_set = results["spheres"][difficulty]["mixed"]["training_set"]
+    assert training_set == dict(kind="paired", copies=2, samples=16, positives=8)
+  assert report.count("Trained on the paired set") == 3     # a note under Tables 3-5
   assert set(results["segmentation"]) == {"mixed", "GE", "Siemens"}
   html = (workdir / "report.html").read_text()
   assert html.count("data:image/png;base64,") >= 3 and "src='figures/" not in html

@@ -7,6 +7,8 @@
   Spheres (easy | medium | hard): HU volumes, label 1 = sphere, and a batched
     `SphereSpec` + voxel keys; `spheres_input(volume, spec, key)` inserts the
     sphere and windows 50/100 -> [0, 1]. Nothing with a sphere is stored.
+    `paired_spheres_set` is the training variant in which every study appears
+    both with and without a sphere (`experiments.spheres_train_copies`).
   Skull: volume (HU) and brain mask resampled 35 -> 32 slices (`skull_slices`).
 Every set takes `split` (train | val | test | None = all) and `group_value`
 (None = mixed, else that group's subset, the paper's _GE / _Si sets).
@@ -158,6 +160,66 @@ def spheres_set(prepared: Prepared, difficulty: str, split=None, group_value=Non
   specs, voxel_keys = sphere_specs(prepared, rows, difficulty, spacing)
   return dict(volumes=volumes, labels=np.array([int(r["label"]) for r in rows], np.int32),
               specs=specs, voxel_keys=voxel_keys, spacing=spacing, **_common(prepared, rows))
+
+
+def paired_draws(prepared: Prepared, rows, copies: int) -> dict:
+  """study_id -> `copies` fresh sphere draws (spheres.draw_sphere dicts) for paired training.
+
+  Copy c of a study comes from stream(study_key, "paired/<c>"), placed in the
+  study's brain mask by the rules prepare used, so the draws depend on nothing
+  but the study and c. Reading the mask and its distance map is the cost, paid
+  once for every difficulty.
+  """
+  params = spheres.params_from_settings(prepared.settings["spheres"])
+  draws = {}
+  for r in rows:
+    mask, spacing = read_nifti(mask_path(prepared, r))
+    study = spheres.study_key(prepared.key, r["study_id"])
+    draws[r["study_id"]] = [
+        dict(spheres.draw_sphere(keys.stream(study, f"paired/{c}"), mask, spacing, params),
+             small_draw=spheres.uniform(keys.stream(study, f"paired/{c}"), "small"))
+        for c in range(copies)]
+  return draws
+
+
+def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=None,
+                       group_value=None) -> dict:
+  """Each study `copies` times without a sphere (label 0) and `copies` times with one.
+
+  The copies with a sphere: a positive's own sphere (the one `spheres_set` gives
+  it) first, then fresh draws from `draws` (`paired_draws`); a fresh sphere is
+  small in this difficulty when its own uniform draw falls below the
+  difficulty's small fraction, so Hard's small copies contain Medium's. Since
+  every study carries both labels, its anatomy says nothing about the label.
+  Returns what `spheres_set` does plus `source` [n]: the row of `volumes`
+  (one per study) each sample is built from.
+  """
+  base = spheres_set(prepared, difficulty, split, group_value)
+  small_fraction = float(prepared.settings["spheres"]["small_fraction"][difficulty])
+  spacing = base["spacing"]
+  specs, voxel_keys, source, labels = [], [], [], []
+  for index, study_id in enumerate(base["study_ids"]):
+    fresh = draws[study_id]
+    with_sphere = [jax.tree.map(lambda a: a[index], (base["specs"], base["voxel_keys"]))]
+    with_sphere = with_sphere if base["labels"][index] else []
+    for c, draw in enumerate(fresh[:len(fresh) - len(with_sphere)]):
+      small = draw["small_draw"] < small_fraction
+      kind = "small" if small and difficulty != "easy" else "large"
+      copy_key = keys.stream(spheres.study_key(prepared.key, study_id), f"paired/{c}")
+      with_sphere.append((spheres.spec_from_row(draw, difficulty, small, spacing),
+                          keys.stream(copy_key, f"{kind}/voxels")))
+    without = (spheres.absent(spacing), keys.stream(prepared.key, "absent"))
+    for label, pairs in ((0, [without] * len(fresh)), (1, with_sphere)):
+      for spec, voxel_key in pairs:
+        specs.append(spec)
+        voxel_keys.append(voxel_key)
+        source.append(index)
+        labels.append(label)
+  source = np.array(source, np.int32)
+  return dict(volumes=base["volumes"], source=source, labels=np.array(labels, np.int32),
+              specs=jax.tree.map(lambda *leaves: jnp.stack(leaves), *specs) if specs else None,
+              voxel_keys=jnp.stack(voxel_keys) if voxel_keys else None, spacing=spacing,
+              study_ids=[base["study_ids"][i] for i in source], groups=base["groups"][source])
 
 
 def spheres_input(volume, spec: spheres.SphereSpec, key: jax.Array,

@@ -37,12 +37,7 @@ def strip_params(settings) -> skullstrip.StripParams:
 
 
 def sphere_params(settings) -> spheres.SphereParams:
-  s = settings.spheres
-  return spheres.SphereParams(
-      large_radius_mm=tuple(s.large_radius_mm), large_hu=tuple(s.large_hu),
-      small_radius_mm=tuple(s.small_radius_mm), small_hu=tuple(s.small_hu),
-      small_fraction=tuple((d, float(s.small_fraction[d])) for d in spheres.DIFFICULTIES),
-      positive_fraction=float(s.positive_fraction))
+  return spheres.params_from_settings(settings.spheres)
 
 
 def read_cohort(cohort_dir, match: bool) -> tuple[list[dict], bool]:

@@ -3,6 +3,10 @@
 Inputs are the ingested volumes with the study's sphere inserted (positives),
 windowed 50/100 -> [0, 1], then resampled to `experiments.spheres_shape` (the
 paper's 256 x 256 x 35 in configs/paper.py, smaller on CPU).
+
+`experiments.spheres_train_copies` = c > 0 trains on the paired set instead
+(datasets.paired_spheres_set): every training study c times without a sphere and
+c times with one. Validation and test sets are always the paper's.
 """
 import functools
 import os
@@ -19,17 +23,38 @@ TASK = "spheres"
 
 def inputs(config, prepared, difficulty: str, split: str, group_value=None):
   """(x float32 [n, *shape, 1], y float32 [n]) of one split."""
-  data = datasets.spheres_set(prepared, difficulty, split, group_value)
+  return build(config, datasets.spheres_set(prepared, difficulty, split, group_value))
+
+
+def build(config, data: dict):
+  """(x, y) of a `spheres_set` or `paired_spheres_set` dict: spheres inserted, windowed,
+  resized to `experiments.spheres_shape`, 8 samples at a time."""
   shape = tuple(config.experiments.spheres_shape)
-  if not len(data["volumes"]):
+  n = len(data["labels"])
+  if not n:
     return np.zeros((0, *shape, 1), np.float32), np.zeros(0, np.float32)
+  source = data.get("source", np.arange(n))
   batch = _batcher(*config.prepare.spheres_window)
   x = np.concatenate([
-      common.resize(batch(data["volumes"][i:i + 8],
+      common.resize(batch(data["volumes"][source[i:i + 8]],
                           jax.tree.map(lambda a: a[i:i + 8], data["specs"]),
                           data["voxel_keys"][i:i + 8]), shape)
-      for i in range(0, len(data["volumes"]), 8)])
+      for i in range(0, n, 8)])
   return x[..., None], data["labels"].astype(np.float32)
+
+
+def training_sets(config, prepared, difficulty: str, draws) -> dict:
+  """condition -> (x, y) training set: the paper's, or paired when `draws` is given."""
+  if draws is None:
+    return {c: inputs(config, prepared, difficulty, "train", common.group_filter(c))
+            for c in common.conditions(prepared.group_values)}
+  paired = datasets.paired_spheres_set(prepared, difficulty, draws, "train")
+  x, y = build(config, paired)
+  groups = paired["groups"]
+  sets = {results.MIXED: (x, y)}
+  for index, value in enumerate(prepared.group_values):
+    sets[value] = (x[groups == index], y[groups == index])
+  return sets
 
 
 @functools.cache
@@ -38,30 +63,38 @@ def _batcher(level: float, width: float):
 
 
 def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Array,
-                  workdir: str, tests: dict) -> dict:
+                  workdir: str, train: tuple, tests: dict) -> dict:
   group_value = common.group_filter(condition)
-  train = inputs(config, prepared, difficulty, "train", group_value)
   val = inputs(config, prepared, difficulty, "val", group_value)
   ens, variables, _ = common.fit(config, TASK, keys.stream(key, "train"),
                                  dict(x=train[0], y=train[1]), dict(x=val[0], y=val[1]),
                                  os.path.join(workdir, TASK, difficulty, condition))
   scored = {name: (y, common.predict(ens, variables, x)) for name, (x, y) in tests.items()}
   settings = config.experiments
-  return results.classification_condition(
+  out = results.classification_condition(
       keys.stream(key, "evaluate"), condition,
       (val[1], common.predict(ens, variables, val[0])), scored, settings.select_k,
       positive_class="sphere", n_resamples=settings.bootstrap_resamples)
+  copies = settings.get("spheres_train_copies", 0)
+  out["training_set"] = dict(kind="paired" if copies else "paper", copies=copies,
+                             samples=int(len(train[1])), positives=int(train[1].sum()))
+  return out
 
 
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
   """{difficulty: {condition: Condition}}."""
+  copies = config.experiments.get("spheres_train_copies", 0)
+  draws = (datasets.paired_draws(prepared, datasets.select(prepared, "train"), copies)
+           if copies else None)
   out = {}
   for difficulty in config.experiments.difficulties:
     tests = {results.MIXED: inputs(config, prepared, difficulty, "test")}
     tests.update({g: inputs(config, prepared, difficulty, "test", g)
                   for g in prepared.group_values})
+    train = training_sets(config, prepared, difficulty, draws)
     out[difficulty] = {
         condition: run_condition(config, prepared, difficulty, condition,
-                                 keys.stream(key, f"{difficulty}/{condition}"), workdir, tests)
+                                 keys.stream(key, f"{difficulty}/{condition}"), workdir,
+                                 train[condition], tests)
         for condition in common.conditions(prepared.group_values)}
   return out

@@ -50,6 +50,15 @@ class SphereSpec:
   present: jax.Array    # bool: False (a negative) makes insertion the identity
 
 
+def params_from_settings(s) -> SphereParams:
+  """SphereParams from `config.prepare.spheres` or its record in prepare.json (a mapping)."""
+  return SphereParams(
+      large_radius_mm=tuple(s["large_radius_mm"]), large_hu=tuple(s["large_hu"]),
+      small_radius_mm=tuple(s["small_radius_mm"]), small_hu=tuple(s["small_hu"]),
+      small_fraction=tuple((d, float(s["small_fraction"][d])) for d in DIFFICULTIES),
+      positive_fraction=float(s["positive_fraction"]))
+
+
 def study_index(study_id: str) -> int:
   """A stable 31-bit index of a study id (CRC32), independent of the cohort."""
   return zlib.crc32(study_id.encode()) & 0x7FFFFFFF

@@ -189,8 +189,23 @@ def spheres_tables(results: dict) -> list[Table]:
       condition = spheres.get(difficulty, {}).get(train_group)
       if condition:
         notes.append(f"{difficulty}: {condition['selection']['reason']}.")
+    notes += _training_set_note(spheres, train_group)
     tables.append(Table(title, ["Metric"] + names, rows, notes))
   return tables
+
+
+def _training_set_note(spheres: dict, train_group: str) -> list[str]:
+  """A note when the models trained on the paired set rather than the paper's."""
+  sets = [c.get("training_set") for d in DIFFICULTIES
+          if (c := spheres.get(d, {}).get(train_group))]
+  paired = [s for s in sets if s and s["kind"] == "paired"]
+  if not paired:
+    return []
+  copies, samples = paired[0]["copies"], paired[0]["samples"]
+  return [f"Trained on the paired set (experiments.spheres_train_copies = {copies}): every "
+          f"training study {copies}x without and {copies}x with a sphere, {samples} samples; "
+          "the paper trained on each study once, with its own label. Validation and test "
+          "sets are the paper's."]
 
 
 def _threshold(spheres: dict, train_group: str) -> str:

@@ -140,6 +140,12 @@ class Ensemble:
     self._gather = jax.jit(over_members(gather, (0, None, None)))
     self._step = jax.jit(over_members(counted_step, (0, 0, 0, 0, 0)), donate_argnums=0)
     self._eval = jax.jit(over_members(program.eval_logits, (0, None)))
+    if program.batch_moments is not None:
+      self._moments = jax.jit(over_members(program.batch_moments, (0, 0, 0, 0, 0)))
+      def with_pooled(carry, moments):
+        stacked = jax.tree.map(lambda *m: jnp.stack(m), *moments)
+        return carry[0], program.pool_moments(stacked), carry[2]
+      self._pool = jax.jit(over_members(with_pooled, (0, 0)), donate_argnums=0)
     def finish(rest, carry, step_losses, val_chunks, val_y):
       val_logits = jnp.concatenate(val_chunks)[:val_y.shape[0]]
       return program.finish_epoch(rest, carry, jnp.stack(step_losses), val_logits, val_y)
@@ -181,16 +187,23 @@ class Ensemble:
     asynchronous, so nothing waits on the host until the metrics are gathered.
     """
     results = []
+    precise = self.program.batch_moments is not None  # BatchNorm statistics recomputed
     for c, state in enumerate(states):
       data_c = self._data(data, c)
       train, val = data_c["train"], data_c["val"]
       epoch_keys, order = self._plan(state, train["y"])
       carry = (state["params"], state["batch_stats"], state["opt_state"])
-      step_losses = []
+      step_losses, batches = [], []
       for s in range(order.shape[1]):
         x, y = self._gather(order[:, s], train["x"], train["y"])
         carry, loss = self._step(carry, epoch_keys, order[:, s], x, y)
         step_losses.append(loss)
+        if precise:
+          batches.append(x)
+      if precise:
+        moments = [self._moments(carry[0], carry[1], epoch_keys, order[:, s], x)
+                   for s, x in enumerate(batches)]
+        carry = self._pool(carry, moments)
       variables = {"params": carry[0], "batch_stats": carry[1]}
       chunks = [self._eval(variables, val["x"][idx])
                 for idx in member.eval_chunks(val["x"].shape[0], self.eval_batch_size)]

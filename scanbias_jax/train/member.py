@@ -37,6 +37,10 @@ class MemberProgram(NamedTuple):
                           #   -> (carry, loss); x, y: the batch train_x[indices], ...
   eval_logits: Callable   # (variables, x [eval_batch_size, ...]) -> logits
   finish_epoch: Callable  # (state, carry, step losses, val logits, val y) -> (state, metrics)
+  # bn_stats="precise" only (else None): BatchNorm statistics recomputed after the steps.
+  batch_moments: Optional[Callable] = None  # (params, batch_stats, epoch_key, indices, x)
+                                            #   -> one batch's per-layer {"mean", "var"}
+  pool_moments: Optional[Callable] = None   # those, stacked over batches -> batch_stats
 
 
 def eval_chunks(n: int, eval_batch_size: int) -> np.ndarray:
@@ -78,6 +82,20 @@ def scan(fn, carry, xs, unrolled: bool):
   return carry, jax.tree.map(lambda *o: jnp.stack(o), *outputs)
 
 
+def pool_moments(stacked):
+  """BatchNorm statistics of the union of equal-sized batches, from each batch's own.
+
+  `stacked` is a batch_stats tree whose {"mean", "var"} leaves lead with the batch
+  axis; the pooled variance is E[var + mean^2] - (E[mean])^2 (the law of total
+  variance), as BatchNorm would compute it over all the batches at once.
+  """
+  if isinstance(stacked, dict) and set(stacked) == {"mean", "var"}:
+    mean = stacked["mean"].mean(axis=0)
+    second = (stacked["var"] + stacked["mean"] ** 2).mean(axis=0)
+    return {"mean": mean, "var": jnp.maximum(second - mean ** 2, 0.0)}
+  return {name: pool_moments(child) for name, child in stacked.items()}
+
+
 def maximizes(metric: str) -> bool:
   """Losses are minimised; every other validation metric is maximised."""
   return not metric.endswith("loss")
@@ -86,7 +104,14 @@ def maximizes(metric: str) -> bool:
 def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,
                 eval_transform: Optional[Transform] = None) -> MemberProgram:
   """The pure per-member functions for the `config.train`-style ConfigDict `config`."""
-  model = models.build(config.model, config.compute_dtype, **config.get("model_kwargs", {}))
+  model_kwargs = dict(config.get("model_kwargs", {}))
+  model = models.build(config.model, config.compute_dtype, **model_kwargs)
+  bn_stats = config.get("bn_stats", "ema")
+  if bn_stats not in ("ema", "precise"):
+    raise ValueError(f"bn_stats must be 'ema' or 'precise'; got {bn_stats!r}")
+  # Momentum 0: a train-mode pass stores the batch's own statistics.
+  stats_model = models.build(config.model, config.compute_dtype,
+                             **{**model_kwargs, "bn_momentum": 0.0})
   loss_fn = losses.LOSSES[config.loss]
   metrics_fn = losses.METRICS[config.loss]
   optimizer = optax.adam(config.learning_rate)
@@ -144,6 +169,13 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
 
+  def batch_moments(params, batch_stats, epoch_key, indices, x):
+    """The BatchNorm statistics a training batch has under `params` (same inputs as its step)."""
+    _, updates = stats_model.apply({"params": params, "batch_stats": batch_stats},
+                                   train_inputs(epoch_key, indices, x), train=True,
+                                   mutable=["batch_stats"])
+    return updates["batch_stats"]
+
   def eval_logits(variables, x):
     """Eval-mode float32 logits of one chunk of samples."""
     inputs = jax.vmap(eval_transform)(x)
@@ -185,6 +217,10 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
     carry = (state["params"], state["batch_stats"], state["opt_state"])
     carry, step_losses = scan(
         lambda c, idx: step(c, epoch_key, idx, train_x[idx], train_y[idx]), carry, order, unrolled)
+    if bn_stats == "precise":
+      _, moments = scan(lambda _, idx: (None, batch_moments(carry[0], carry[1], epoch_key, idx,
+                                                            train_x[idx])), None, order, unrolled)
+      carry = (carry[0], pool_moments(moments), carry[2])
     val_logits = logits_eval({"params": carry[0], "batch_stats": carry[1]}, data["val"]["x"])
     return finish_epoch(state, carry, step_losses, val_logits, data["val"]["y"])
 
@@ -193,8 +229,10 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
     epochs = jnp.arange(config.num_epochs)
     return scan(lambda s, _: epoch(s, data), state, epochs, unrolled)
 
+  precise = bn_stats == "precise"
   return MemberProgram(init, epoch, train, predict, epoch_plan, step, eval_logits,
-                       finish_epoch)
+                       finish_epoch, batch_moments=batch_moments if precise else None,
+                       pool_moments=pool_moments if precise else None)
 
 
 def make_train(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,
