@@ -1,4 +1,4 @@
-"""The depth-folded 3D convolution and the matmul up-convolution against XLA's own ops."""
+"""The depth-folded and patch convolutions and the matmul up-convolution against XLA's own ops."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -19,21 +19,27 @@ CHANNELS_LAST = lax.conv_dimension_numbers((1, 5, 6, 7, 2), (3, 3, 3, 2, 4), ("N
     ((2, 8, 8, 6, 2), (1, 1, 1), (2, 2, 2), "SAME"),     # the 1x1x1 projection shortcut
     ((1, 8, 9, 10, 2), (3, 2, 3), (1, 2, 3), "VALID"),
     ((1, 6, 6, 6, 2), (3, 3, 3), (1, 1, 1), ((1, 0), (0, 2), (2, 1))),
+    ((2, 9, 8, 3), (3, 3), (1, 1), "SAME"),                # 2D (ShallowCNN)
+    ((2, 9, 8, 2), (3, 2), (2, 1), ((0, 1), (2, 0))),
 ])
-def test_depth_folded_conv_equals_lax_conv_with_gradients(shape, kernel, strides, padding):
+@pytest.mark.parametrize("implementation", ["depth_folded", "patches"])
+def test_conv_implementations_equal_lax_conv_with_gradients(shape, kernel, strides, padding,
+                                                            implementation):
+  fn = conv.conv_function(implementation)
   x = jax.random.normal(jax.random.key(0), shape)
   w = jax.random.normal(jax.random.key(1), kernel + (shape[-1], 4))
-  dn = lax.conv_dimension_numbers(shape, w.shape, ("NHWDC", "HWDIO", "NHWDC"))
+  layout = ("NHWDC", "HWDIO", "NHWDC") if len(shape) == 5 else ("NHWC", "HWIO", "NHWC")
+  dn = lax.conv_dimension_numbers(shape, w.shape, layout)
 
   def loss(fn):
     return lambda x, w: jnp.sum(jnp.sin(fn(x, w, strides, padding, dimension_numbers=dn)))
 
   ref = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn)
-  out = conv.depth_folded_conv(x, w, strides, padding, dimension_numbers=dn)
+  out = fn(x, w, strides, padding, dimension_numbers=dn)
   assert out.shape == ref.shape
   np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
   ref_grads = jax.grad(loss(lax.conv_general_dilated), argnums=(0, 1))(x, w)
-  grads = jax.grad(loss(conv.depth_folded_conv), argnums=(0, 1))(x, w)
+  grads = jax.grad(loss(fn), argnums=(0, 1))(x, w)
   for g, r in zip(grads, ref_grads):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
@@ -44,6 +50,11 @@ def test_other_convolutions_pass_through_unchanged():
   dn = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
   np.testing.assert_array_equal(conv.depth_folded_conv(x, w, (1, 1), "SAME", dimension_numbers=dn),
                                 lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn))
+  x, w = x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1)
+  nchw = lax.conv_dimension_numbers(x.shape, w.shape, ("NCHW", "OIHW", "NCHW"))
+  np.testing.assert_array_equal(
+      conv.patches_conv(x, w, (1, 1), "SAME", dimension_numbers=nchw),
+      lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=nchw))
   with pytest.raises(ValueError, match="unknown conv"):
     conv.conv_function("fft")
 
@@ -65,10 +76,12 @@ def test_up_convolution_equals_flax_conv_transpose():
 @pytest.mark.parametrize("name, kwargs, shape", [
     ("resnet3d", dict(widths=(4, 4, 8, 8), stem_width=4, hidden=8), (2, 16, 16, 8, 1)),
     ("unet3d", dict(widths=(4, 8, 16)), (2, 16, 16, 8, 1)),
+    ("shallow_cnn", dict(widths=(4, 8, 8)), (2, 16, 16, 3)),
 ])
-def test_models_give_the_same_outputs_with_either_convolution(name, kwargs, shape):
+@pytest.mark.parametrize("implementation", ["depth_folded", "patches"])
+def test_models_give_the_same_outputs_with_any_convolution(name, kwargs, shape, implementation):
   x = jax.random.normal(jax.random.key(0), shape)
-  folded = models.build(name, conv="depth_folded", **kwargs)
+  folded = models.build(name, conv=implementation, **kwargs)
   plain = models.build(name, conv="xla", **kwargs)
   variables = folded.init(jax.random.key(1), x)
   assert jax.tree.structure(variables) == jax.tree.structure(plain.init(jax.random.key(1), x))

@@ -18,13 +18,15 @@ class ShallowCNN(nn.Module):
   head: str = "flatten"  # "flatten" (the paper's dense layer) or "mean" (global average)
   bn_momentum: float = 0.9
   dtype: jnp.dtype = jnp.float32
+  conv: str = "auto"  # convolution implementation (models/conv.py)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
     for width in self.widths:
       # Conv bias is dropped: BatchNorm's offset makes it redundant.
-      x = ConvNormRelu(width, 3, bn_momentum=self.bn_momentum, dtype=self.dtype)(x, train)
+      x = ConvNormRelu(width, 3, bn_momentum=self.bn_momentum, dtype=self.dtype,
+                       conv=self.conv)(x, train)
       x = max_pool_2x(x)
     if self.head == "flatten":
       x = x.reshape((x.shape[0], -1))
