@@ -205,8 +205,12 @@ def vendor_preview(key: jax.Array, synth, index: int = 0) -> dict[str, np.ndarra
                                  plan.female)
   z_lo, z_hi = (float(z) for z in phantom.scan_range_mm(subject))
   middle = z_lo + 0.55 * (z_hi - z_lo)
-  geometry = geo.axial_series(synth.fov_mm, synth.matrix, synth.slice_mm, middle,
-                              middle + 0.1)
+  # A whole chunk of slices (the middle one shown): the shapes the cohort's series
+  # were compiled for, so the preview compiles nothing more.
+  half = scanner.CHUNK // 2
+  geometry = geo.axial_series(synth.fov_mm, synth.matrix, synth.slice_mm,
+                              middle - half * synth.slice_mm,
+                              middle + (half - 1.01) * synth.slice_mm)
   return {name: scanner.acquire(keys.stream(study_key, "routine"), subject, geometry,
-                                profile, plan.dose, synth.ssp_samples).hu[0]
+                                profile, plan.dose, synth.ssp_samples).hu[half]
           for name, profile in profiles(synth).items()}
