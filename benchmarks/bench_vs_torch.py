@@ -32,7 +32,7 @@ from scanbias_jax import models
 # (model, Flax-layout sample shape, batch, model_kwargs, learning rate): configs/default.py
 DEFAULT_ROWS = [
     ("shallow_cnn", (128, 128, 3), 16, dict(widths=(32, 64, 128)), 5e-3),
-    ("resnet3d", (32, 32, 16, 1), 16, dict(widths=(8, 16, 32, 64), stem_width=8, hidden=64), 5e-5),
+    ("resnet3d", (32, 32, 16, 1), 16, dict(widths=(8, 16, 32), stem_width=8, hidden=64), 3e-3),
     ("unet3d", (32, 32, 16, 1), 16, dict(widths=(4, 8, 16, 32)), 1e-4),
 ]
 # Paper widths at inputs the CPU can step through in seconds.
