@@ -154,6 +154,11 @@ def test_summary_is_computed_from_the_numbers(complete):
   assert f"{100 * accuracy:.1f}%" in answers["Is the group recognisable?"][0]
   trend = answers["Does the harm grow with task difficulty?"]
   assert len(trend) == 2 and all("points with 95% CI" in line for line in trend)
+  # Cross-group lines give the test-set sizes behind each interval.
+  easy = complete["spheres"]["easy"]["GE"]["test"]
+  line = next(l for l in answers["Does single-group training hurt the other group?"]
+              if l.startswith("Spheres easy, trained on GE"))
+  assert line.endswith(f"; {easy['GE']['n']} GE and {easy['Siemens']['n']} Siemens test studies).")
 
 
 def _hand_made(*drops):

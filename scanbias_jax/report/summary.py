@@ -71,6 +71,14 @@ def _verdict(low: float, high: float, own: str, other: str) -> str:
   return f"no clear difference between {other} and {own}"
 
 
+def _sizes(condition: dict, *groups: str) -> str:
+  """"; 10 GE and 10 Siemens test studies": how wide an interval to expect."""
+  counts = [condition.get("test", {}).get(g, {}).get("n") for g in groups]
+  if any(n is None for n in counts):
+    return ""
+  return "; " + " and ".join(f"{n} {g}" for n, g in zip(counts, groups)) + " test studies"
+
+
 def cross_group(results: dict, metric: str = "accuracy") -> list[str]:
   """Per task and single-group condition: metric(own group) - metric(other)."""
   lines = []
@@ -93,7 +101,7 @@ def cross_group(results: dict, metric: str = "accuracy") -> list[str]:
             f"{head}: {_verdict(low, high, train_group, other)} "
             f"({metric} on {train_group} minus on {other}: "
             f"{100 * value['difference']:+.1f} points, 95% CI "
-            f"{100 * low:+.1f} to {100 * high:+.1f}).")
+            f"{100 * low:+.1f} to {100 * high:+.1f}{_sizes(conditions[train_group], train_group, other)}).")
   for train_group, condition in results.get("segmentation", {}).items():
     for other in condition.get("transfer", {}):
       value, reason = _drop(condition, other, "dice")
