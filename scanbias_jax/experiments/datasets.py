@@ -175,10 +175,10 @@ def paired_draws(prepared: Prepared, rows, copies: int) -> dict:
   for r in rows:
     mask, spacing = read_nifti(mask_path(prepared, r))
     study = spheres.study_key(prepared.key, r["study_id"])
+    copy_keys = [keys.stream(study, f"paired/{c}") for c in range(copies)]
     draws[r["study_id"]] = [
-        dict(spheres.draw_sphere(keys.stream(study, f"paired/{c}"), mask, spacing, params),
-             small_draw=spheres.uniform(keys.stream(study, f"paired/{c}"), "small"))
-        for c in range(copies)]
+        dict(spheres.draw_sphere(k, mask, spacing, params), key=k,
+             small_draw=spheres.uniform(k, "small")) for k in copy_keys]
   return draws
 
 
@@ -198,16 +198,17 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
   small_fraction = float(prepared.settings["spheres"]["small_fraction"][difficulty])
   spacing = base["spacing"]
   specs, voxel_keys, source, labels = [], [], [], []
+  def fresh_sphere(draw):
+    small = draw["small_draw"] < small_fraction
+    kind = "small" if small and difficulty != "easy" else "large"
+    return (spheres.spec_from_row(draw, difficulty, small, spacing),
+            keys.stream(draw["key"], f"{kind}/voxels"))
+
   for index, study_id in enumerate(base["study_ids"]):
     fresh = draws[study_id]
-    with_sphere = [jax.tree.map(lambda a: a[index], (base["specs"], base["voxel_keys"]))]
-    with_sphere = with_sphere if base["labels"][index] else []
-    for c, draw in enumerate(fresh[:len(fresh) - len(with_sphere)]):
-      small = draw["small_draw"] < small_fraction
-      kind = "small" if small and difficulty != "easy" else "large"
-      copy_key = keys.stream(spheres.study_key(prepared.key, study_id), f"paired/{c}")
-      with_sphere.append((spheres.spec_from_row(draw, difficulty, small, spacing),
-                          keys.stream(copy_key, f"{kind}/voxels")))
+    own = ([jax.tree.map(lambda a: a[index], (base["specs"], base["voxel_keys"]))]
+           if base["labels"][index] else [])
+    with_sphere = own + [fresh_sphere(d) for d in fresh[:len(fresh) - len(own)]]
     without = (spheres.absent(spacing), keys.stream(prepared.key, "absent"))
     for label, pairs in ((0, [without] * len(fresh)), (1, with_sphere)):
       for spec, voxel_key in pairs:
