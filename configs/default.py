@@ -126,7 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
       learning_rate=3e-4, select_metric="val_accuracy"))
   models.spheres = ml_collections.ConfigDict(dict(
       model="resnet3d", model_kwargs=ml_collections.ConfigDict(), loss="sigmoid_cross_entropy",
-      learning_rate=3e-3, select_metric="val_accuracy", num_epochs=20))
+      learning_rate=3e-3, select_metric="val_accuracy", num_epochs=16))
   models.segmentation = ml_collections.ConfigDict(dict(
       model="unet3d", model_kwargs=ml_collections.ConfigDict(), loss="soft_dice",
       learning_rate=3e-3, select_metric="val_dice"))
