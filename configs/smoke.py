@@ -27,7 +27,7 @@ def get_config():
   config.train.batch_size = 2
   config.train.eval_batch_size = 4
   config.models.name_manufacturer.model_kwargs = dict(widths=(4, 8, 8), head="mean")
-  config.models.spheres.model_kwargs = dict(widths=(4, 4, 8, 8), stem_width=4, hidden=16)
+  config.models.spheres.model_kwargs = dict(widths=(4, 8, 8), stem_width=4, hidden=16)
   config.models.segmentation.model_kwargs = dict(widths=(2, 4, 8))
   config.models.segmentation.num_members = 2
   config.models.segmentation.num_epochs = 2

@@ -29,3 +29,16 @@ def numpy_rng(key: jax.Array) -> np.random.Generator:
   """A numpy Generator seeded from a key, for host-side code that needs numpy."""
   words = np.asarray(jax.random.key_data(key), dtype=np.uint32).ravel()
   return np.random.Generator(np.random.PCG64(words.tolist()))
+
+
+# Stacking or indexing typed key arrays runs a JAX program, compiled once per shape;
+# these go through the raw key data on the host instead (the same keys, no program).
+def stack(keys_list) -> jax.Array:
+  """The keys of `keys_list` as one typed key array [n, ...]."""
+  return jax.random.wrap_key_data(np.stack([np.asarray(jax.random.key_data(k))
+                                            for k in keys_list]))
+
+
+def take(keys_array: jax.Array, index) -> jax.Array:
+  """keys_array[index] for a numpy index (an int array or a slice)."""
+  return jax.random.wrap_key_data(np.asarray(jax.random.key_data(keys_array))[index])

@@ -27,3 +27,10 @@ def test_window_is_jittable_keeps_shape_and_rejects_bad_width():
   assert float(out.min()) == -1.0 and float(out.max()) == 1.0
   with pytest.raises(ValueError):
     window.window(hu, 40.0, 0.0)
+
+
+def test_numpy_in_numpy_out_agrees_with_the_jax_path():
+  hu = np.arange(-300, 300, 5, dtype=np.int16).reshape(4, -1)
+  host = window.spheres_window(hu)
+  assert isinstance(host, np.ndarray) and host.dtype == np.float32
+  np.testing.assert_allclose(host, np.asarray(jax.jit(window.spheres_window)(hu)), atol=1e-6)

@@ -148,8 +148,15 @@ def sphere_specs(prepared: Prepared, rows, difficulty: str, spacing) -> tuple:
                  int(r["label"]) else spheres.absent(spacing))
     kind = "small" if small and difficulty != "easy" else "large"
     voxel_keys.append(spheres.voxel_key(prepared.key, r["study_id"], kind))
-  spec = jax.tree.map(lambda *leaves: jnp.stack(leaves), *specs) if specs else None
-  return spec, (jnp.stack(voxel_keys) if voxel_keys else None)
+  return _stack_specs(specs), (keys.stack(voxel_keys) if voxel_keys else None)
+
+
+def _stack_specs(specs):
+  """SphereSpecs -> one SphereSpec of numpy leaves [n, ...] (jnp.stack would compile
+  a program for every n)."""
+  if not specs:
+    return None
+  return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *specs)
 
 
 def spheres_set(prepared: Prepared, difficulty: str, split=None, group_value=None) -> dict:
@@ -206,7 +213,7 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
 
   for index, study_id in enumerate(base["study_ids"]):
     fresh = draws[study_id]
-    own = ([jax.tree.map(lambda a: a[index], (base["specs"], base["voxel_keys"]))]
+    own = ([(jax.tree.map(lambda a: a[index], base["specs"]), keys.take(base["voxel_keys"], index))]
            if base["labels"][index] else [])
     with_sphere = own + [fresh_sphere(d) for d in fresh[:len(fresh) - len(own)]]
     without = (spheres.absent(spacing), keys.stream(prepared.key, "absent"))
@@ -218,8 +225,8 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
         labels.append(label)
   source = np.array(source, np.int32)
   return dict(volumes=base["volumes"], source=source, labels=np.array(labels, np.int32),
-              specs=jax.tree.map(lambda *leaves: jnp.stack(leaves), *specs) if specs else None,
-              voxel_keys=jnp.stack(voxel_keys) if voxel_keys else None, spacing=spacing,
+              specs=_stack_specs(specs),
+              voxel_keys=keys.stack(voxel_keys) if voxel_keys else None, spacing=spacing,
               study_ids=[base["study_ids"][i] for i in source], groups=base["groups"][source])
 
 

@@ -35,12 +35,13 @@ def build(config, data: dict):
     return np.zeros((0, *shape, 1), np.float32), np.zeros(0, np.float32)
   source = data.get("source", np.arange(n))
   batch = _batcher(*config.prepare.spheres_window)
-  x = np.concatenate([
-      common.resize(batch(data["volumes"][source[i:i + 8]],
-                          jax.tree.map(lambda a: a[i:i + 8], data["specs"]),
-                          data["voxel_keys"][i:i + 8]), shape)
-      for i in range(0, n, 8)])
-  return x[..., None], data["labels"].astype(np.float32)
+  parts = []
+  for i in range(0, n, 8):
+    rows = np.minimum(np.arange(i, i + 8), n - 1)  # the last chunk padded: one compilation
+    parts.append(common.resize(batch(data["volumes"][source[rows]],
+                                     jax.tree.map(lambda a: np.asarray(a)[rows], data["specs"]),
+                                     keys.take(data["voxel_keys"], rows)), shape))
+  return np.concatenate(parts)[:n, ..., None], data["labels"].astype(np.float32)
 
 
 def training_sets(config, prepared, difficulty: str, draws) -> dict:

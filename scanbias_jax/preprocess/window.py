@@ -8,6 +8,7 @@ window): [-160, 240] HU -> [-1, 1]. Paper 3.3.2: "window and level of 100 and 50
 width 100, level 50: [0, 100] HU -> [0, 1] (the brain window).
 """
 import jax.numpy as jnp
+import numpy as np
 
 ORIGINAL = (40.0, 400.0)  # (level, width) for Name the Manufacturer
 SPHERES = (50.0, 100.0)   # (level, width) for Spheres and Skull
@@ -17,8 +18,10 @@ def window(hu, level: float, width: float, out_lo: float = 0.0, out_hi: float = 
   """Maps [level - width/2, level + width/2] HU linearly onto [out_lo, out_hi], clipped."""
   if width <= 0:
     raise ValueError(f"window width must be positive, got {width}")
-  unit = (jnp.asarray(hu, jnp.float32) - (level - width / 2.0)) / width
-  return out_lo + (out_hi - out_lo) * jnp.clip(unit, 0.0, 1.0)
+  # numpy in, numpy out: eager jnp ops would compile a program for every shape.
+  xp = np if isinstance(hu, np.ndarray) else jnp
+  unit = (xp.asarray(hu, xp.float32) - (level - width / 2.0)) / width
+  return out_lo + (out_hi - out_lo) * xp.clip(unit, 0.0, 1.0)
 
 
 def original_window(hu, level: float = ORIGINAL[0], width: float = ORIGINAL[1]):

@@ -166,12 +166,19 @@ def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
         if progress:
           progress(done, len(plans), record)
   else:
-    for plan in todo:
-      records[plan.index] = write_study(out, plan, cohort.render_study(key, plan, synth),
-                                        synth)
-      done += 1
-      if progress:
-        progress(done, len(plans), records[plan.index])
+    # Study i is written (pydicom: Python, holding the GIL) while study i + 1 renders
+    # (XLA, which releases it): one writer thread, at most one study waiting.
+    with concurrent.futures.ThreadPoolExecutor(1) as writer:
+      pending = None
+      for plan in todo + [None]:
+        rendered = cohort.render_study(key, plan, synth) if plan else None
+        if pending is not None:
+          record = pending.result()
+          records[record["index"]] = record
+          done += 1
+          if progress:
+            progress(done, len(plans), record)
+        pending = writer.submit(write_study, out, plan, rendered, synth) if plan else None
   ordered = [records[p.index] for p in plans]
   write_table(out, ordered)
   return ordered

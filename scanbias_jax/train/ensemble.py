@@ -130,14 +130,15 @@ class Ensemble:
     def gather(indices, x, y):
       return x[indices], y[indices]
 
-    # Initialisation runs once; XLA's optimiser makes its many random-normal kernels
-    # compile 5x slower (seconds per model on CPU) for no runtime that matters.
-    self._init = jax.jit(over_members(program.init, (0, None)),
-                         compiler_options={"xla_backend_optimization_level": 0})
-    # An epoch runs as separate programs (see `epoch`); only the step is costly to
-    # compile, and its shapes depend on the batch alone, not on the data-set size.
-    self._plan = jax.jit(over_members(program.epoch_plan, (0, None)))
-    self._gather = jax.jit(over_members(gather, (0, None, None)))
+    # Programs whose work is negligible (initialisation, which runs once, and the
+    # epoch's bookkeeping) compile without XLA's optimiser: its passes cost seconds
+    # per model on CPU (init's random-normal kernels: 5x) and save nothing that
+    # matters. Only these few are compiled per data-set size; the costly step, the
+    # BatchNorm pass and evaluation see the batch's shapes alone.
+    cheap = {"compiler_options": {"xla_backend_optimization_level": 0}}
+    self._init = jax.jit(over_members(program.init, (0, 0)), **cheap)
+    self._plan = jax.jit(over_members(program.epoch_plan, (0, None)), **cheap)
+    self._gather = jax.jit(over_members(gather, (0, None, None)), **cheap)
     self._step = jax.jit(over_members(counted_step, (0, 0, 0, 0, 0)), donate_argnums=0)
     self._eval = jax.jit(over_members(program.eval_logits, (0, None)))
     if program.batch_moments is not None:
@@ -145,16 +146,22 @@ class Ensemble:
       def with_pooled(carry, moments):
         stacked = jax.tree.map(lambda *m: jnp.stack(m), *moments)
         return carry[0], program.pool_moments(stacked), carry[2]
-      self._pool = jax.jit(over_members(with_pooled, (0, 0)), donate_argnums=0)
+      self._pool = jax.jit(over_members(with_pooled, (0, 0)), donate_argnums=0, **cheap)
     def finish(rest, carry, step_losses, val_chunks, val_y):
       val_logits = jnp.concatenate(val_chunks)[:val_y.shape[0]]
       return program.finish_epoch(rest, carry, jnp.stack(step_losses), val_logits, val_y)
 
-    self._finish = jax.jit(over_members(finish, (0, 0, 0, 0, None)), donate_argnums=0)
+    self._finish = jax.jit(over_members(finish, (0, 0, 0, 0, None)), donate_argnums=0, **cheap)
     self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
 
   def place_data(self, data) -> list:
-    """Copies of the data dict on the devices (made once; they stay for the whole run)."""
+    """Copies of the data dict on the devices (made once; they stay for the whole run),
+    with "val_chunks": validation inputs cut on the host into eval_batch_size chunks
+    (the last padded by repetition), so no epoch slices device arrays: every slice of
+    a new shape would be one more program to compile."""
+    data = dict(data)
+    val_x = np.asarray(data["val"]["x"])
+    data["val_chunks"] = [val_x[idx] for idx in member.eval_chunks(len(val_x), self.eval_batch_size)]
     return [jax.device_put(data, sharding) for sharding in self.data_shardings]
 
   def _data(self, placed, chunk):
@@ -172,9 +179,12 @@ class Ensemble:
         raise ValueError(f"batch_size {self.batch_size} exceeds the {train['x'].shape[0]} "
                          "training samples")
       # One batch is all init looks at; passing only it keeps one compilation per shape.
-      batch = {"train": jax.tree.map(lambda a: a[:self.batch_size], train)}
+      # It comes from the epoch's gather program (already compiled for this data set).
+      first_rows = np.tile(np.arange(self.batch_size), (size, 1))
+      x, y = self._gather(first_rows, train["x"], train["y"])
       member_ids = range(first + c * size, first + (c + 1) * size)
-      states.append(self._init(jax.device_put(member_keys(key, member_ids), sharding), batch))
+      states.append(self._init(jax.device_put(member_keys(key, member_ids), sharding),
+                               {"train": {"x": x, "y": y}}))
     return states
 
   def epoch(self, states: list, data) -> tuple[list, dict]:
@@ -192,21 +202,23 @@ class Ensemble:
       data_c = self._data(data, c)
       train, val = data_c["train"], data_c["val"]
       epoch_keys, order = self._plan(state, train["y"])
+      # Each step's indices, cut on the host: slicing the device array would compile
+      # a program per shape.
+      steps = list(np.asarray(order).transpose(1, 0, 2))
       carry = (state["params"], state["batch_stats"], state["opt_state"])
       step_losses, batches = [], []
-      for s in range(order.shape[1]):
-        x, y = self._gather(order[:, s], train["x"], train["y"])
-        carry, loss = self._step(carry, epoch_keys, order[:, s], x, y)
+      for indices in steps:
+        x, y = self._gather(indices, train["x"], train["y"])
+        carry, loss = self._step(carry, epoch_keys, indices, x, y)
         step_losses.append(loss)
         if precise:
           batches.append(x)
       if precise:
-        moments = [self._moments(carry[0], carry[1], epoch_keys, order[:, s], x)
-                   for s, x in enumerate(batches)]
+        moments = [self._moments(carry[0], carry[1], epoch_keys, indices, x)
+                   for indices, x in zip(steps, batches)]
         carry = self._pool(carry, moments)
       variables = {"params": carry[0], "batch_stats": carry[1]}
-      chunks = [self._eval(variables, val["x"][idx])
-                for idx in member.eval_chunks(val["x"].shape[0], self.eval_batch_size)]
+      chunks = [self._eval(variables, chunk) for chunk in data_c["val_chunks"]]
       # The steps consumed (donated) the state's params; finish needs only these.
       rest = {name: state[name] for name in ("key", "epoch", "best")}
       results.append(self._finish(rest, carry, step_losses, chunks, val["y"]))
