@@ -138,6 +138,9 @@ def get_config() -> ml_collections.ConfigDict:
   exp.select_k = 3                   # best members by validation accuracy + AUROC (paper: 6 of 10)
   exp.bootstrap_resamples = 1000
   exp.in_plane = 0                   # Name the Manufacturer slice size; 0 = the ingest grid's
+  # Compile the training programs in a background thread during the data stages
+  # (experiments/precompile.py); False compiles each when training first calls it.
+  exp.precompile = True
   exp.spheres_shape = (32, 32, 16)   # ResNet3D input on CPU (paper: 256 x 256 x 35)
   # Sphere training set: 0 = the paper's (each study with its own label); c > 0 =
   # paired: every training study c times without a sphere and c times with one, so

@@ -7,6 +7,9 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -116,3 +119,43 @@ def test_user_dicom_root_skips_synthesis(smoke_run, tmp_path):
   assert not (tmp_path / "synth").exists()
   assert (tmp_path / "cohort" / "manifest.csv").exists()
   assert "ingest" in timings
+
+
+PRECOMPILE_CHECK = """
+import json, logging, re, sys
+import jax
+from configs import smoke
+from scanbias_jax import keys
+from scanbias_jax.experiments import common, datasets, name_manufacturer, precompile
+cache, prepared_dir, train_dir = sys.argv[1:]
+common.use_compilation_cache(cache)
+config = smoke.get_config()
+config.experiments.tasks = ("name_manufacturer",)
+seconds = precompile.compile_all(config)
+compiled = []
+class Compiles(logging.Handler):
+  def emit(self, record):
+    found = re.match(r"Compiling jit\\((\\w+)\\)", record.getMessage())
+    if found:
+      compiled.append(found.group(1))
+logging.getLogger("jax").addHandler(Compiles())
+jax.config.update("jax_log_compiles", True)
+name_manufacturer.run(config, datasets.load_prepared(prepared_dir), keys.root(0), train_dir)
+print(json.dumps(dict(programs=sorted(seconds), compiled=sorted(set(compiled)))))
+"""
+
+
+def test_precompiled_programs_are_those_training_runs(smoke_run, tmp_path):
+  """Precompile, then train, in one fresh process: training lowers and compiles only
+  the size-dependent bookkeeping programs, none of the precompiled ones."""
+  workdir, _ = smoke_run
+  done = subprocess.run(
+      [sys.executable, "-c", PRECOMPILE_CHECK, str(tmp_path / "xla"),
+       str(workdir / "prepared"), str(tmp_path / "train")],
+      capture_output=True, text=True, timeout=600, check=False,
+      cwd=Path(__file__).resolve().parents[1])
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert result["programs"] == [f"name_manufacturer/{p}" for p in ("eval", "init", "moments", "step")]
+  assert "gather" in result["compiled"]  # the check sees training's compilations
+  assert not {"counted_step", "init", "batch_moments", "eval_logits"} & set(result["compiled"])

@@ -26,6 +26,26 @@ def _volumes(prepared, split, group_value, in_plane):
   return volumes.astype(np.float32), data["labels"]
 
 
+def sample_shapes(config) -> dict:
+  """Per-sample shapes: training volumes on the ingest grid (the stack is drawn in the
+  step), evaluation stacks, labels; all float32 (`precompile` builds from these)."""
+  grid = config.ingest.paper_grid
+  in_plane = config.experiments.in_plane or grid.in_plane
+  return dict(train_x=(in_plane, in_plane, grid.n_slices),
+              eval_x=(in_plane, in_plane, config.prepare.stack_slices), y=())
+
+
+def augment(config):
+  """The training augmentation: a fresh random slice stack per sample and epoch."""
+  return _augment(config.prepare.stack_slices, *config.prepare.original_window)
+
+
+@functools.cache
+def _augment(n_slices: int, level: float, width: float):
+  # One object per setting, so every run shares one ensemble and its compiled programs.
+  return lambda key, volume: datasets.manufacturer_stack(key, volume, n_slices, level, width)
+
+
 def _stacks(key: jax.Array, volumes, window: dict, chunk: int = 8) -> np.ndarray:
   """`datasets.manufacturer_batch` of all volumes, run `chunk` at a time (the last
   padded) by one compiled program, whatever the number of volumes."""
@@ -66,8 +86,7 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
   ens, variables, _ = common.fit(
       config, TASK, keys.stream(key, "train"),
       dict(x=train_volumes, y=train_labels.astype(np.float32)), dict(x=val_x, y=val_y),
-      os.path.join(workdir, TASK, results.MIXED),
-      augment=lambda k, v: datasets.manufacturer_stack(k, v, **window))
+      os.path.join(workdir, TASK, results.MIXED), augment=augment(config))
   tests = {results.MIXED: stacks("test")}
   tests.update({g: stacks("test", g) for g in groups})
   scored = {name: (y, common.predict(ens, variables, x)) for name, (x, y) in tests.items()}

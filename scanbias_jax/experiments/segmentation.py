@@ -17,6 +17,17 @@ from scanbias_jax.experiments import common, datasets
 TASK = "segmentation"
 
 
+def sample_shapes(config) -> dict:
+  """Per-sample shapes of inputs and masks, all float32 (`precompile` builds from these)."""
+  shape = tuple(config.experiments.segmentation_shape)
+  return dict(train_x=shape + (1,), eval_x=shape + (1,), y=shape)
+
+
+def augment(config):  # pylint: disable=unused-argument
+  """No training augmentation."""
+  return None
+
+
 def inputs(config, prepared, split: str, group_value=None):
   """(x float32 [n, *shape, 1], masks float32 [n, *shape]) of one split."""
   data = datasets.skull_set(prepared, split, group_value, config.prepare.skull_slices)

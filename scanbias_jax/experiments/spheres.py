@@ -21,6 +21,17 @@ from scanbias_jax.experiments import common, datasets
 TASK = "spheres"
 
 
+def sample_shapes(config) -> dict:
+  """Per-sample shapes of inputs and labels, all float32 (`precompile` builds from these)."""
+  shape = tuple(config.experiments.spheres_shape)
+  return dict(train_x=shape + (1,), eval_x=shape + (1,), y=())
+
+
+def augment(config):  # pylint: disable=unused-argument
+  """No training augmentation."""
+  return None
+
+
 def inputs(config, prepared, difficulty: str, split: str, group_value=None):
   """(x float32 [n, *shape, 1], y float32 [n]) of one split."""
   return build(config, datasets.spheres_set(prepared, difficulty, split, group_value))

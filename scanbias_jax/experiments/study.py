@@ -19,7 +19,7 @@ from scanbias_jax.cohort import balance
 from scanbias_jax.cohort.ingest import ingest_tree
 from scanbias_jax.evaluate import results as results_lib
 from scanbias_jax.experiments import common, datasets, name_manufacturer, samples, segmentation
-from scanbias_jax.experiments import spheres
+from scanbias_jax.experiments import precompile, spheres
 from scanbias_jax.experiments import prepare as prepare_lib
 from scanbias_jax.report import figures, render
 from scanbias_jax.synth import cohort, export
@@ -114,6 +114,9 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=print) -> dict
     # Synthetic studies carry no real PHI, and pseudonyms key the split and the
     # spheres: a secret derived from the seed makes the whole study reproducible.
     config.ingest.secret = f"scanbias-synthetic-seed-{config.seed}"
+  compiling = None
+  if config.experiments.get("precompile", True) and not (workdir / "results.json").exists():
+    compiling = precompile.start(config)  # overlaps the data stages; joined before training
   if dicom_root:
     root, truth = Path(dicom_root), None
   else:
@@ -124,6 +127,8 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=print) -> dict
   timings["ingest"] = time.time() - start - sum(timings.values())
   prepared_dir = prepare(config, cohort_dir, truth, workdir, say)
   timings["prepare"] = time.time() - start - sum(timings.values())
+  if compiling is not None:
+    compiling.join()
   results = experiments(config, prepared_dir, workdir, say)
   timings["train"] = time.time() - start - sum(timings.values())
   written = report(config, results, prepared_dir, workdir, timings)
