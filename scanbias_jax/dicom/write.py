@@ -101,32 +101,35 @@ def axial_datasets(study: StudyTags, series: SeriesTags, geometry: SeriesGeometr
   order = range(geometry.num_slices)
   if profile.instance_order == "superior_first":
     order = reversed(order)
+  series_ds = _study_dataset(study, profile)  # what every image of the series shares
+  series_ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+  series_ds.SeriesInstanceUID = uid(study, "series", series.number)
+  series_ds.SeriesNumber = series.number
+  series_ds.AcquisitionNumber = 1
+  series_ds.SeriesDescription = series.description
+  series_ds.ConvolutionKernel = list(profile.kernel) if len(profile.kernel) > 1 \
+      else profile.kernel[0]
+  series_ds.SliceThickness = geometry.thickness_mm
+  series_ds.SpacingBetweenSlices = geometry.thickness_mm
+  series_ds.GantryDetectorTilt = geometry.tilt_deg
+  series_ds.ImageOrientationPatient = geometry.orientation()
+  series_ds.PixelSpacing = [geometry.pixel_mm, geometry.pixel_mm]
+  series_ds.ReconstructionDiameter = geometry.pixel_mm * geometry.matrix
+  series_ds.RescaleIntercept = profile.rescale_intercept
+  series_ds.RescaleSlope = profile.rescale_slope
+  series_ds.RescaleType = "HU"
+  series_ds.WindowCenter, series_ds.WindowWidth = 40, 80
+  if profile.padding_tag:
+    series_ds.PixelPaddingValue = profile.outside_stored
   out = []
   for instance, k in enumerate(order, start=1):
-    ds = _study_dataset(study, profile)
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.SeriesInstanceUID = uid(study, "series", series.number)
+    # A new mapping of the shared elements (none is changed in place afterwards):
+    # building ~45 elements per image through pydicom cost ~1.3 ms an image.
+    ds = Dataset(dict(series_ds.items()))
     ds.SOPInstanceUID = uid(study, "image", series.number, k)
-    ds.SeriesNumber = series.number
-    ds.AcquisitionNumber = 1
     ds.InstanceNumber = instance
-    ds.SeriesDescription = series.description
-    ds.ConvolutionKernel = list(profile.kernel) if len(profile.kernel) > 1 \
-        else profile.kernel[0]
-    ds.SliceThickness = geometry.thickness_mm
-    ds.SpacingBetweenSlices = geometry.thickness_mm
-    ds.GantryDetectorTilt = geometry.tilt_deg
-    ds.ImageOrientationPatient = geometry.orientation()
     ds.ImagePositionPatient = [round(float(v), 4) for v in geometry.positions[k]]
     ds.SliceLocation = round(float(geometry.positions[k][2]), 4)
-    ds.PixelSpacing = [geometry.pixel_mm, geometry.pixel_mm]
-    ds.ReconstructionDiameter = geometry.pixel_mm * geometry.matrix
-    ds.RescaleIntercept = profile.rescale_intercept
-    ds.RescaleSlope = profile.rescale_slope
-    ds.RescaleType = "HU"
-    ds.WindowCenter, ds.WindowWidth = 40, 80
-    if profile.padding_tag:
-      ds.PixelPaddingValue = profile.outside_stored
     _pixel_module(ds, stored[k], profile)
     out.append(ds)
   return out
