@@ -8,7 +8,13 @@ copies of the input: out[d] = sum_k conv2d(x[d * sd + k - pad], w[:, :, k]). Sam
 multiply-adds and the same parameters (the kernel keeps its [kh, kw, kd, C, O]
 shape), so checkpoints and parameter counts do not depend on the choice; only the
 rounding order differs (float32: ~1e-6 relative).
+
+The 2D convolutions it ends in (and the ShallowCNN's) go through `conv2d`, which
+(1) writes both gradients as convolutions in the layout XLA:CPU's fast kernel takes,
+and (2) under vmap over ensemble members runs one convolution per member instead of
+a grouped one. BUILD_NOTES.md, "Vmapped ensembles", has the measurements.
 """
+import functools
 import itertools
 from typing import Callable
 
@@ -32,10 +38,14 @@ def depth_folded_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
                       dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
   """`lax.conv_general_dilated` for flax's channels-last 3D convolutions, computed as a
   2D convolution; anything else goes to `lax.conv_general_dilated` unchanged."""
-  plain = (lhs.ndim == 5 and feature_group_count == 1 and not kwargs
+  plain = (lhs.ndim in (4, 5) and feature_group_count == 1 and not kwargs
            and all(d == 1 for d in (lhs_dilation or (1,)))
            and all(d == 1 for d in (rhs_dilation or (1,)))
-           and _channels_last(dimension_numbers, 5))
+           and _channels_last(dimension_numbers, lhs.ndim))
+  if plain and lhs.ndim == 4:
+    if isinstance(padding, str):
+      padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+    return conv2d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
   if not plain:
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                     rhs_dilation, dimension_numbers, feature_group_count,
@@ -50,11 +60,92 @@ def depth_folded_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
   taps = [x[:, :, :, k:k + sd * (out_depth - 1) + 1:sd, :] for k in range(kd)]
   x = jnp.concatenate(taps, axis=-1)                       # [B, H, W, Do, kd * C]
   x = x.transpose(0, 3, 1, 2, 4).reshape(batch * out_depth, height, width, kd * channels)
-  y = lax.conv_general_dilated(x, rhs.reshape(kh, kw, kd * channels, features), (sh, sw),
-                               (tuple(pad_h), tuple(pad_w)),
-                               dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+  y = conv2d(x, rhs.reshape(kh, kw, kd * channels, features), (sh, sw),
+             (tuple(pad_h), tuple(pad_w)), precision)
   y = y.reshape(batch, out_depth, *y.shape[1:])
   return y.transpose(0, 2, 3, 1, 4)                        # [B, Ho, Wo, Do, O]
+
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _transposed_pads(size, kernel, stride, low, high):
+  """(input-gradient pads, kernel-gradient pads) of one spatial axis."""
+  out = (size + low + high - kernel) // stride + 1
+  return ((kernel - 1 - low, size - (out - 1) * stride - 1 + low),
+          (low, kernel + (out - 1) * stride - size - low))
+
+
+def _forward(x, w, strides, padding, precision):
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=NHWC,
+                                  precision=precision)
+
+
+def _input_grad(dy, w, strides, padding, precision, size):
+  pads = [_transposed_pads(n, k, s, *p)[0] for n, k, s, p in zip(size, w.shape, strides, padding)]
+  flipped = jnp.flip(w, (0, 1)).swapaxes(2, 3)
+  return lax.conv_general_dilated(dy, flipped, (1, 1), pads, lhs_dilation=strides,
+                                  dimension_numbers=NHWC, precision=precision)
+
+
+def _kernel_grad(x, dy, strides, padding, precision, kernel):
+  # Channels act as the batch and the batch as the features, so the sum over the
+  # batch is the convolution's own reduction; window dilation = the forward stride.
+  pads = [_transposed_pads(n, k, s, *p)[1]
+          for n, k, s, p in zip(x.shape[1:3], kernel, strides, padding)]
+  out = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1),
+                                 pads, rhs_dilation=strides, dimension_numbers=NHWC,
+                                 precision=precision)
+  return out.transpose(1, 2, 0, 3)
+
+
+def _one_per_member(fn):
+  """fn of arrays, whose vmap calls fn once per member instead of batching it."""
+  @jax.custom_batching.custom_vmap
+  def per_member(*args):
+    return fn(*args)
+
+  @per_member.def_vmap
+  def rule(axis_size, in_batched, *args):
+    # Unrolled: lax.map (a loop) compiles in half the time but made the vmapped
+    # default models' steps 0.8-0.9x of sequential members (loop-carried copies).
+    # `per_member`, not fn: a vmap around this one splits its members in turn.
+    members = [per_member(*[a[m] if batched else a for a, batched in zip(args, in_batched)])
+               for m in range(axis_size)]
+    return jnp.stack(members), True
+
+  return per_member
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv2d(x, w, strides, padding, precision=None):
+  """A 2D NHWC/HWIO convolution (explicit padding pairs, no dilation or groups),
+  equal to `lax.conv_general_dilated`, for XLA:CPU.
+
+  Its gradients are written as NHWC/HWIO convolutions with explicit transposes: XLA
+  brings JAX's own gradient convolutions into that layout in a program's entry
+  computation, but not inside a loop, where they ran 7x slower. And under vmap over
+  ensemble members each of the three runs as one convolution per member instead of
+  one grouped convolution (6x slower forward, ~40x with gradients on XLA:CPU).
+  """
+  return _one_per_member(functools.partial(_forward, strides=strides, padding=padding,
+                                           precision=precision))(x, w)
+
+
+def _conv2d_fwd(x, w, strides, padding, precision):
+  return conv2d(x, w, strides, padding, precision), (x, w)
+
+
+def _conv2d_bwd(strides, padding, precision, residuals, dy):
+  x, w = residuals
+  dx = _one_per_member(functools.partial(_input_grad, strides=strides, padding=padding,
+                                         precision=precision, size=x.shape[1:3]))(dy, w)
+  dw = _one_per_member(functools.partial(_kernel_grad, strides=strides, padding=padding,
+                                         precision=precision, kernel=w.shape[:2]))(x, dy)
+  return dx, dw
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
 def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,

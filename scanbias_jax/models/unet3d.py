@@ -9,6 +9,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from scanbias_jax.models.conv import conv_function
 from scanbias_jax.models.layers import ConvNormRelu, max_pool_2x
 
 
@@ -69,4 +70,5 @@ class UNet3D(nn.Module):
       x = UpConv2x(width, self.dtype, name=f"ConvTranspose_{level}")(x)
       x = jnp.concatenate([x, skip], axis=-1)
       x = DoubleConv(width, self.bn_momentum, self.dtype, self.conv)(x, train)
-    return nn.Conv(1, (1, 1, 1), dtype=self.dtype)(x)[..., 0]
+    return nn.Conv(1, (1, 1, 1), dtype=self.dtype,
+                   conv_general_dilated=conv_function(self.conv))(x)[..., 0]

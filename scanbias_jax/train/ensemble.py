@@ -5,9 +5,10 @@ vmaps the member program over one chunk at a time, the devices run their chunks
 concurrently, and `rounds` such waves cover all members. Slots past `num_members`
 are padding: real members with the next indices, computed and dropped.
 
-Why chunks: on XLA:CPU a convolution vmapped over 4 members is a grouped
-convolution whose rounding differs from 4 separate ones (docs/notes_train.md), so
-a member's bits depend on how many members share its vmap, and nothing else.
+Why chunks: XLA fuses and vectorises an op batched over 4 members (a BatchNorm
+reduction, a matrix product) differently from the same op on one, so a member's
+bits depend on how many members share its vmap (by ~1e-7 after a few steps), and
+nothing else.
 With `members_per_device` fixed, a run gives the same bits on 1 device (more
 rounds) as on 4. `members_per_device=0` picks one round (plain vmap of all
 members on one device).
