@@ -176,3 +176,30 @@ def test_conv2d_programs_hold_only_plain_nhwc_convolutions_under_vmap_and_in_loo
   why = "XLA now compiles this well: re-measure benchmarks/bench_member_axis.py; conv2d may go"
   assert any("group_count" in c for c in grouped), why
   assert not all("dim_labels=b01f_01io->b01f" in c for c in looped), why
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3000])
+def test_kernel_gradient_in_batch_chunks_equals_lax(monkeypatch, chunk_bytes):
+  # Thresholds lowered so these small operands are chunked: 1 byte = one row a
+  # chunk; 3000 bytes = 2 rows, the last chunk shorter (5 rows).
+  monkeypatch.setattr(conv, "KERNEL_GRAD_MIN_BYTES", 0)
+  monkeypatch.setattr(conv, "KERNEL_GRAD_CHUNK_BYTES", chunk_bytes)
+  x = jax.random.normal(jax.random.key(0), (5, 9, 8, 3))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+  assert conv._chunk_rows(x, jnp.zeros((5, 5, 4, 4))) == (1 if chunk_bytes == 1 else 2)
+  pads = ((1, 1), (0, 1))
+  loss = lambda fn: lambda w: jnp.sum(jnp.sin(fn(x, w)))
+  ours = jax.grad(loss(lambda x, w: conv.conv2d(x, w, (2, 2), pads)))(w)
+  ref = jax.grad(loss(lambda x, w: lax.conv_general_dilated(
+      x, w, (2, 2), pads, dimension_numbers=conv.NHWC)))(w)
+  np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_gradient_chunks_only_large_operands():
+  small = jnp.zeros((16, 8, 8, 4))
+  assert conv._chunk_rows(small, small) == 16
+  x, dy = jnp.zeros((16, 64, 64, 32)), jnp.zeros((16, 64, 64, 64))  # 24 MiB
+  rows = conv._chunk_rows(x, dy)
+  assert rows == 1            # 1.5 MiB a row, over the 1 MiB chunk budget
+  many = jnp.zeros((2048, 16, 16, 8))   # 16 KiB a row: 64 rows a chunk would be 32 chunks
+  assert conv._chunk_rows(many, many) == 128

@@ -71,6 +71,27 @@ def test_max_pool_2x_matches_flax_same_padding_and_gradient(shape):
   np.testing.assert_array_equal(grad, grad_flax)
 
 
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (2, 6, 4, 8, 2)])
+def test_max_pool_2x_gradient_equals_jax_max_gradient_with_ties(shape):
+  """Its custom gradient is JAX's gradient of `max` over the window (ties share it
+  equally), bit for bit: rounded and rectified inputs make many ties."""
+  x = jnp.maximum(jnp.round(2 * jax.random.normal(jax.random.key(0), shape)), 0)
+
+  def reference(x):
+    windows = x.reshape([x.shape[0]] + [n for s in x.shape[1:-1] for n in (s // 2, 2)]
+                        + [x.shape[-1]])
+    return windows.max(axis=tuple(range(2, x.ndim * 2 - 2, 2)))
+
+  weights = jax.random.normal(jax.random.key(1), reference(x).shape)
+  for fn in (jax.jit, lambda f: jax.jit(jax.vmap(f))):
+    xs = x if fn is jax.jit else jnp.stack([x, -x])
+    ws = weights if fn is jax.jit else jnp.stack([weights, weights])
+    ours = fn(jax.grad(lambda x, w: (max_pool_2x(x) * w).sum()))(xs, ws)
+    theirs = fn(jax.grad(lambda x, w: (reference(x) * w).sum()))(xs, ws)
+    np.testing.assert_array_equal(ours, theirs)
+  assert float((x == 0).mean()) > 0.3   # the ties are there
+
+
 def test_unet_names_the_sizes_it_cannot_pool():
   model = models.build("unet3d", widths=(2, 4, 8))
   with pytest.raises(ValueError, match="divisible by 4"):

@@ -1,5 +1,8 @@
 """Building blocks shared by the three networks."""
+import itertools
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from scanbias_jax.models.conv import conv_function
@@ -18,12 +21,46 @@ def max_pool_2x(x: jnp.ndarray) -> jnp.ndarray:
   pads = [(0, 0)] + [(0, size % 2) for size in spatial] + [(0, 0)]
   if any(high for _, high in pads):
     x = jnp.pad(x, pads, constant_values=-jnp.inf)
-  pooled_shape = [x.shape[0]]
+  return _max_pool_even(x)
+
+
+def _windows(x):
+  """x [B, 2h, 2w, ..., C] -> ([B, h, 2, w, 2, ..., C], the window axes)."""
+  shape = [x.shape[0]]
   for size in x.shape[1:-1]:
-    pooled_shape += [size // 2, 2]
-  x = x.reshape(pooled_shape + [x.shape[-1]])
-  window_axes = tuple(2 + 2 * i for i in range(len(spatial)))
-  return x.max(axis=window_axes)
+    shape += [size // 2, 2]
+  return x.reshape(shape + [x.shape[-1]]), tuple(2 + 2 * i for i in range(x.ndim - 2))
+
+
+@jax.custom_vjp
+def _max_pool_even(x):
+  windows, axes = _windows(x)
+  return windows.max(axis=axes)
+
+
+def _max_pool_even_fwd(x):
+  y = _max_pool_even(x)
+  return y, (x, y)
+
+
+def _max_pool_even_bwd(residuals, dy):
+  """JAX's own gradient of `max` (ties share the gradient equally), bit for bit,
+  with the tie count summed from the window's static slices: XLA:CPU ran the
+  reduction over the interleaved window axes 3-7x slower (BUILD_NOTES.md)."""
+  x, y = residuals
+  windows, axes = _windows(x)
+  at_max = windows == jnp.expand_dims(y, axes)
+  count = 0
+  for offsets in itertools.product((0, 1), repeat=len(axes)):
+    index = [slice(None)] * at_max.ndim
+    for axis, offset in zip(axes, offsets):
+      index[axis] = slice(offset, offset + 1)
+    count = count + at_max[tuple(index)].astype(dy.dtype)
+  dx = jnp.where(at_max, jnp.expand_dims(dy, axes) / count, 0)
+  return (dx.reshape(x.shape).astype(x.dtype),)
+
+
+_max_pool_even.defvjp(_max_pool_even_fwd, _max_pool_even_bwd)
 
 
 class ConvNormRelu(nn.Module):
