@@ -1,19 +1,21 @@
-"""Why a vmapped ensemble is slower per member than members one after another on CPU.
+"""Vmapped ensembles vs members one after another on XLA:CPU, and why.
 
-  .venv/bin/python -m benchmarks.bench_member_axis            # 10 members (~3 min on 2 cores)
-  .venv/bin/python -m benchmarks.bench_member_axis --quick    # 4 members, 1 round (~1 min)
+  .venv/bin/python -m benchmarks.bench_member_axis            # 10 members (~5 min on 2 cores)
+  .venv/bin/python -m benchmarks.bench_member_axis --quick    # 4 members, 1 round (~2 min)
 
 Two measurements, each a ratio against a baseline timed in the same run:
 
 1. One 3x3 2D convolution, 8 -> 8 channels per member, 64x64, batch 16, for M members:
    M separate convolutions in one program (the baseline), one grouped convolution,
    `jax.vmap` of the one-member convolution over members (forward: that same grouped
-   convolution; gradients: vmap's own rules), and a `fori_loop` over members.
-   Forward only, then forward + both gradients (of a sum of squares).
-2. One training step of the default config's spheres ResNet3D (32x32x16, batch 8), for
-   M members: M calls of the one-member program (sequential, the baseline), one vmap
-   of M, `lax.map` over members (a while loop), and the M members unrolled into one
-   program (no member axis at all). Compile time is reported apart.
+   convolution; gradients: vmap's own rules), a `fori_loop` over members, and the
+   same two with `models.conv.conv2d` (gradients as plain NHWC convolutions, one
+   convolution per vmapped member). Forward only, then forward + both gradients.
+2. One training step of each default-config network (Name the Manufacturer's
+   ShallowCNN on 128x128x3 stacks, the spheres ResNet3D and the segmentation U-Net
+   on 32x32x16 volumes, at the config's batch size), for M members: M calls of the
+   one-member program (sequential, the baseline) and one vmap of M. Compile time
+   (plus the first step) is reported apart.
 
 Ratios are baseline time / time: above 1 is faster than the baseline.
 """
@@ -28,6 +30,7 @@ from jax import lax
 
 from benchmarks import common
 from configs import default
+from scanbias_jax.models import conv as conv_lib
 from scanbias_jax.train import member
 
 CONV = ("NHWC", "HWIO", "NHWC")
@@ -60,14 +63,25 @@ def conv_variants(members: int, channels: int):
       return lax.dynamic_update_slice_in_dim(out, _conv(part(x, m), part(w, m)), m * channels, -1)
     return lax.fori_loop(0, members, body, jnp.zeros_like(x))
 
-  def vmapped(x, w):
-    def members_first(a):
-      return jnp.moveaxis(a.reshape(a.shape[:-1] + (members, channels)), -2, 0)
-    out = jax.vmap(_conv)(members_first(x), members_first(w))
-    return jnp.moveaxis(out, 0, -2).reshape(x.shape)
+  def vmap_of(conv):
+    def vmapped(x, w):
+      def members_first(a):
+        return jnp.moveaxis(a.reshape(a.shape[:-1] + (members, channels)), -2, 0)
+      out = jax.vmap(conv)(members_first(x), members_first(w))
+      return jnp.moveaxis(out, 0, -2).reshape(x.shape)
+    return vmapped
 
-  return {"separate (baseline)": separate, "grouped": grouped, "vmap": vmapped,
-          "fori_loop": loop}
+  def conv2d(x, w):
+    return conv_lib.conv2d(x, w, (1, 1), ((1, 1), (1, 1)))
+
+  def conv2d_loop(x, w):
+    def body(m, out):
+      return lax.dynamic_update_slice_in_dim(out, conv2d(part(x, m), part(w, m)), m * channels, -1)
+    return lax.fori_loop(0, members, body, jnp.zeros_like(x))
+
+  return {"separate (baseline)": separate, "grouped": grouped, "vmap": vmap_of(_conv),
+          "fori_loop": loop, "vmap of models.conv.conv2d": vmap_of(conv2d),
+          "fori_loop of conv2d": conv2d_loop}
 
 
 def time_fn(fn, args, reps):
@@ -97,12 +111,15 @@ def bench_conv(members: int, reps: int) -> None:
           f"{times[1] * 1e3:.1f} | {base['b'] / times[1]:.2f} |", flush=True)
 
 
-def bench_step(members: int, reps: int, rounds: int) -> None:
-  cfg = member.task_config(default.get_config(), "spheres")
-  cfg.batch_size = batch = 8
-  shape = tuple(default.get_config().experiments.spheres_shape) + (1,)
+TASKS = {"name_manufacturer": (128, 128, 3), "spheres": (32, 32, 16, 1),
+         "segmentation": (32, 32, 16, 1)}
+
+
+def bench_step(task: str, members: int, reps: int, rounds: int) -> None:
+  cfg = member.task_config(default.get_config(), task)
+  shape, batch = TASKS[task], cfg.batch_size
   program = member.make_member(cfg)
-  x, y = common.batch_for("resnet3d", shape, batch)
+  x, y = common.batch_for(cfg.model, shape, batch)
   data = {"train": {"x": x, "y": y}, "val": {"x": x[:1], "y": y[:1]}}
   init = jax.jit(jax.vmap(program.init, (0, None)),
                  compiler_options={"xla_backend_optimization_level": 0})
@@ -116,49 +133,36 @@ def bench_step(members: int, reps: int, rounds: int) -> None:
   def member_slice(tree, m):
     return jax.tree.map(lambda a: a[m:m + 1], tree)
 
-  def unrolled(c, *a):
-    outs = [program.step(*jax.tree.map(lambda t: t[m], (c, *a))) for m in range(members)]
-    return jax.tree.map(lambda *o: jnp.stack(o), *outs)
-
+  # As the engine runs them: a vmap of one member per call, or of all members.
   one = jax.jit(jax.vmap(program.step), donate_argnums=0)
-  programs = {
-      "vmap": jax.jit(jax.vmap(program.step), donate_argnums=0),
-      "lax.map (while loop)": jax.jit(
-          lambda c, *a: lax.map(lambda t: program.step(*t), (c, *a)), donate_argnums=0),
-      "unrolled": jax.jit(unrolled, donate_argnums=0),
-  }
+  everyone = jax.jit(jax.vmap(program.step), donate_argnums=0)
 
   def sequential():
     carries = [jax.tree.map(jnp.copy, member_slice(carry, m)) for m in range(members)]
     parts = [member_slice(args, m) for m in range(members)]
-    started = time.perf_counter()
-    for m in range(members):
-      carries[m], _ = one(carries[m], *parts[m])
-    jax.block_until_ready(carries)
-    compile_s = time.perf_counter() - started
     def run():
       for m in range(members):
         carries[m], _ = one(carries[m], *parts[m])
       jax.block_until_ready(carries)
-    return compile_s, run
+    return run
 
-  def whole(fn):
+  def vmapped():
     state = [jax.tree.map(jnp.copy, carry)]
-    started = time.perf_counter()
-    state[0], _ = fn(state[0], *args)
-    jax.block_until_ready(state)
-    compile_s = time.perf_counter() - started
     def run():
-      state[0], _ = fn(state[0], *args)
+      state[0], _ = everyone(state[0], *args)
       jax.block_until_ready(state)
-    return compile_s, run
+    return run
 
-  print(f"\n## Train step, spheres ResNet3D (default widths), {shape[:-1]}, batch {batch}, "
+  print(f"\n## Train step, {task} {cfg.model} (default widths), {shape}, batch {batch}, "
         f"{members} members")
   print("| round | variant | compile + first s | vol/s of all members | per member vs sequential |")
   print("| --- | --- | --- | --- | --- |")
-  runs = {"sequential (baseline)": sequential()}
-  runs.update({name: whole(fn) for name, fn in programs.items()})
+  runs = {}
+  for name, make in (("sequential (baseline)", sequential), ("one vmap", vmapped)):
+    run = make()
+    started = time.perf_counter()
+    run()
+    runs[name] = (time.perf_counter() - started, run)
   for r in range(rounds):
     base = None
     for name, (compile_s, run) in runs.items():
@@ -175,7 +179,8 @@ def main():
   members, rounds = (4, 1) if args.quick else (10, 2)
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}")
   bench_conv(members, reps=5)
-  bench_step(members, reps=5, rounds=rounds)
+  for task in TASKS:
+    bench_step(task, members, reps=5, rounds=rounds)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ def get_config() -> ml_collections.ConfigDict:
   train.num_members = 3              # paper: 10 per condition
   train.members_per_device = 1       # vmap width per device; 0 = all members in one call.
                                      # Same bits on any device count while it is fixed;
-                                     # on CPU vmap is slower than 1 (benchmarks/bench_train.py).
+                                     # on CPU a vmap of 10 ties with 1 and compiles 2-4x
+                                     # longer (benchmarks/bench_member_axis.py).
   train.num_devices = 0              # 0 = every visible device
   train.batch_size = 16              # paper: 32; a single-group condition of the default
                                      # cohort has ~31 training studies
@@ -119,7 +120,7 @@ def get_config() -> ml_collections.ConfigDict:
   train.keep_checkpoints = 2
   train.exact_reproducibility = True  # GPU: deterministic XLA flags (train/loop.py)
   train.parallel = "dispatch"        # or "shard_map" (one SPMD program; multi-host)
-  train.scan_unroll = "auto"         # steps unrolled on CPU (XLA:CPU loops are slow)
+  train.scan_unroll = "auto"         # pure-path loops: lax.scan ("always": unrolled)
   models = config.models = ml_collections.ConfigDict()
   models.name_manufacturer = ml_collections.ConfigDict(dict(
       model="shallow_cnn", model_kwargs=ml_collections.ConfigDict(), loss="sigmoid_cross_entropy",

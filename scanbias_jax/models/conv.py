@@ -94,17 +94,20 @@ def _kernel_grad(x, dy, strides, padding, precision, kernel):
   pads = [_transposed_pads(n, k, s, *p)[1]
           for n, k, s, p in zip(x.shape[1:3], kernel, strides, padding)]
 
+  rows = _chunk_rows(x, dy)
+  # Partial sums of chunks are added in float32 (bfloat16 compute would round each).
+  accumulate = None if rows == x.shape[0] else jnp.promote_types(x.dtype, jnp.float32)
+
   def one(x, dy):
     out = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1),
                                    pads, rhs_dilation=strides, dimension_numbers=NHWC,
-                                   precision=precision)
+                                   precision=precision, preferred_element_type=accumulate)
     return out.transpose(1, 2, 0, 3)
 
   # XLA:CPU computes this tiny-output, batch-deep product 2-3x faster in chunks of
-  # the batch whose operands fit in cache, summed (BUILD_NOTES.md, "Kernel gradients").
-  rows = _chunk_rows(x, dy)
+  # the batch whose operands fit in cache, summed (BUILD_NOTES.md, "Session 5").
   parts = [one(x[i:i + rows], dy[i:i + rows]) for i in range(0, x.shape[0], rows)]
-  return functools.reduce(jnp.add, parts)
+  return functools.reduce(jnp.add, parts).astype(jnp.result_type(x, dy))
 
 
 KERNEL_GRAD_CHUNK_BYTES = 1 << 20   # operands of one chunk: about a core's L2 cache

@@ -85,7 +85,8 @@ class Ensemble:
   parallel="shard_map": one chunk per round, its member axis sharded over a mesh
   with `jax.shard_map` (one SPMD program, and the path to multi-host runs). On
   XLA:CPU the partitioned program fuses slightly differently from the 1-device one:
-  results then agree to float rounding, not bit for bit (docs/notes_train.md).
+  results then agree to float rounding, not bit for bit (BUILD_NOTES.md, "Device
+  parallelism").
   """
 
   def __init__(self, program: member.MemberProgram, layout: Layout, mesh: Mesh,

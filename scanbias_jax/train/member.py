@@ -57,15 +57,18 @@ def task_config(config: ml_collections.ConfigDict, task: str) -> ml_collections.
 
 
 def unrolled_loops(scan_unroll: str) -> bool:
-  """Whether the step and evaluation loops are unrolled at trace time ("auto": on CPU).
+  """Whether the step and evaluation loops are unrolled at trace time ("auto": never).
 
-  XLA:CPU runs convolutions inside a while loop 30-60x slower than the same
-  convolutions outside one (ShallowCNN step: 0.035 s alone, 1.1 s in `lax.scan`;
-  docs/notes_train.md). `lax.scan(unroll=True)` still emits a loop for length 1,
-  so the unrolled form is a Python loop. Cost: compile time linear in the steps.
+  Before models/conv.conv2d, XLA:CPU ran a step's convolution gradients 30-60x
+  slower inside a while loop (it put JAX's gradient convolutions into its fast
+  kernel's layout only outside loops), so "auto" unrolled on CPU. With conv2d a
+  4-step ShallowCNN epoch as `lax.scan` runs as fast as unrolled (483 vs 500 ms)
+  and compiles faster (2.8 vs 4.8 s; BUILD_NOTES.md). "always" remains for the
+  XLA convolutions (`conv="xla"`); `lax.scan(unroll=True)` still emits a loop for
+  length 1, so the unrolled form is a Python loop.
   """
   if scan_unroll == "auto":
-    return jax.default_backend() == "cpu"
+    return False
   if scan_unroll not in ("always", "never"):
     raise ValueError(f"scan_unroll must be 'auto', 'always' or 'never'; got {scan_unroll!r}")
   return scan_unroll == "always"
