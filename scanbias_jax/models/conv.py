@@ -181,8 +181,9 @@ def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilat
   input, concatenated as channels); anything else goes to `lax.conv_general_dilated`.
 
   Under vmap over ensemble members the product becomes a batched matrix product,
-  where a vmapped convolution becomes a grouped convolution (slow on XLA:CPU).
-  Cost: the patches hold prod(kernel) copies of the input.
+  where a vmapped `lax.conv_general_dilated` becomes a grouped convolution (slow on
+  XLA:CPU; `conv2d` avoids both). Cost: the patches hold prod(kernel) copies of the
+  input.
   """
   ndim = lhs.ndim
   plain = (ndim in (4, 5) and feature_group_count == 1 and not kwargs
