@@ -203,3 +203,32 @@ def test_kernel_gradient_chunks_only_large_operands():
   assert rows == 1            # 1.5 MiB a row, over the 1 MiB chunk budget
   many = jnp.zeros((2048, 16, 16, 8))   # 16 KiB a row: 64 rows a chunk would be 32 chunks
   assert conv._chunk_rows(many, many) == 128
+
+
+@pytest.mark.parametrize("shape, kernel, strides, padding", [
+    ((2, 9, 8, 7, 3), (3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (1, 1))),
+    ((2, 9, 8, 7, 1), (7, 7, 7), (2, 2, 2), ((3, 3), (2, 3), (3, 3))),
+    ((1, 6, 6, 6, 2), (3, 3, 3), (1, 1, 1), ((1, 0), (0, 2), (2, 1))),
+])
+def test_folded_conv3d_vmapped_over_members_equals_each_members_convolution(
+    shape, kernel, strides, padding):
+  members = 3
+  x = jax.random.normal(jax.random.key(0), (members,) + shape)
+  w = jax.random.normal(jax.random.key(1), (members,) + kernel + (shape[-1], 4))
+  dn = lax.conv_dimension_numbers(shape, w.shape[1:], ("NHWDC", "HWDIO", "NHWDC"))
+
+  def loss(conv_fn):
+    return lambda x, w: jnp.sum(jnp.sin(conv_fn(x, w)))
+
+  ours = jax.vmap(lambda x, w: conv.folded_conv3d(x, w, strides, padding))
+  reference = jax.vmap(lambda x, w: lax.conv_general_dilated(x, w, strides, padding,
+                                                             dimension_numbers=dn))
+  out = jax.jit(ours)(x, w)
+  np.testing.assert_allclose(out, reference(x, w), rtol=1e-5, atol=1e-4)
+  grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(x, w)
+  for g, r in zip(grads, jax.grad(loss(reference), argnums=(0, 1))(x, w)):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+  alone = jax.jit(lambda x, w: conv.folded_conv3d(x, w, strides, padding))(x[1], w[1])
+  np.testing.assert_array_equal(out[1], alone)
+  compiled = jax.jit(jax.grad(loss(ours), argnums=(0, 1))).lower(x, w).compile().as_text()
+  assert not any("group_count" in c for c in _convolutions(compiled))

@@ -50,20 +50,86 @@ def depth_folded_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                     rhs_dilation, dimension_numbers, feature_group_count,
                                     precision=precision, **kwargs)
-  batch, height, width, depth, channels = lhs.shape
-  kh, kw, kd, _, features = rhs.shape
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:4], rhs.shape[:3], window_strides, padding)
-  (pad_h, pad_w, (low, high)), (sh, sw, sd) = padding, window_strides
-  x = jnp.pad(lhs, ((0, 0), (0, 0), (0, 0), (low, high), (0, 0)))
-  out_depth = (depth + low + high - kd) // sd + 1
-  taps = [x[:, :, :, k:k + sd * (out_depth - 1) + 1:sd, :] for k in range(kd)]
+  return folded_conv3d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
+
+
+def _fold(x, kd, stride, pad):
+  """[B, H, W, D, C] -> [B * Do, H, W, kd * C]: the depth taps of each output slice."""
+  batch, height, width, depth, channels = x.shape
+  low, high = pad
+  x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (low, high), (0, 0)))
+  out_depth = (depth + low + high - kd) // stride + 1
+  taps = [x[:, :, :, k:k + stride * (out_depth - 1) + 1:stride, :] for k in range(kd)]
   x = jnp.concatenate(taps, axis=-1)                       # [B, H, W, Do, kd * C]
-  x = x.transpose(0, 3, 1, 2, 4).reshape(batch * out_depth, height, width, kd * channels)
-  y = conv2d(x, rhs.reshape(kh, kw, kd * channels, features), (sh, sw),
-             (tuple(pad_h), tuple(pad_w)), precision)
-  y = y.reshape(batch, out_depth, *y.shape[1:])
-  return y.transpose(0, 2, 3, 1, 4)                        # [B, Ho, Wo, Do, O]
+  return x.transpose(0, 3, 1, 2, 4).reshape(batch * out_depth, height, width, kd * channels)
+
+
+def _slices_first(y):
+  """[B, Ho, Wo, Do, O] -> [B * Do, Ho, Wo, O]."""
+  return y.transpose(0, 3, 1, 2, 4).reshape(-1, *y.shape[1:3], y.shape[4])
+
+
+def _slices_last(y, batch):
+  """[B * Do, Ho, Wo, O] -> [B, Ho, Wo, Do, O]."""
+  y = y.reshape(batch, -1, *y.shape[1:])
+  return y.transpose(0, 2, 3, 1, 4)
+
+
+def _folded_forward(x, w, strides, padding, precision):
+  kh, kw, kd, channels, features = w.shape
+  folded = _fold(x, kd, strides[2], padding[2])
+  y = _forward(folded, w.reshape(kh, kw, kd * channels, features), strides[:2], padding[:2],
+               precision)
+  return _slices_last(y, x.shape[0])
+
+
+def _folded_input_grad(dy, w, strides, padding, precision, shape):
+  kh, kw, kd, channels, features = w.shape
+  dfolded = _input_grad(_slices_first(dy), w.reshape(kh, kw, kd * channels, features),
+                        strides[:2], padding[:2], precision, shape[1:3])
+  unfold = jax.linear_transpose(lambda x: _fold(x, kd, strides[2], padding[2]),
+                                jax.ShapeDtypeStruct(shape, dy.dtype))
+  return unfold(dfolded)[0]
+
+
+def _folded_kernel_grad(x, dy, strides, padding, precision, kernel):
+  kh, kw, kd = kernel
+  folded = _fold(x, kd, strides[2], padding[2])
+  dw = _kernel_grad(folded, _slices_first(dy), strides[:2], padding[:2], precision,
+                    (kh, kw))
+  return dw.reshape(kh, kw, kd, x.shape[-1], dy.shape[-1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def folded_conv3d(x, w, strides, padding, precision=None):
+  """A 3D NHWDC/HWDIO convolution (explicit padding pairs) as one 2D convolution whose
+  input channels are the kd depth taps of each output slice.
+
+  The fold (pad, the kd strided depth slices, transpose) runs inside each part's
+  per-member function, so under vmap over members each member folds its own input:
+  folding all members' inputs at once and then slicing out each member's copy
+  cost twice the memory traffic. Gradients as in `conv2d`.
+  """
+  return _one_per_member(functools.partial(_folded_forward, strides=strides, padding=padding,
+                                           precision=precision))(x, w)
+
+
+def _folded_conv3d_fwd(x, w, strides, padding, precision):
+  return folded_conv3d(x, w, strides, padding, precision), (x, w)
+
+
+def _folded_conv3d_bwd(strides, padding, precision, residuals, dy):
+  x, w = residuals
+  dx = _one_per_member(functools.partial(_folded_input_grad, strides=strides, padding=padding,
+                                         precision=precision, shape=x.shape))(dy, w)
+  dw = _one_per_member(functools.partial(_folded_kernel_grad, strides=strides, padding=padding,
+                                         precision=precision, kernel=w.shape[:3]))(x, dy)
+  return dx, dw
+
+
+folded_conv3d.defvjp(_folded_conv3d_fwd, _folded_conv3d_bwd)
 
 
 NHWC = ("NHWC", "HWIO", "NHWC")
