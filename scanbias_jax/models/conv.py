@@ -88,7 +88,7 @@ def _folded_forward(x, w, strides, padding, precision):
 def _folded_input_grad(dy, w, strides, padding, precision, shape):
   kh, kw, kd, channels, features = w.shape
   dfolded = _input_grad(_slices_first(dy), w.reshape(kh, kw, kd * channels, features),
-                        strides[:2], padding[:2], precision, shape[1:3])
+                        strides[:2], padding[:2], precision, shape)
   unfold = jax.linear_transpose(lambda x: _fold(x, kd, strides[2], padding[2]),
                                 jax.ShapeDtypeStruct(shape, dy.dtype))
   return unfold(dfolded)[0]
@@ -102,34 +102,6 @@ def _folded_kernel_grad(x, dy, strides, padding, precision, kernel):
   return dw.reshape(kh, kw, kd, x.shape[-1], dy.shape[-1])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def folded_conv3d(x, w, strides, padding, precision=None):
-  """A 3D NHWDC/HWDIO convolution (explicit padding pairs) as one 2D convolution whose
-  input channels are the kd depth taps of each output slice.
-
-  The fold (pad, the kd strided depth slices, transpose) runs inside each part's
-  per-member function, so under vmap over members each member folds its own input:
-  folding all members' inputs at once and then slicing out each member's copy
-  cost twice the memory traffic. Gradients as in `conv2d`.
-  """
-  return _one_per_member(functools.partial(_folded_forward, strides=strides, padding=padding,
-                                           precision=precision))(x, w)
-
-
-def _folded_conv3d_fwd(x, w, strides, padding, precision):
-  return folded_conv3d(x, w, strides, padding, precision), (x, w)
-
-
-def _folded_conv3d_bwd(strides, padding, precision, residuals, dy):
-  x, w = residuals
-  dx = _one_per_member(functools.partial(_folded_input_grad, strides=strides, padding=padding,
-                                         precision=precision, shape=x.shape))(dy, w)
-  dw = _one_per_member(functools.partial(_folded_kernel_grad, strides=strides, padding=padding,
-                                         precision=precision, kernel=w.shape[:3]))(x, dy)
-  return dx, dw
-
-
-folded_conv3d.defvjp(_folded_conv3d_fwd, _folded_conv3d_bwd)
 
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -147,8 +119,9 @@ def _forward(x, w, strides, padding, precision):
                                   precision=precision)
 
 
-def _input_grad(dy, w, strides, padding, precision, size):
-  pads = [_transposed_pads(n, k, s, *p)[0] for n, k, s, p in zip(size, w.shape, strides, padding)]
+def _input_grad(dy, w, strides, padding, precision, shape):
+  pads = [_transposed_pads(n, k, s, *p)[0]
+          for n, k, s, p in zip(shape[1:3], w.shape, strides, padding)]
   flipped = jnp.flip(w, (0, 1)).swapaxes(2, 3)
   return lax.conv_general_dilated(dy, flipped, (1, 1), pads, lhs_dilation=strides,
                                   dimension_numbers=NHWC, precision=precision)
@@ -209,35 +182,45 @@ def _one_per_member(fn):
   return per_member
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv2d(x, w, strides, padding, precision=None):
-  """A 2D NHWC/HWIO convolution (explicit padding pairs, no dilation or groups),
-  equal to `lax.conv_general_dilated`, for XLA:CPU.
+def _per_member_convolution(forward, input_grad, kernel_grad):
+  """convolution(x, w, strides, padding, precision=None): a `custom_vjp` whose forward
+  and two gradients each run once per member under vmap (`_one_per_member`)."""
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+  def convolution(x, w, strides, padding, precision=None):
+    return _one_per_member(functools.partial(forward, strides=strides, padding=padding,
+                                             precision=precision))(x, w)
 
-  Its gradients are written as NHWC/HWIO convolutions with explicit transposes: XLA
-  brings JAX's own gradient convolutions into that layout in a program's entry
-  computation, but not inside a loop, where they ran 7x slower. And under vmap over
-  ensemble members each of the three runs as one convolution per member instead of
-  one grouped convolution (6x slower forward, ~40x with gradients on XLA:CPU).
-  """
-  return _one_per_member(functools.partial(_forward, strides=strides, padding=padding,
-                                           precision=precision))(x, w)
+  def convolution_fwd(x, w, strides, padding, precision):
+    return convolution(x, w, strides, padding, precision), (x, w)
 
+  def convolution_bwd(strides, padding, precision, residuals, dy):
+    x, w = residuals
+    options = dict(strides=strides, padding=padding, precision=precision)
+    dx = _one_per_member(functools.partial(input_grad, shape=x.shape, **options))(dy, w)
+    dw = _one_per_member(functools.partial(kernel_grad, kernel=w.shape[:-2], **options))(x, dy)
+    return dx, dw
 
-def _conv2d_fwd(x, w, strides, padding, precision):
-  return conv2d(x, w, strides, padding, precision), (x, w)
-
-
-def _conv2d_bwd(strides, padding, precision, residuals, dy):
-  x, w = residuals
-  dx = _one_per_member(functools.partial(_input_grad, strides=strides, padding=padding,
-                                         precision=precision, size=x.shape[1:3]))(dy, w)
-  dw = _one_per_member(functools.partial(_kernel_grad, strides=strides, padding=padding,
-                                         precision=precision, kernel=w.shape[:2]))(x, dy)
-  return dx, dw
+  convolution.defvjp(convolution_fwd, convolution_bwd)
+  return convolution
 
 
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+# A 2D NHWC/HWIO convolution (explicit padding pairs, no dilation or groups), equal to
+# `lax.conv_general_dilated`, for XLA:CPU. Its gradients are written as NHWC/HWIO
+# convolutions with explicit transposes: XLA brings JAX's own gradient convolutions
+# into that layout in a program's entry computation, but not inside a loop, where
+# they ran 7x slower. Under vmap over ensemble members each of the three runs as one
+# convolution per member instead of one grouped convolution (6x slower forward,
+# ~40x with gradients on XLA:CPU).
+conv2d = _per_member_convolution(_forward, _input_grad, _kernel_grad)
+
+# A 3D NHWDC/HWDIO convolution (explicit padding pairs) as one 2D convolution whose
+# input channels are the kd depth taps of each output slice, built like conv2d. The
+# fold (pad, the kd strided depth slices, transpose) runs inside each part's
+# per-member function, so under vmap each member folds its own input: folding all
+# members' inputs at once and then copying out each member's part doubled the
+# memory traffic (vmapped U-Net step 0.92-0.96 -> 1.06-1.10 of sequential).
+folded_conv3d = _per_member_convolution(_folded_forward, _folded_input_grad,
+                                        _folded_kernel_grad)
 
 
 def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
