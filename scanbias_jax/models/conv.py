@@ -9,10 +9,11 @@ multiply-adds and the same parameters (the kernel keeps its [kh, kw, kd, C, O]
 shape), so checkpoints and parameter counts do not depend on the choice; only the
 rounding order differs (float32: ~1e-6 relative).
 
-The 2D convolutions it ends in (and the ShallowCNN's) go through `conv2d`, which
-(1) writes both gradients as convolutions in the layout XLA:CPU's fast kernel takes,
-and (2) under vmap over ensemble members runs one convolution per member instead of
-a grouped one. BUILD_NOTES.md, "Vmapped ensembles", has the measurements.
+The folded 3D convolutions go through `folded_conv3d` and the ShallowCNN's 2D ones
+through `conv2d`. Both (1) write their gradients as convolutions in the layout
+XLA:CPU's fast kernel takes, (2) under vmap over ensemble members run one convolution
+per member instead of a grouped one, and (3) sum the kernel gradient over
+cache-sized batch chunks. BUILD_NOTES.md, "Session 5", has the measurements.
 """
 import functools
 import itertools
