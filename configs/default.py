@@ -13,10 +13,21 @@ def get_config() -> ml_collections.ConfigDict:
   # Synthetic cohort (scanbias_jax/synth): what `launch/synthesize.py` writes.
   synth = config.synth = ml_collections.ConfigDict()
   synth.num_studies = 120
-  synth.vendors = ("GE", "Siemens")  # names of profiles in synth/scanner.py
+  synth.vendors = ("GE", "Siemens")  # names of profiles in synth/vendors.py
   synth.vendor_mix = (0.5, 0.5)      # share of studies per vendor, same order
   synth.signature_strength = 1.0     # 0 = identical scanner physics for all vendors
-  synth.matrix = 128                 # in-plane pixels of the written images (paper: 512)
+  synth.matrix = 256                 # in-plane pixels of the written images (paper: 512);
+                                     # ~1 mm keeps the kernels' NPS below Nyquist
+  synth.anatomy = "atlas"            # "atlas" (MNI152 brain, synth/atlas.py) or "procedural"
+  synth.anatomy_mm = 1.0             # anatomy sampled on every k-th pixel, k x pixel <= this
+  synth.design = "paper"             # "paper" (a patient per study) or "traveling" (each
+                                     # anatomy acquired on every vendor)
+  synth.lesions_in_anatomy = 0.0     # share of heads with a sphere placed before acquisition
+  # Scanner effects, each a multiplier of the vendors' own values (0 = off, 1 = as profiled).
+  synth.effects = ml_collections.ConfigDict(dict(
+      nonstationary_noise=1.0,       # noise rising with the attenuation along the rays
+      beam_hardening=1.0,            # dark bands between dense bones (skull base)
+      recon_circle=True))            # False: the whole image inside the reconstruction field
   synth.fov_mm = 250.0               # reconstruction (display) field of view
   synth.slice_mm = 5.0               # thickness of the routine axial series
   synth.thin_mm_choices = (1.25, 2.5)  # thickness of the thin axial series

@@ -38,6 +38,7 @@ def main(argv):
   key = keys.stream(keys.root(config.seed), "synth")
   records = export.write_cohort(key, config.synth, out, progress)
   preview = figures.vendor_slices(cohort.vendor_preview(key, config.synth),
+                                  config.synth.fov_mm / config.synth.matrix,
                                   out / "vendor_preview.png")
   for vendor, s in export.summarize(records).items():
     logging.info("%s: %d studies, %d series, %d files, %.1f MB", vendor,

@@ -41,6 +41,7 @@ def synthesize(config, workdir: Path, say) -> Path:
     key = keys.stream(keys.root(config.seed), "synth")
     records = export.write_cohort(key, config.synth, out)
     figures.vendor_slices(cohort.vendor_preview(key, config.synth),
+                          config.synth.fov_mm / config.synth.matrix,
                           out / "vendor_preview.png")
     _finish(out, export.summarize(records))
   say("synthesize", f"{config.synth.num_studies} studies -> {out / 'dicom'}")

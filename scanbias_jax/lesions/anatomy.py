@@ -53,18 +53,28 @@ def cell_normal(seed, points_mm, cell_mm: float):
   return jnp.sqrt(-2.0 * jnp.log(u1)) * jnp.cos(2.0 * jnp.pi * u2)
 
 
-def head_hu_with_lesion(subject, points_mm, lesion: Lesion, head_fn=phantom.head_hu):
-  """`head_fn`'s (hu, brain) with the lesion's voxels replaced (not added)."""
-  hu, brain = head_fn(subject, points_mm)
+def head_hu_with_lesion(subject, points_mm, lesion: Lesion):
+  """The subject's (hu, brain) with the lesion's voxels replaced (not added)."""
+  hu, brain = subject.hu_and_brain(points_mm)
   p = jnp.asarray(points_mm, jnp.float32)
-  inside = jnp.sum((p - lesion.centre_mm) ** 2, axis=-1) <= lesion.radius_mm ** 2
-  texture = lesion.mean_hu + lesion.std_hu * cell_normal(lesion.seed, p, lesion.cell_mm)
-  return jnp.where(inside & lesion.present, texture, hu), brain
+
+  def paint(hu):
+    inside = jnp.sum((p - lesion.centre_mm) ** 2, axis=-1) <= lesion.radius_mm ** 2
+    texture = lesion.mean_hu + lesion.std_hu * cell_normal(lesion.seed, p, lesion.cell_mm)
+    return jnp.where(inside, texture, hu)
+
+  # A real branch when `present` is not batched: an absent lesion costs nothing.
+  return jax.lax.cond(lesion.present, paint, lambda hu: hu, hu), brain
 
 
-def with_lesion(lesion: Lesion, head_fn=phantom.head_hu):
+def with_lesion(lesion: Lesion):
   """A drop-in for `phantom.head_hu` that paints `lesion` in."""
-  return lambda subject, points_mm: head_hu_with_lesion(subject, points_mm, lesion, head_fn)
+  return lambda subject, points_mm: head_hu_with_lesion(subject, points_mm, lesion)
+
+
+@jax.jit
+def _hu_and_brain(subject, points):
+  return subject.hu_and_brain(points)
 
 
 def no_lesion() -> Lesion:
@@ -75,11 +85,11 @@ def no_lesion() -> Lesion:
 
 def brain_grid(subject, grid_mm: float = 2.0):
   """The phantom's brain mask on an isotropic LPS grid over the head, and its origin."""
-  z_lo, z_hi = (float(z) for z in phantom.scan_range_mm(subject))
+  z_lo, z_hi = (float(z) for z in subject.scan_range())
   half = phantom.FOV_RADIUS
   axes = [np.arange(-half, half + grid_mm, grid_mm)] * 2 + [np.arange(z_lo, z_hi, grid_mm)]
   points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).astype(np.float32)
-  _, brain = jax.jit(phantom.head_hu)(subject, points)
+  _, brain = _hu_and_brain(subject, points)
   return np.asarray(brain), np.array([a[0] for a in axes])
 
 

@@ -9,29 +9,46 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def vendor_slices(images: dict[str, np.ndarray], path: Path, window=(40, 80),
-                  zoom: int = 4) -> Path:
-  """One axial slice per vendor at a brain window, with a zoomed centre patch.
+def vendor_slices(volumes: dict[str, np.ndarray], pixel_mm: float, path: Path,
+                  window=(40, 80), zoom: int = 4) -> Path:
+  """The same head on each vendor's scanner: the middle slice at a brain window, a
+  zoomed centre patch, and each vendor's NPS measured in the white matter of the
+  slices given (evaluate.ct_stats, which knows nothing of the simulator).
 
-  `images` maps vendor name to a 2-D HU slice; `window` is (level, width).
+  `volumes` maps vendor name to HU slices [slices, rows, cols]; `window` is
+  (level, width).
   """
+  from scanbias_jax.evaluate import ct_stats  # pylint: disable=g-import-not-at-top
   level, width = window
-  names = list(images)
-  fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 6.4),
-                           squeeze=False)
+  names = list(volumes)
+  fig = plt.figure(figsize=(3.2 * len(names) + 4.8, 6.4))
+  grid = fig.add_gridspec(2, len(names) + 2)
   for col, name in enumerate(names):
-    image = images[name]
+    volume = np.asarray(volumes[name])
+    image = volume[len(volume) // 2]
     h, w = image.shape
     patch = image[h // 2 - h // (2 * zoom):h // 2 + h // (2 * zoom),
                   w // 2 - w // (2 * zoom):w // 2 + w // (2 * zoom)]
     for row, shown in enumerate((image, patch)):
-      ax = axes[row, col]
+      ax = fig.add_subplot(grid[row, col])
       ax.imshow(shown, cmap="gray", vmin=level - width / 2, vmax=level + width / 2,
                 interpolation="nearest")
       ax.set_axis_off()
-    axes[0, col].set_title(name)
-  axes[1, 0].text(0, -2, f"centre x{zoom}", fontsize=8)
-  fig.suptitle(f"Same head, each vendor's scanner (W {width} / L {level})")
+      if row == 0:
+        ax.set_title(name)
+  ax = fig.add_subplot(grid[:, len(names):])
+  for name in names:
+    try:
+      freq, nps = ct_stats.brain_nps(volumes[name], pixel_mm)
+    except ValueError:
+      continue  # too small an image for white-matter ROIs (the smoke config)
+    ax.plot(freq, nps, marker=".", label=name)
+  ax.set_xlabel("spatial frequency (1/mm)")
+  ax.set_ylabel("NPS (HU$^2$ mm$^2$)")
+  ax.set_title("Noise power spectrum in white matter")
+  ax.legend()
+  fig.suptitle(f"Same head, each vendor's scanner (W {width} / L {level}; lower row: "
+               f"centre x{zoom})")
   fig.tight_layout()
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=100)

@@ -2,9 +2,15 @@
 
 `plan_study(key, index, synth)` draws everything about study `index` from
 fold_in(key, index) alone, so a study never changes when the cohort grows.
-Vendors are assigned by a deterministic weighted round robin over the index, so
-any prefix of the cohort has the configured vendor mix up to one study.
-`render_study` turns a plan into series of pixels; `launch/synthesize.py` and
+Two designs (synth.design):
+  "paper"      every study its own patient; vendors assigned by a deterministic
+               weighted round robin over the index, so any prefix of the cohort
+               has the configured vendor mix up to one study;
+  "traveling"  each anatomy acquired on every configured vendor: study i is
+               anatomy i // V on vendor i % V, each acquisition its own patient
+               and study in DICOM, the anatomy id in the truth.
+`render_study` turns a plan into series of pixels (`render_group` renders one
+anatomy once for all its acquisitions); `launch/synthesize.py` and
 `write_cohort` put them on disk.
 """
 import dataclasses
@@ -17,7 +23,11 @@ import numpy as np
 from scanbias_jax import keys
 from scanbias_jax.dicom.write import StudyTags
 from scanbias_jax.synth import geometry as geo
-from scanbias_jax.synth import phantom, scanner, vendors
+from scanbias_jax.lesions import anatomy as lesion_anatomy
+from scanbias_jax.synth import atlas_head, phantom, scanner, vendors
+
+ANATOMIES = {"atlas": atlas_head.draw_subject, "procedural": phantom.draw_subject}
+DESIGNS = ("paper", "traveling")
 
 FIRST = ("James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael",
          "Linda", "David", "Elizabeth", "Wei", "Aisha", "Carlos", "Yuki", "Olga")
@@ -31,6 +41,7 @@ LAYOUTS = ("patient", "uid", "flat")
 @dataclasses.dataclass(frozen=True)
 class StudyPlan:
   index: int
+  anatomy: int         # the head scanned (shared by a traveling head's acquisitions)
   vendor: str
   model: str
   age_years: int
@@ -56,6 +67,14 @@ def check(synth) -> None:
                      f"{tuple(synth.vendor_mix)}")
   for name in synth.vendors:
     vendors.resolve(name, synth.profile_overrides.get(name), synth.signature_strength)
+  if synth.anatomy not in ANATOMIES:
+    raise ValueError(f"synth.anatomy must be one of {sorted(ANATOMIES)}, got "
+                     f"{synth.anatomy!r}")
+  if synth.design not in DESIGNS:
+    raise ValueError(f"synth.design must be one of {DESIGNS}, got {synth.design!r}")
+  if not 0 <= synth.lesions_in_anatomy <= 1:
+    raise ValueError(f"synth.lesions_in_anatomy must be in [0, 1], got "
+                     f"{synth.lesions_in_anatomy}")
   thick = (synth.slice_mm, *synth.thin_mm_choices)
   if min(thick) <= 0 or max(synth.thin_mm_choices) >= synth.slice_mm:
     raise ValueError(f"impossible slice thickness: slice_mm={synth.slice_mm}, "
@@ -84,19 +103,40 @@ def vendor_sequence(count: int, mix) -> list[int]:
 
 
 def profiles(synth) -> dict[str, vendors.Profile]:
-  return {name: vendors.resolve(name, synth.profile_overrides.get(name),
-                                synth.signature_strength) for name in synth.vendors}
+  """Each configured vendor's profile with overrides, strength and synth.effects applied."""
+  out = {}
+  for name in synth.vendors:
+    profile = vendors.resolve(name, synth.profile_overrides.get(name),
+                              synth.signature_strength)
+    effects = synth.effects
+    physics = profile.physics._replace(
+        noise_nonuniformity=profile.physics.noise_nonuniformity * effects.nonstationary_noise,
+        streak_hu=profile.physics.streak_hu * effects.beam_hardening)
+    field = profile.field_fraction if effects.recon_circle else 1.0
+    out[name] = dataclasses.replace(profile, physics=physics, field_fraction=field)
+  return out
 
 
-def plan_study(key: jax.Array, index: int, synth, vendor_index: int) -> StudyPlan:
-  """Everything about study `index`, drawn from fold_in(key, index) alone."""
+def _age_sex(rng, synth) -> tuple[int, bool]:
+  age = int(np.clip(round(rng.normal(synth.age_mean, synth.age_sd)),
+                    synth.age_min, synth.age_max))
+  return age, bool(rng.random() < synth.female_fraction)
+
+
+def plan_study(key: jax.Array, index: int, synth, vendor_index: int,
+               anatomy: int | None = None) -> StudyPlan:
+  """Everything about study `index`, drawn from fold_in(key, index) alone (and, for
+  a traveling head, its age and sex from fold_in(key, anatomy))."""
   rng = keys.numpy_rng(keys.item(keys.stream(key, "plan"), index))
   vendor = synth.vendors[vendor_index]
   profile = vendors.resolve(vendor, synth.profile_overrides.get(vendor),
                             synth.signature_strength)
-  age = int(np.clip(round(rng.normal(synth.age_mean, synth.age_sd)),
-                    synth.age_min, synth.age_max))
-  female = bool(rng.random() < synth.female_fraction)
+  age, female = _age_sex(rng, synth)
+  if anatomy is None:
+    anatomy = index
+  else:
+    age, female = _age_sex(keys.numpy_rng(keys.item(keys.stream(key, "head"), anatomy)),
+                           synth)
   dose = float(np.exp(rng.normal(0.0, 0.15)))  # protocol and tube-current variation
   tilt = float(rng.uniform(5.0, synth.max_tilt_deg)) \
       if rng.random() < synth.tilt_fraction and synth.max_tilt_deg >= 5 else 0.0
@@ -116,7 +156,7 @@ def plan_study(key: jax.Array, index: int, synth, vendor_index: int) -> StudyPla
       model=str(rng.choice(profile.models)), station=f"CT{int(rng.integers(1, 9))}",
       kvp=120.0, mas=mas, ctdi_vol=0.19 * mas)
   return StudyPlan(
-      index=index, vendor=vendor, model=tags.model, age_years=age, female=female,
+      index=index, anatomy=anatomy, vendor=vendor, model=tags.model, age_years=age, female=female,
       dose=dose, thin_mm=float(rng.choice(synth.thin_mm_choices)),
       thin_only=bool(rng.random() < synth.thin_only_fraction), tilt_deg=tilt,
       layout=str(rng.choice(LAYOUTS)), tags=tags)
@@ -124,6 +164,10 @@ def plan_study(key: jax.Array, index: int, synth, vendor_index: int) -> StudyPla
 
 def plan_cohort(key: jax.Array, synth) -> list[StudyPlan]:
   check(synth)
+  if synth.design == "traveling":
+    count = len(synth.vendors)
+    return [plan_study(key, i, synth, i % count, anatomy=i // count)
+            for i in range(synth.num_studies)]
   order = vendor_sequence(synth.num_studies, synth.vendor_mix)
   return [plan_study(key, i, synth, v) for i, v in enumerate(order)]
 
@@ -133,6 +177,7 @@ class RenderedSeries:
   kind: str                       # "routine" | "thin"
   geometry: geo.SeriesGeometry
   acquired: scanner.Acquired
+  lesion: object = None           # lesions.anatomy.Lesion placed before acquisition
 
 
 def plane_spacing(thicknesses, finest_mm: float) -> float | None:
@@ -143,36 +188,90 @@ def plane_spacing(thicknesses, finest_mm: float) -> float | None:
   return spacing if all(abs(r - round(r)) < 1e-6 for r in ratios) else None
 
 
-def render_study(key: jax.Array, plan: StudyPlan, synth,
-                 lesion=None) -> list[RenderedSeries]:
-  """The axial series of one study (routine 5 mm unless thin-only, and thin).
+def subject_of(key: jax.Array, plan: StudyPlan, synth):
+  """The anatomy scanned in `plan` (the same for every acquisition of one head)."""
+  head_key = keys.item(keys.stream(key, "anatomy"), plan.anatomy)
+  return ANATOMIES[synth.anatomy](head_key, plan.age_years, plan.female)
 
-  `lesion` (lesions.anatomy.Lesion, e.g. from `anatomy.place_in_subject`) is
-  painted into the true anatomy, so it carries the vendor's blur and noise.
-  Untilted series are integrated from one shared stack of planes at half the
-  thinnest slice, at least synth.plane_mm apart (the anatomy is sampled once per
-  study); tilted series sample their own sub-planes.
-  """
-  study_key = keys.item(keys.stream(key, "study"), plan.index)
-  subject = phantom.draw_subject(keys.stream(study_key, "anatomy"), plan.age_years,
-                                 plan.female)
-  z_lo, z_hi = (float(z) for z in phantom.scan_range_mm(subject))
-  profile = profiles(synth)[plan.vendor]
+
+def lesion_of(key: jax.Array, plan: StudyPlan, synth, subject):
+  """A sphere placed in the anatomy before acquisition (synth.lesions_in_anatomy of
+  the heads), or None. Drawn per anatomy: every scanner of a traveling head sees it."""
+  head_key = keys.item(keys.stream(key, "lesion"), plan.anatomy)
+  rng = keys.numpy_rng(head_key)
+  if rng.random() >= synth.lesions_in_anatomy:
+    return None
+  return lesion_anatomy.place_in_subject(head_key, subject, small=bool(rng.random() < 0.5))
+
+
+def _stack_for(subject, synth, geometries, factor):
+  """The shared plane stack of a head's untilted series, or None (tilted, or no
+  common spacing). Its reach covers every configured vendor's slice profile, so
+  one stack serves all acquisitions of a traveling head."""
+  thick = [g.thickness_mm for g in geometries]
+  spacing = plane_spacing(thick + [t for t in synth.thin_mm_choices] + [synth.slice_mm],
+                          synth.plane_mm)
+  if spacing is None or any(g.tilt_deg for g in geometries):
+    return None
+  z_lo = float(subject.scan_range()[0])
+  ssp = max(p.physics.ssp_ratio for p in profiles(synth).values())
+  reach = max(thick + [synth.slice_mm]) * ssp
+  top = max(g.positions[-1, 2] for g in geometries)
+  steps = np.arange(-math.ceil(reach / spacing), math.ceil((top - z_lo + reach) / spacing) + 1)
+  return scanner.anatomy_grid(geometries[0], factor), z_lo + spacing * steps
+
+
+def series_geometries(plan: StudyPlan, synth, z_range) -> dict[str, geo.SeriesGeometry]:
   kinds = (("thin", plan.thin_mm),) if plan.thin_only else \
       (("routine", synth.slice_mm), ("thin", plan.thin_mm))
-  geometries = {kind: geo.axial_series(synth.fov_mm, synth.matrix, thickness, z_lo, z_hi,
-                                       plan.tilt_deg) for kind, thickness in kinds}
-  spacing = plane_spacing([g.thickness_mm for g in geometries.values()], synth.plane_mm)
+  return {kind: geo.axial_series(synth.fov_mm, synth.matrix, thickness, *z_range,
+                                 plan.tilt_deg) for kind, thickness in kinds}
+
+
+def render_group(key: jax.Array, plans: list[StudyPlan], synth,
+                 lesion=None) -> list[list[RenderedSeries]]:
+  """The axial series of studies that share one anatomy (one study, or a traveling
+  head's acquisitions): the anatomy is drawn and sampled once, each scanner's
+  physics applied to it.
+
+  Untilted series are integrated from one stack of planes (at half the thinnest
+  slice, at least synth.plane_mm apart) sampled on every k-th pixel of the image
+  grid, k the largest with k x pixel <= synth.anatomy_mm; tilted series sample
+  their own sub-planes. `lesion` (lesions.anatomy.Lesion) overrides the head's own
+  synth.lesions_in_anatomy draw.
+  """
+  if len({p.anatomy for p in plans}) != 1:
+    raise ValueError("render_group renders studies of one anatomy")
+  subject = subject_of(key, plans[0], synth)
+  lesion = lesion if lesion is not None else lesion_of(key, plans[0], synth, subject)
+  z_range = tuple(float(z) for z in subject.scan_range())
+  factor = scanner.anatomy_factor(synth.matrix, synth.fov_mm / synth.matrix,
+                                  synth.anatomy_mm)
+  per_plan = [series_geometries(p, synth, z_range) for p in plans]
+  untilted = [g for geoms, p in zip(per_plan, plans) if not p.tilt_deg
+              for g in geoms.values()]
   stack = None
-  if not plan.tilt_deg and spacing:
-    reach = max(g.thickness_mm for g in geometries.values()) * profile.physics.ssp_ratio
-    top = max(g.positions[-1, 2] for g in geometries.values())
-    steps = np.arange(-math.ceil(reach / spacing), math.ceil((top - z_lo + reach) / spacing) + 1)
-    stack = scanner.render_planes(subject, next(iter(geometries.values())),
-                                  z_lo + spacing * steps, lesion)
-  return [RenderedSeries(kind, g, scanner.acquire(
-      keys.stream(study_key, kind), subject, g, profile, plan.dose, synth.ssp_samples,
-      stack, lesion)) for kind, g in geometries.items()]
+  if untilted:
+    grid = _stack_for(subject, synth, untilted, factor)
+    if grid is not None:
+      stack = scanner.render_planes(subject, grid[0], grid[1], lesion)
+  all_profiles = profiles(synth)
+  out = []
+  for plan, geometries in zip(plans, per_plan):
+    study_key = keys.item(keys.stream(key, "study"), plan.index)
+    profile = all_profiles[plan.vendor]
+    out.append([RenderedSeries(kind, g, scanner.acquire(
+        keys.stream(study_key, kind), subject, g, profile, plan.dose, synth.ssp_samples,
+        None if plan.tilt_deg else stack, lesion, factor), lesion)
+        for kind, g in geometries.items()])
+  return out
+
+
+def render_study(key: jax.Array, plan: StudyPlan, synth,
+                 lesion=None) -> list[RenderedSeries]:
+  """The axial series of one study (routine 5 mm unless thin-only, and thin); the
+  same pixels as in `render_group` with the other acquisitions of its head."""
+  return render_group(key, [plan], synth, lesion)[0]
 
 
 def scout_images(series: RenderedSeries):
@@ -194,23 +293,25 @@ def scout_images(series: RenderedSeries):
 
 
 def vendor_preview(key: jax.Array, synth, index: int = 0) -> dict[str, np.ndarray]:
-  """A routine slice through the middle of study `index`'s head, as each vendor makes it.
+  """A routine chunk of slices through the middle of study `index`'s head, as each
+  vendor makes it: [slices, rows, cols] HU per vendor.
 
   Same anatomy and same white-noise draw for every vendor: the differences are
   the scanners' alone.
   """
   plan = plan_cohort(key, synth)[index]
   study_key = keys.item(keys.stream(key, "study"), plan.index)
-  subject = phantom.draw_subject(keys.stream(study_key, "anatomy"), plan.age_years,
-                                 plan.female)
-  z_lo, z_hi = (float(z) for z in phantom.scan_range_mm(subject))
-  middle = z_lo + 0.55 * (z_hi - z_lo)
-  # A whole chunk of slices (the middle one shown): the shapes the cohort's series
-  # were compiled for, so the preview compiles nothing more.
+  subject = subject_of(key, plan, synth)
+  z_lo, z_hi = (float(z) for z in subject.scan_range())
+  middle = z_lo + 0.6 * (z_hi - z_lo)
+  # A whole chunk of slices: the shapes the cohort's series were compiled for.
   half = scanner.CHUNK // 2
   geometry = geo.axial_series(synth.fov_mm, synth.matrix, synth.slice_mm,
                               middle - half * synth.slice_mm,
                               middle + (half - 1.01) * synth.slice_mm)
+  factor = scanner.anatomy_factor(synth.matrix, synth.fov_mm / synth.matrix,
+                                  synth.anatomy_mm)
   return {name: scanner.acquire(keys.stream(study_key, "routine"), subject, geometry,
-                                profile, plan.dose, synth.ssp_samples).hu[half]
+                                profile, plan.dose, synth.ssp_samples,
+                                anatomy_factor=factor).hu
           for name, profile in profiles(synth).items()}

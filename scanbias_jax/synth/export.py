@@ -94,15 +94,26 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
       size += write.save(ds, dicom_root / file_path(plan, tags, ds))
       files += 1
   record = dict(
-      index=plan.index, vendor=plan.vendor, manufacturer=profile.manufacturer,
+      index=plan.index, anatomy=plan.anatomy, design=synth.design, vendor=plan.vendor, manufacturer=profile.manufacturer,
       model=plan.model, kernel="\\".join(profile.kernel), age_years=plan.age_years,
       sex=plan.tags.sex, dose=plan.dose, thin_mm=plan.thin_mm,
       thin_only=plan.thin_only, tilt_deg=plan.tilt_deg, layout=plan.layout,
       study_uid=write.uid(plan.tags, "study"), files=files, bytes=size,
-      physics=profile.physics._asdict(), series=series_records)
+      physics=profile.physics._asdict(), series=series_records,
+      lesion_in_anatomy=lesion_record(rendered))
   _atomic_bytes(truth_root / f"study_{plan.index:04d}.json",
                 json.dumps(record, indent=1).encode())
   return record
+
+
+def lesion_record(rendered) -> dict | None:
+  """The sphere placed in the anatomy before acquisition (LPS mm), if any."""
+  lesion = rendered[0].lesion if rendered and hasattr(rendered[0], "lesion") else None
+  if lesion is None:
+    return None
+  return dict(centre_lps_mm=[float(v) for v in np.asarray(lesion.centre_mm)],
+              radius_mm=float(lesion.radius_mm), mean_hu=float(lesion.mean_hu),
+              std_hu=float(lesion.std_hu))
 
 
 def load_record(out: Path, index: int) -> dict | None:
@@ -112,7 +123,7 @@ def load_record(out: Path, index: int) -> dict | None:
 
 def write_table(out: Path, records: list[dict]) -> Path:
   """truth/studies.csv: one row per study, no PHI (the plan's public fields)."""
-  columns = ["index", "vendor", "manufacturer", "model", "kernel", "age_years", "sex",
+  columns = ["index", "anatomy", "vendor", "manufacturer", "model", "kernel", "age_years", "sex",
              "dose", "thin_mm", "thin_only", "tilt_deg", "layout", "study_uid",
              "files", "bytes"]
   path = out / "truth" / "studies.csv"
@@ -136,11 +147,20 @@ def summarize(records: list[dict]) -> dict:
   return per_vendor
 
 
-def _render_and_write(task) -> dict:
-  """One study in a worker process: (key data, synth, out, plan) -> truth record."""
-  key_data, synth, out, plan = task
+def _render_and_write(task) -> list[dict]:
+  """One anatomy's studies in a worker process: (key data, synth, out, plans) -> records."""
+  key_data, synth, out, plans = task
   key = jax.random.wrap_key_data(key_data)
-  return write_study(out, plan, cohort.render_study(key, plan, synth), synth)
+  return [write_study(out, p, r, synth)
+          for p, r in zip(plans, cohort.render_group(key, plans, synth))]
+
+
+def _groups(plans) -> list[list]:
+  """Plans grouped by anatomy (a traveling head's acquisitions render together)."""
+  groups = {}
+  for p in plans:
+    groups.setdefault(p.anatomy, []).append(p)
+  return list(groups.values())
 
 
 def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
@@ -153,32 +173,36 @@ def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
   records = {p.index: load_record(out, p.index) for p in plans}
   todo = [p for p in plans if records[p.index] is None]
   done = len(plans) - len(todo)
-  workers = min(synth.get("workers", 1), len(todo))
+  groups = _groups(todo)
+  workers = min(synth.workers, len(groups))
   if workers > 1:
-    tasks = [(np.asarray(jax.random.key_data(key)), synth, out, p) for p in todo]
+    tasks = [(np.asarray(jax.random.key_data(key)), synth, out, g) for g in groups]
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
       futures = [pool.submit(_render_and_write, t) for t in tasks]
       for future in concurrent.futures.as_completed(futures):
-        record = future.result()
-        records[record["index"]] = record
-        done += 1
-        if progress:
-          progress(done, len(plans), record)
-  else:
-    # Study i is written (pydicom: Python, holding the GIL) while study i + 1 renders
-    # (XLA, which releases it): one writer thread, at most one study waiting.
-    with concurrent.futures.ThreadPoolExecutor(1) as writer:
-      pending = None
-      for plan in todo + [None]:
-        rendered = cohort.render_study(key, plan, synth) if plan else None
-        if pending is not None:
-          record = pending.result()
+        for record in future.result():
           records[record["index"]] = record
           done += 1
           if progress:
             progress(done, len(plans), record)
-        pending = writer.submit(write_study, out, plan, rendered, synth) if plan else None
+  else:
+    # Study i is written (pydicom: Python, holding the GIL) while study i + 1 renders
+    # (XLA, which releases it): one writer thread, at most one study waiting.
+    def write_group(group, rendered):
+      return [write_study(out, p, r, synth) for p, r in zip(group, rendered)]
+
+    with concurrent.futures.ThreadPoolExecutor(1) as writer:
+      pending = None
+      for group in groups + [None]:
+        rendered = cohort.render_group(key, group, synth) if group else None
+        if pending is not None:
+          for record in pending.result():
+            records[record["index"]] = record
+            done += 1
+            if progress:
+              progress(done, len(plans), record)
+        pending = writer.submit(write_group, group, rendered) if group else None
   ordered = [records[p.index] for p in plans]
   write_table(out, ordered)
   return ordered

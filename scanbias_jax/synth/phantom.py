@@ -64,8 +64,15 @@ class Subject:
   frontal_sinus: jax.Array     # 0/1
   mastoid_air: jax.Array       # 0/1
 
+  def hu_and_brain(self, points_mm):
+    return head_hu(self, points_mm)
 
-def _rotation(yaw, pitch, roll):
+  def scan_range(self):
+    return scan_range_mm(self)
+
+
+def rotation_matrix(yaw, pitch, roll):
+  """Head frame -> patient axes: yaw about z, then roll about y, then pitch about x."""
   cy, sy, cp, sp, cr, sr = (f(a) for a in (yaw, pitch, roll) for f in (jnp.cos, jnp.sin))
   rz = jnp.array([[cy, -sy, 0.], [sy, cy, 0.], [0., 0., 1.]])
   rx = jnp.array([[1., 0., 0.], [0., cp, -sp], [0., sp, cp]])
@@ -135,7 +142,7 @@ def draw_subject(key: jax.Array, age_years, female) -> Subject:
   scale = jnp.clip(size * jnp.exp(0.025 * n[1:4]), 0.84, 1.08)
   yaw, roll = jnp.deg2rad(3.) * n[4], jnp.deg2rad(2.5) * n[5]
   pitch = jnp.deg2rad(12.) * jnp.tanh(0.5 * n[6])
-  rotation = _rotation(yaw, pitch, roll)
+  rotation = rotation_matrix(yaw, pitch, roll)
   # Keep the head inside the FOV circle: shrink the in-plane offset if needed.
   outline = (_outline_points() * scale) @ rotation.T
   reach = jnp.max(jnp.linalg.norm(outline[:, :2], axis=-1))

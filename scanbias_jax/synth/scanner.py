@@ -3,16 +3,23 @@
 An image-domain model of FBP reconstruction, applied in this order:
   1. slice sensitivity profile: the anatomy is integrated along the slice normal
      with a Gaussian SSP whose FWHM is ssp_ratio x the nominal thickness;
-  2. in-plane blur: a Gaussian MTF with the kernel's MTF50;
-  3. calibration: water offset (weighted by the attenuation fraction so air stays
+  2. in-plane blur: a Gaussian MTF with the kernel's MTF50; the anatomy may be
+     sampled on a coarser lattice of the image grid (every k-th pixel) and is
+     then interpolated by zero-padding its spectrum in the same FFT;
+  3. beam hardening: the quadratic bone-path error of rays through dense bone
+     (the dark bands between the petrous ridges), along four ray directions;
+  4. calibration: water offset (weighted by the attenuation fraction so air stays
      air), bone scale above 100 HU, radial cupping inside the head;
-  4. noise: Gaussian noise with an FBP-like radial NPS, f * exp(-f^2 / a^2), peaking
-     at the kernel's NPS peak (a = sqrt(2) f_peak), level scaling with
-     1/sqrt(thickness) and 1/sqrt(dose);
-  5. storage: integers through the vendor's rescale, with the vendor's value
+  5. noise: Gaussian noise with an FBP-like radial NPS, f exp(-(f / a)^4) (ramp x
+     apodisation, peaking at the kernel's NPS peak), level scaling with
+     1/sqrt(thickness x dose) and, where noise_nonuniformity > 0, rising with
+     the attenuation along the rays through each pixel (noisier at the head's
+     centre and skull base than in the air around it);
+  6. storage: integers through the vendor's rescale, with the vendor's value
      outside the circular reconstruction field.
 Every step is a pure JAX function; `acquire` composes them for one series.
 """
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -28,6 +35,12 @@ from scanbias_jax.synth.vendors import Physics, Profile
 
 REFERENCE_THICKNESS_MM = 5.0
 CUPPING_RADIUS_MM = 100.0  # radius at which cupping reaches its full amplitude
+MU_WATER_PER_MM = 0.019    # effective linear attenuation of water at 120 kVp
+REFERENCE_PATH_MM = 180.0  # water-equivalent path at which noise_hu holds
+NPS_ORDER = 4              # apodisation roll-off: NPS ~ f exp(-(f / a)^NPS_ORDER)
+MAP_PIXEL_MM = 4.0         # grid of the smooth noise and beam-hardening maps
+STREAK_THRESHOLD_MM = 25.0  # bone-equivalent path (mm) below which rays harden negligibly
+STREAK_SCALE_MM = 30.0
 
 
 class Acquired(NamedTuple):
@@ -60,9 +73,10 @@ def blur(images: jax.Array, pixel_mm: float, mtf50_per_mm) -> jax.Array:
 
 
 def nps_shape(f: jax.Array, peak_per_mm) -> jax.Array:
-  """FBP noise power: ramp x Gaussian apodisation, maximal at `peak_per_mm`."""
-  a = math.sqrt(2.0) * peak_per_mm
-  return f * jnp.exp(-((f / a) ** 2))
+  """FBP noise power: ramp x apodisation (a super-Gaussian roll-off), maximal at
+  `peak_per_mm`: d/df [f exp(-(f/a)^n)] = 0 at f = a n^(-1/n)."""
+  a = NPS_ORDER ** (1.0 / NPS_ORDER) * peak_per_mm
+  return f * jnp.exp(-((f / a) ** NPS_ORDER))
 
 
 def correlated_noise(key: jax.Array, shape, pixel_mm: float, peak_per_mm,
@@ -135,38 +149,117 @@ def _sample(subject, lesion, positions, row_dir, col_dir, offsets, weights, *, m
             pixel_mm):
   """SSP-integrated true HU and the brain mask at the centre, for a chunk of slices.
 
-  `lesion` (lesions.anatomy.Lesion) is painted into the anatomy; an absent one
-  leaves it bit for bit as it is, so one compilation serves both cases."""
+  `subject` is any anatomy with `hu_and_brain(points)` (synth.phantom or
+  synth.atlas_head). `lesion` (lesions.anatomy.Lesion) is painted into the
+  anatomy; an absent one leaves it bit for bit as it is."""
   plane = _plane(row_dir, col_dir, matrix, pixel_mm)
   normal = jnp.cross(row_dir, col_dir)
 
   def one(position):
     points = position + plane
-    hu, _ = anatomy.head_hu_with_lesion(
+    hu, brain = anatomy.head_hu_with_lesion(
         subject, points[None] + offsets[:, None, None, None] * normal, lesion)
-    _, brain = phantom.head_hu(subject, points)
+    if offsets.shape[0] > 1:  # the mask at the slice centre
+      _, brain = subject.hu_and_brain(points)
+    else:
+      brain = brain[0]
     return jnp.tensordot(weights, hu, axes=1), brain
 
   return jax.vmap(one)(positions)
 
 
-def _reconstruct(key, truth, positions, indices, row_dir, col_dir, physics, dose, *,
-                 pixel_mm, thickness_mm):
-  """Blur, calibration and noise (slice k's noise from fold_in(key, k))."""
-  plane_xy = _plane(row_dir, col_dir, truth.shape[-1], pixel_mm)[..., :2]
+def map_factor(matrix: int, pixel_mm: float) -> int:
+  """Pooling factor from the anatomy grid to the ~MAP_PIXEL_MM grid of the smooth maps."""
+  best = 1
+  for d in range(1, matrix + 1):
+    if matrix % d == 0 and d * pixel_mm <= MAP_PIXEL_MM * 1.01 and matrix // d >= 8:
+      best = d
+  return best
+
+
+def ray_paths(values: jax.Array, pixel_mm: float) -> jax.Array:
+  """[4, n, n]: for every pixel, the sum of `values` x path length along the ray
+  through it in each of four directions (rows, columns, both diagonals)."""
+  n = values.shape[-1]
+  r, c = np.mgrid[:n, :n]
+  rows = jnp.broadcast_to(values.sum(1, keepdims=True), values.shape)
+  cols = jnp.broadcast_to(values.sum(0, keepdims=True), values.shape)
+  flat = values.ravel()
+  diagonal = [jax.ops.segment_sum(flat, ids.ravel(), 2 * n - 1)[ids]
+              for ids in (r + c, r - c + n - 1)]
+  return jnp.stack([rows * pixel_mm, cols * pixel_mm,
+                    *(d * pixel_mm * math.sqrt(2.0) for d in diagonal)])
+
+
+def _smooth_upsample(image, pool, sigma_px, shape):
+  """Gaussian-smoothed map on the pooled grid, linearly resized to `shape`."""
+  f = radial_frequency(image.shape[-1], 1.0)
+  smooth = jnp.fft.irfft2(jnp.fft.rfft2(image) * jnp.exp(-2 * (jnp.pi * sigma_px * f) ** 2),
+                          s=image.shape)
+  return jax.image.resize(smooth, shape, "linear")
+
+
+def attenuation_maps(truth, pixel_mm: float, out_shape, physics: Physics):
+  """(noise scale, beam-hardening error in HU) at out_shape, from one true-HU slice.
+
+  Noise: var ~ mean over rays of exp(attenuation) (photon counts), normalised to
+  a REFERENCE_PATH_MM water path, raised to the power noise_nonuniformity / 2
+  (0: stationary; bowtie filters and tube-current modulation flatten it in real
+  scanners). Beam hardening: -streak_hu x mean over rays of the squared excess
+  bone-equivalent path, so only rays through dense bone darken the tissue."""
+  pool = map_factor(truth.shape[-1], pixel_mm)
+  n = truth.shape[-1] // pool
+  coarse = truth.reshape(n, pool, n, pool).mean((1, 3))
+  step = pixel_mm * pool
+  mu = jnp.clip((coarse + 1000.0) / 1000.0, 0.0, None) * MU_WATER_PER_MM
+  relative_var = jnp.mean(jnp.exp(ray_paths(mu, step) - MU_WATER_PER_MM * REFERENCE_PATH_MM), 0)
+  scale = relative_var ** (0.5 * physics.noise_nonuniformity)
+  bone = ray_paths(jnp.maximum(coarse - 300.0, 0.0) / 1000.0, step)
+  excess = jnp.maximum(bone - STREAK_THRESHOLD_MM, 0.0) / STREAK_SCALE_MM
+  streak = -physics.streak_hu * jnp.mean(excess ** 2, 0)
+  return (_smooth_upsample(scale, pool, 2.0, out_shape),
+          _smooth_upsample(streak, pool, 1.0, out_shape))
+
+
+def upsample_blur(image, pixel_mm: float, factor: int, mtf50_per_mm):
+  """MTF blur of an image sampled every `factor`-th pixel of the output grid, and its
+  band-limited interpolation onto that grid (the spectrum zero-padded; the coarse
+  Nyquist bin dropped). factor 1 is `blur`."""
+  if factor == 1:
+    return blur(image, pixel_mm, mtf50_per_mm)
+  n = image.shape[-1]
+  m = n * factor
+  spectrum = jnp.fft.rfft2(image) * jnp.exp2(-((radial_frequency(n, pixel_mm * factor)
+                                                / mtf50_per_mm) ** 2))
+  half = n // 2
+  fine = jnp.zeros((*image.shape[:-2], m, m // 2 + 1), spectrum.dtype)
+  fine = fine.at[..., :half, :half].set(spectrum[..., :half, :half])
+  fine = fine.at[..., m - half + 1:, :half].set(spectrum[..., half + 1:, :half])
+  return jnp.fft.irfft2(fine * factor ** 2, s=(m, m))
+
+
+def _reconstruct(key, truth, positions, indices, row_dir, col_dir, physics, dose,
+                 thickness_mm, *, pixel_mm, factor):
+  """Blur (and interpolation by `factor`), beam hardening, calibration and noise
+  (slice k's noise from fold_in(key, k)) of SSP-integrated true HU on the anatomy grid."""
+  matrix = truth.shape[-1] * factor
+  plane_xy = _plane(row_dir, col_dir, matrix, pixel_mm)[..., :2]
   sigma = noise_sigma(physics, thickness_mm, dose)
 
   def one(image, position, index):
-    image = calibrate(blur(image, pixel_mm, physics.mtf50_per_mm),
-                      position[:2] + plane_xy, physics)
-    return image + correlated_noise(keys.item(key, index), image.shape, pixel_mm,
-                                    physics.nps_peak_per_mm, sigma)
+    noise_scale, streak = attenuation_maps(image, pixel_mm * factor, (matrix, matrix),
+                                           physics)
+    sharp = upsample_blur(image, pixel_mm, factor, physics.mtf50_per_mm)
+    matter = jnp.clip((sharp + 1000.0) / 1000.0, 0.0, 1.0)
+    image = calibrate(sharp + matter * streak, position[:2] + plane_xy, physics)
+    return image + noise_scale * correlated_noise(
+        keys.item(key, index), image.shape, pixel_mm, physics.nps_peak_per_mm, sigma)
 
   return jax.vmap(one)(truth, positions, indices)
 
 
 _sample_jit = jax.jit(_sample, static_argnames=("matrix", "pixel_mm"))
-_reconstruct_jit = jax.jit(_reconstruct, static_argnames=("pixel_mm", "thickness_mm"))
+_reconstruct_jit = jax.jit(_reconstruct, static_argnames=("pixel_mm", "factor"))
 
 
 def _chunked(fn, count: int, per_slice: list, *shared, **static):
@@ -191,27 +284,51 @@ class PlaneStack(NamedTuple):
   template: geo.SeriesGeometry  # the in-plane grid the planes were sampled on
 
 
-def render_planes(subject: phantom.Subject, template: geo.SeriesGeometry,
-                  z: np.ndarray, lesion=None) -> PlaneStack:
+def anatomy_grid(geometry: geo.SeriesGeometry, factor: int) -> geo.SeriesGeometry:
+  """Every `factor`-th pixel of the series' grid (same first pixel and slices)."""
+  if geometry.matrix % factor:
+    raise ValueError(f"matrix {geometry.matrix} is not divisible by the anatomy "
+                     f"sampling factor {factor}")
+  return dataclasses.replace(geometry, matrix=geometry.matrix // factor,
+                             pixel_mm=geometry.pixel_mm * factor)
+
+
+def anatomy_factor(matrix: int, pixel_mm: float, anatomy_mm: float) -> int:
+  """The largest k dividing `matrix` with k x pixel_mm <= anatomy_mm (at least 1)."""
+  return max([k for k in range(1, matrix + 1)
+              if matrix % k == 0 and k * pixel_mm <= anatomy_mm * (1 + 1e-6)] or [1])
+
+
+def _sample_series(subject, lesion, geometry, offsets, weights):
+  row, col = (jnp.asarray(d, jnp.float32) for d in (geometry.row_dir, geometry.col_dir))
+  lesion = anatomy.no_lesion() if lesion is None else lesion
+  return _chunked(lambda p, *a, **k: _sample_jit(subject, lesion, p, *a, **k),
+                  geometry.num_slices, [geometry.positions], row, col,
+                  jnp.asarray(offsets), jnp.asarray(weights), matrix=geometry.matrix,
+                  pixel_mm=float(geometry.pixel_mm))
+
+
+def render_planes(subject, template: geo.SeriesGeometry, z: np.ndarray,
+                  lesion=None) -> PlaneStack:
   """Samples the anatomy (with `lesion`, if any) on untilted planes at table z."""
   if template.tilt_deg:
     raise ValueError("plane stacks are untilted; sample tilted series directly")
   positions = np.repeat(template.positions[:1], len(z), axis=0)
   positions[:, 2] = z
-  row, col = (jnp.asarray(d, jnp.float32) for d in (template.row_dir, template.col_dir))
-  hu, brain = _chunked(
-      lambda p, *a, **k: _sample_jit(subject, anatomy.no_lesion() if lesion is None else lesion, p, *a, **k),
-      len(z), [positions],
-      row, col, jnp.zeros(1), jnp.ones(1), matrix=template.matrix,
-      pixel_mm=float(template.pixel_mm))
+  planes = dataclasses.replace(template, positions=positions)
+  hu, brain = _sample_series(subject, lesion, planes, np.zeros(1, np.float32),
+                             np.ones(1, np.float32))
   return PlaneStack(z=np.asarray(z, float), hu=hu, brain=brain, template=template)
 
 
 def integrate_planes(stack: PlaneStack, geometry: geo.SeriesGeometry, ssp_ratio: float):
   """SSP integral of an untilted series from a plane stack (Gaussian quadrature
-  weights on the planes within +-FWHM, the window `ssp_offsets` samples)."""
+  weights on the planes within +-FWHM, the window `ssp_offsets` samples), on the
+  stack's in-plane grid (which must be the series' grid or a lattice of it)."""
   t = stack.template
-  if (geometry.tilt_deg or geometry.matrix != t.matrix
+  factor = round(t.pixel_mm / geometry.pixel_mm)
+  if (geometry.tilt_deg or geometry.matrix != t.matrix * factor
+      or not math.isclose(t.pixel_mm, factor * geometry.pixel_mm, rel_tol=1e-6)
       or not np.allclose(geometry.positions[:, :2], t.positions[0, :2])):
     raise ValueError("series is not on the plane stack's in-plane grid")
   fwhm = geometry.thickness_mm * ssp_ratio
@@ -219,21 +336,26 @@ def integrate_planes(stack: PlaneStack, geometry: geo.SeriesGeometry, ssp_ratio:
   weights = np.where(np.abs(dz) <= fwhm + 1e-6, np.exp(-4 * math.log(2) * (dz / fwhm) ** 2), 0)
   if (weights.sum(1) == 0).any() or np.abs(dz).min(1).max() > 1e-3:
     raise ValueError("plane stack does not cover the series' slice centres")
-  weights /= weights.sum(1, keepdims=True)
-  truth = np.einsum("sp,phw->shw", weights.astype(np.float32), stack.hu)
+  weights = (weights / weights.sum(1, keepdims=True)).astype(np.float32)
+  truth = np.zeros((len(weights), *stack.hu.shape[1:]), np.float32)
+  for s, row in enumerate(weights):  # a few planes per slice: a sparse sum
+    for p in np.flatnonzero(row):
+      truth[s] += row[p] * stack.hu[p]
   return truth, stack.brain[np.abs(dz).argmin(1)]
 
 
-def acquire(key: jax.Array, subject: phantom.Subject, geometry: geo.SeriesGeometry,
+def acquire(key: jax.Array, subject, geometry: geo.SeriesGeometry,
             profile: Profile, dose: float = 1.0, ssp_samples: int = 5,
-            stack: PlaneStack | None = None, lesion=None) -> Acquired:
+            stack: PlaneStack | None = None, lesion=None,
+            anatomy_factor: int = 1) -> Acquired:
   """One series of `subject` on `geometry` as the vendor of `profile` makes it.
 
   `dose` is relative to the vendor's reference dose (1.0 = routine protocol).
-  With `stack` (untilted series only) the SSP is integrated over its planes;
-  otherwise `ssp_samples` sub-planes per slice are sampled, with `lesion`
-  (lesions.anatomy.Lesion) painted into the anatomy. Slice k's noise
-  depends only on fold_in(noise key, k).
+  With `stack` (untilted series only) the SSP is integrated over its planes,
+  whose grid sets the anatomy sampling; otherwise `ssp_samples` sub-planes per
+  slice are sampled on every `anatomy_factor`-th pixel, with `lesion`
+  (lesions.anatomy.Lesion) painted into the anatomy. Slice k's noise depends
+  only on fold_in(noise key, k). `truth` is on the anatomy grid.
   """
   if dose <= 0:
     raise ValueError(f"dose must be positive, got {dose}")
@@ -241,19 +363,20 @@ def acquire(key: jax.Array, subject: phantom.Subject, geometry: geo.SeriesGeomet
   count = geometry.num_slices
   if stack is not None:
     truth, brain = integrate_planes(stack, geometry, profile.physics.ssp_ratio)
+    factor = geometry.matrix // stack.template.matrix
   else:
     offsets, weights = ssp_offsets(geometry.thickness_mm, profile.physics.ssp_ratio,
                                    ssp_samples)
-    truth, brain = _chunked(
-        lambda p, *a, **k: _sample_jit(subject, anatomy.no_lesion() if lesion is None else lesion, p, *a, **k),
-        count, [geometry.positions],
-        row, col, offsets, weights, matrix=geometry.matrix,
-        pixel_mm=float(geometry.pixel_mm))
+    factor = anatomy_factor
+    truth, brain = _sample_series(subject, lesion, anatomy_grid(geometry, factor),
+                                  offsets, weights)
   physics = Physics(*[jnp.float32(v) for v in profile.physics])
   noise_key = keys.stream(key, "noise")
   hu = _chunked(
       lambda t, p, i, *a, **k: _reconstruct_jit(noise_key, t, p, i, *a, **k), count,
       [truth, geometry.positions, np.arange(count)], row, col, physics,
-      jnp.float32(dose), pixel_mm=float(geometry.pixel_mm),
-      thickness_mm=float(geometry.thickness_mm))
+      jnp.float32(dose), jnp.float32(geometry.thickness_mm),
+      pixel_mm=float(geometry.pixel_mm), factor=factor)
+  if factor > 1:
+    brain = np.repeat(np.repeat(brain, factor, axis=1), factor, axis=2)
   return Acquired(hu=hu, stored=store(hu, profile), brain=brain, truth=truth)

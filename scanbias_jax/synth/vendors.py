@@ -38,11 +38,13 @@ class Physics(NamedTuple):
   bone_scale: float      # relative error of HU above 100 (effective-energy difference)
   cupping_hu: float      # residual beam-hardening cupping: centre lower by this much
   ssp_ratio: float       # slice sensitivity profile FWHM / nominal slice thickness
+  noise_nonuniformity: float  # 0 stationary noise; 1 variance ~ photons along the rays
+  streak_hu: float       # beam-hardening error of rays through dense bone (0 = none)
 
 
 NEUTRAL = Physics(mtf50_per_mm=0.35, nps_peak_per_mm=0.24, noise_hu=4.0,
                   water_offset_hu=0.0, bone_scale=1.0, cupping_hu=0.0,
-                  ssp_ratio=1.05)
+                  ssp_ratio=1.05, noise_nonuniformity=0.5, streak_hu=12.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +79,8 @@ PROFILES: dict[str, Profile] = {
         # GE STANDARD: a slightly sharper, higher-peaked texture.
         physics=Physics(mtf50_per_mm=0.38, nps_peak_per_mm=0.29, noise_hu=4.4,
                         water_offset_hu=1.5, bone_scale=1.02, cupping_hu=1.5,
-                        ssp_ratio=1.0),
+                        ssp_ratio=1.0,
+                        noise_nonuniformity=0.55, streak_hu=14.0),
         pixel_representation=1, bits_stored=16, rescale_intercept=-1024.0,
         rescale_slope=1.0, outside_stored=-2000, padding_tag=True,
         field_fraction=1.0, transfer_syntax="explicit",
@@ -91,7 +94,8 @@ PROFILES: dict[str, Profile] = {
         # Siemens J40s/H40s head kernels: smoother texture, lower noise peak.
         physics=Physics(mtf50_per_mm=0.33, nps_peak_per_mm=0.21, noise_hu=3.7,
                         water_offset_hu=-1.0, bone_scale=0.98, cupping_hu=-1.0,
-                        ssp_ratio=1.1),
+                        ssp_ratio=1.1,
+                        noise_nonuniformity=0.45, streak_hu=10.0),
         pixel_representation=0, bits_stored=12, rescale_intercept=-1024.0,
         rescale_slope=1.0, outside_stored=0, padding_tag=False,
         field_fraction=1.0, transfer_syntax="explicit",
@@ -103,7 +107,8 @@ PROFILES: dict[str, Profile] = {
         description_thin="Brain {t:g}mm thin", description_scout="Surview",
         physics=Physics(mtf50_per_mm=0.32, nps_peak_per_mm=0.20, noise_hu=4.1,
                         water_offset_hu=2.0, bone_scale=1.0, cupping_hu=2.5,
-                        ssp_ratio=1.05),
+                        ssp_ratio=1.05,
+                        noise_nonuniformity=0.5, streak_hu=12.0),
         pixel_representation=0, bits_stored=12, rescale_intercept=-1000.0,
         rescale_slope=1.0, outside_stored=0, padding_tag=False,
         field_fraction=0.96, transfer_syntax="rle",
@@ -115,7 +120,8 @@ PROFILES: dict[str, Profile] = {
         description_thin="Brain {t:g}mm FC26 vol", description_scout="Scanogram",
         physics=Physics(mtf50_per_mm=0.30, nps_peak_per_mm=0.17, noise_hu=3.5,
                         water_offset_hu=-2.0, bone_scale=1.01, cupping_hu=0.5,
-                        ssp_ratio=1.0),
+                        ssp_ratio=1.0,
+                        noise_nonuniformity=0.5, streak_hu=11.0),
         pixel_representation=1, bits_stored=16, rescale_intercept=-1024.0,
         rescale_slope=1.0, outside_stored=-2048, padding_tag=True,
         field_fraction=0.98, transfer_syntax="jpeg2000",
