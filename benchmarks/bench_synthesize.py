@@ -1,37 +1,44 @@
-"""Synthesis throughput: studies per second with DICOM write, default and paper sizes.
+"""Synthesis throughput, against the pre-atlas implementation measured in the same run.
 
-  python -m benchmarks.bench_synthesize [--studies=4] [--paper_studies=1]
+  python -m benchmarks.bench_synthesize [--studies=3] [--paper_studies=1]
+      [--baseline=c2d2add]
 
 Each size is timed after one warm-up study (compilation excluded) and split into
-rendering (anatomy + scanner) and writing (DICOM encode + disk). Ratios are against
-the default-size study measured in the same run. Last, the whole-cohort wall time
-(process start and compilation included) with 1 and 2 worker processes.
+rendering (anatomy + scanner) and writing (DICOM encode + disk), on one process.
+The baseline is the package at git revision --baseline (the analytic phantom,
+sampled per series at full resolution), extracted to a temporary folder and run
+in a subprocess with the same configs' sizes; the ratio baseline / now is printed.
 """
+import json
+import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import jax
 from absl import app, flags
 
-from configs import default, paper
-from scanbias_jax import keys
-from scanbias_jax.synth import cohort, export
-
-_STUDIES = flags.DEFINE_integer("studies", 4, "Timed studies at the default size.")
+_STUDIES = flags.DEFINE_integer("studies", 3, "Timed studies at the default size.")
 _PAPER_STUDIES = flags.DEFINE_integer("paper_studies", 1, "Timed studies at paper size.")
-_POOL_STUDIES = flags.DEFINE_integer("pool_studies", 8,
-                                     "Studies for the whole-cohort wall time, 1 vs 2 workers.")
+_BASELINE = flags.DEFINE_string("baseline", "c2d2add", "git revision of the baseline.")
+_WORKER = flags.DEFINE_string("worker", "", "internal: run one measurement, print JSON")
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {"default (256^2)": ("default", 256), "paper (512^2)": ("paper", 512)}
 
 
-def measure(synth, count: int) -> dict:
+def measure(config_name: str, matrix: int, count: int) -> dict:
+  import importlib  # pylint: disable=g-import-not-at-top
+  from scanbias_jax import keys  # pylint: disable=g-import-not-at-top
+  from scanbias_jax.synth import cohort, export  # pylint: disable=g-import-not-at-top
+  synth = importlib.import_module(f"configs.{config_name}").get_config().synth
+  synth.matrix, synth.num_studies, synth.workers = matrix, count + 1, 1
   key = keys.stream(keys.root(0), "bench")
-  synth.num_studies = count + 1
-  plans = cohort.plan_cohort(key, synth)
   render = write = 0.0
-  pixels = 0
   with tempfile.TemporaryDirectory() as tmp:
-    for i, plan in enumerate(plans):
+    for i, plan in enumerate(cohort.plan_cohort(key, synth)):
       t0 = time.perf_counter()
       rendered = cohort.render_study(key, plan, synth)
       t1 = time.perf_counter()
@@ -40,36 +47,43 @@ def measure(synth, count: int) -> dict:
       if i:  # the first study compiles
         render += t1 - t0
         write += t2 - t1
-        pixels += sum(s.acquired.stored.size for s in rendered)
-  total = render + write
-  return dict(studies_per_s=count / total, s_per_study=total / count,
-              render_share=render / total, mpixels_per_s=pixels / total / 1e6)
+  peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  return dict(s_per_study=(render + write) / count, render_share=render / (render + write),
+              peak_rss_mb=peak_mb)
 
 
-def cohort_wall(synth, count: int, workers: int) -> float:
-  """Wall time of write_cohort (spawn, compilation and all) for `count` studies."""
-  synth.num_studies, synth.workers = count, workers
-  with tempfile.TemporaryDirectory() as tmp:
-    start = time.perf_counter()
-    export.write_cohort(keys.stream(keys.root(0), "bench"), synth, Path(tmp))
-    return time.perf_counter() - start
+def run_worker(root: Path, config_name: str, matrix: int, count: int) -> dict:
+  env = dict(os.environ, PYTHONPATH=str(root), XLA_FLAGS="--xla_cpu_multi_thread_eigen=false",
+             JAX_PLATFORMS="cpu")
+  script = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); "
+            f"from benchmarks.bench_synthesize import measure; "
+            f"print(json.dumps(measure({config_name!r}, {matrix}, {count})))")
+  # taskset: one core, as the issue asks; the baseline's package shadows ours first.
+  command = ["taskset", "-c", "0", sys.executable, "-c",
+             script.replace(f"sys.path.insert(0, {str(ROOT)!r})",
+                            f"sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(root)!r})")]
+  out = subprocess.run(command, env=env, capture_output=True, text=True, cwd=root)
+  if out.returncode:
+    raise RuntimeError(out.stderr[-2000:])
+  return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv):
   del argv
-  print(f"devices: {jax.devices()}")
-  rows = {"default (128^2)": measure(default.get_config().synth, _STUDIES.value),
-          "paper (512^2)": measure(paper.get_config().synth, _PAPER_STUDIES.value)}
-  base = rows["default (128^2)"]["s_per_study"]
-  for name, r in rows.items():
-    print(f"{name:16s} {r['studies_per_s']:.3f} studies/s  {r['s_per_study']:.2f} s/study "
-          f"(x{r['s_per_study'] / base:.1f} of default)  render {r['render_share']:.0%}  "
-          f"{r['mpixels_per_s']:.2f} Mpixel/s written")
-  n = _POOL_STUDIES.value
-  serial = cohort_wall(default.get_config().synth, n, 1)
-  parallel = cohort_wall(default.get_config().synth, n, 2)
-  print(f"write_cohort, {n} default studies: 1 worker {serial:.1f} s, 2 workers "
-        f"{parallel:.1f} s (x{serial / parallel:.2f})")
+  with tempfile.TemporaryDirectory() as tmp:
+    base = Path(tmp) / "baseline"
+    base.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", _BASELINE.value,
+                              "scanbias_jax", "configs"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+    for name, (config_name, matrix) in SIZES.items():
+      count = _STUDIES.value if config_name == "default" else _PAPER_STUDIES.value
+      now = run_worker(ROOT, config_name, matrix, count)
+      old = run_worker(base, config_name, matrix, count)
+      print(f"{name:16s} now {now['s_per_study']:6.2f} s/study (render "
+            f"{now['render_share']:.0%}, peak RSS {now['peak_rss_mb']:.0f} MB)  baseline "
+            f"{_BASELINE.value} {old['s_per_study']:6.2f} s/study  ratio "
+            f"x{old['s_per_study'] / now['s_per_study']:.1f}", flush=True)
 
 
 if __name__ == "__main__":

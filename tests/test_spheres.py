@@ -104,18 +104,20 @@ def test_insert_is_jittable_vmappable_and_absent_is_identity(brain):
 def test_painted_lesion_replaces_the_anatomy_inside_the_sphere():
   lesion = anatomy.Lesion(jnp.array([10.0, -5.0, 20.0]), jnp.float32(15.0), jnp.float32(50.0),
                           jnp.float32(2.0), jnp.uint32(9), jnp.asarray(True))
-  flat = lambda subject, p: (jnp.full(p.shape[:-1], 30.0), jnp.ones(p.shape[:-1], bool))
+  class Flat:  # an anatomy of 30 HU everywhere
+    def hu_and_brain(self, p):
+      return jnp.full(p.shape[:-1], 30.0), jnp.ones(p.shape[:-1], bool)
   offsets = np.stack(np.meshgrid(*[np.arange(-20.0, 20.5, 1.0)] * 3, indexing="ij"), -1)
   points = (np.asarray(lesion.centre_mm) + offsets + 0.5).reshape(-1, 3).astype(np.float32)
-  hu, _ = jax.jit(anatomy.with_lesion(lesion, flat))(None, points)
+  hu, _ = anatomy.with_lesion(lesion)(Flat(), points)
   inside = np.linalg.norm(points - np.asarray(lesion.centre_mm), axis=-1) <= 15.0
   hu = np.asarray(hu)
   assert (hu[~inside] == 30.0).all()
   assert hu[inside].mean() == pytest.approx(50.0, abs=0.15)
   assert hu[inside].std() == pytest.approx(2.0, rel=0.05)
-  again, _ = anatomy.with_lesion(lesion, flat)(None, points)
+  again, _ = anatomy.with_lesion(lesion)(Flat(), points)
   np.testing.assert_array_equal(np.asarray(again), hu)   # one texture field per seed
-  unchanged, _ = anatomy.with_lesion(anatomy.no_lesion(), flat)(None, points)
+  unchanged, _ = anatomy.with_lesion(anatomy.no_lesion())(Flat(), points)
   assert (np.asarray(unchanged) == 30.0).all()
 
 
