@@ -111,7 +111,7 @@ def _brain(gm, wm, t1):
   return p, cavity
 
 
-def _face_and_base(grid, hu, inner, outside):
+def _face_and_base(grid, hu, outside):
   """Skull base, face and neck below the cranial cavity (MNI mm, hand-placed)."""
   x, y, z = grid
   # Head outline under the cranium: a rounded box through face and neck.
@@ -199,7 +199,7 @@ def build() -> Reference:
   hu[scalp] = tissue.SOFT
 
   outside = ~(cavity | skull | scalp)
-  region, canal, cord = _face_and_base(grid, hu, cavity, outside)
+  region, canal, cord = _face_and_base(grid, hu, outside)
   head = cavity | skull | scalp | region
   # Subcutaneous fat: the soft tissue 2-3 voxels under the skin.
   deep = ndimage.binary_erosion(head, iterations=2) & ~ndimage.binary_erosion(head, iterations=4)

@@ -108,7 +108,7 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
 
 def lesion_record(rendered) -> dict | None:
   """The sphere placed in the anatomy before acquisition (LPS mm), if any."""
-  lesion = rendered[0].lesion if rendered and hasattr(rendered[0], "lesion") else None
+  lesion = rendered[0].lesion if rendered else None
   if lesion is None:
     return None
   return dict(centre_lps_mm=[float(v) for v in np.asarray(lesion.centre_mm)],

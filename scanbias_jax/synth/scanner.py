@@ -191,7 +191,7 @@ def ray_paths(values: jax.Array, pixel_mm: float) -> jax.Array:
                     *(d * pixel_mm * math.sqrt(2.0) for d in diagonal)])
 
 
-def _smooth_upsample(image, pool, sigma_px, shape):
+def _smooth_upsample(image, sigma_px, shape):
   """Gaussian-smoothed map on the pooled grid, linearly resized to `shape`."""
   f = radial_frequency(image.shape[-1], 1.0)
   smooth = jnp.fft.irfft2(jnp.fft.rfft2(image) * jnp.exp(-2 * (jnp.pi * sigma_px * f) ** 2),
@@ -217,8 +217,8 @@ def attenuation_maps(truth, pixel_mm: float, out_shape, physics: Physics):
   bone = ray_paths(jnp.maximum(coarse - 300.0, 0.0) / 1000.0, step)
   excess = jnp.maximum(bone - STREAK_THRESHOLD_MM, 0.0) / STREAK_SCALE_MM
   streak = -physics.streak_hu * jnp.mean(excess ** 2, 0)
-  return (_smooth_upsample(scale, pool, 2.0, out_shape),
-          _smooth_upsample(streak, pool, 1.0, out_shape))
+  return (_smooth_upsample(scale, 2.0, out_shape),
+          _smooth_upsample(streak, 1.0, out_shape))
 
 
 def upsample_blur(image, pixel_mm: float, factor: int, mtf50_per_mm):
