@@ -46,19 +46,24 @@ def _head_and_brain(image, pixel_mm):
   return head, bone, cavity, brain
 
 
-def _detrended_rois(image, brain, pixel_mm):
-  """Squares of ROI_MM wholly inside the brain, each minus a quadratic surface fit."""
+def brain_of_slice(image, pixel_mm):
+  """bool mask of the intracranial soft tissue of one axial HU slice (eroded 3 mm)."""
+  return _head_and_brain(image, pixel_mm)[3]
+
+
+def detrended_rois(image, brain, pixel_mm):
+  """Squares of ROI_MM wholly inside the brain (half-overlapping), each minus its
+  least-squares quadratic surface."""
   n = max(8, int(round(ROI_MM / pixel_mm)))
   yy, xx = np.mgrid[:n, :n] / n - 0.5
   design = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], -1).reshape(-1, 6)
-  rois = []
-  for r in range(0, image.shape[0] - n, n // 2):
-    for c in range(0, image.shape[1] - n, n // 2):
-      if brain[r:r + n, c:c + n].all():
-        patch = image[r:r + n, c:c + n].astype(np.float64).ravel()
-        coef, *_ = np.linalg.lstsq(design, patch, rcond=None)
-        rois.append((patch - design @ coef).reshape(n, n))
-  return rois
+  corners = [(r, c) for r in range(0, image.shape[0] - n, n // 2)
+             for c in range(0, image.shape[1] - n, n // 2) if brain[r:r + n, c:c + n].all()]
+  if not corners:
+    return []
+  patches = np.stack([image[r:r + n, c:c + n].astype(np.float64).ravel() for r, c in corners])
+  residual = patches - patches @ (design @ np.linalg.pinv(design)).T
+  return list(residual.reshape(-1, n, n))
 
 
 def radial_nps(rois, pixel_mm):
@@ -136,7 +141,7 @@ def white_matter_rois(volume, brains, pixel_mm, middle_hu):
     smooth = ndimage.gaussian_filter(image, 2.0 / pixel_mm)
     white_matter = ndimage.binary_erosion(brain & (smooth < middle_hu),
                                           iterations=max(1, int(round(2.0 / pixel_mm))))
-    rois += _detrended_rois(image, white_matter, pixel_mm)
+    rois += detrended_rois(image, white_matter, pixel_mm)
   if not rois:
     raise ValueError("no white-matter ROI of the brain fits: cannot measure noise")
   return rois

@@ -13,7 +13,7 @@ import numpy as np
 
 from scanbias_jax import keys
 from scanbias_jax.evaluate import results
-from scanbias_jax.experiments import common, datasets
+from scanbias_jax.experiments import common, controls, datasets
 
 TASK = "name_manufacturer"
 
@@ -90,7 +90,14 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
   tests = {results.MIXED: stacks("test")}
   tests.update({g: stacks("test", g) for g in groups})
   scored = {name: (y, common.predict(ens, variables, x)) for name, (x, y) in tests.items()}
-  return {results.MIXED: results.classification_condition(
+  condition = results.classification_condition(
       keys.stream(key, "evaluate"), results.MIXED,
       (val_y, common.predict(ens, variables, val_x)), scored, settings.select_k,
-      positive_class=groups[1], n_resamples=settings.bootstrap_resamples)}
+      positive_class=groups[1], n_resamples=settings.bootstrap_resamples)
+  # Control: the member-averaged selected output against shuffled test labels, with
+  # the accuracy's Wilson interval beside the bootstrap's.
+  labels, member_scores = scored[results.MIXED]
+  averaged = np.asarray(member_scores)[condition["selection"]["selected"]].mean(0)
+  condition["controls"] = controls.binary_scores(
+      keys.stream(key, "controls"), labels, averaged, settings.bootstrap_resamples)
+  return {results.MIXED: condition}

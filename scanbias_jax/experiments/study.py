@@ -18,7 +18,7 @@ from scanbias_jax import keys
 from scanbias_jax.cohort import balance
 from scanbias_jax.cohort.ingest import ingest_tree
 from scanbias_jax.evaluate import results as results_lib
-from scanbias_jax.experiments import common, datasets, name_manufacturer, samples, segmentation
+from scanbias_jax.experiments import common, controls, datasets, name_manufacturer, samples, segmentation
 from scanbias_jax.experiments import precompile, spheres
 from scanbias_jax.experiments import prepare as prepare_lib
 from scanbias_jax.report import figures, render
@@ -87,6 +87,9 @@ def experiments(config, prepared_dir: Path, workdir: Path, say) -> dict:
     started = time.time()
     results[task] = runners[task](config, prepared, keys.stream(key, task), train_dir)
     say("train", f"{task}: {time.time() - started:.0f} s")
+  if "name_manufacturer" in config.experiments.tasks:
+    results["controls"] = dict(texture_probe=controls.texture_probe(
+        config, prepared, keys.stream(key, "controls/probe")))
   tmp = workdir / "results.json.tmp"
   tmp.write_text(json.dumps(results_lib.to_jsonable(results), indent=1, sort_keys=True))
   os.replace(tmp, path)

@@ -51,7 +51,29 @@ def recognisable(results: dict) -> list[str]:
         f"Name the Manufacturer (trained on {name}, {test['n']} test studies): "
         f"{verdict} ({_pct(accuracy)}, 95% CI {_pct(low)}-{_pct(high)}; "
         f"chance {_pct(chance)}).")
+    lines += control_lines(condition.get("controls"), "the CNN's member-averaged output")
+  probe = results.get("controls", {}).get("texture_probe")
+  if probe is not None:
+    lines += control_lines(probe, "the noise-texture probe (logistic regression on "
+                           "brain NPS features; the signal's ceiling)")
   return lines or ["Name the Manufacturer: n/a (not run)."]
+
+
+def control_lines(control, who: str) -> list[str]:
+  """One line: accuracy (Wilson interval), AUROC (bootstrap) and permutation p."""
+  if not control:
+    return []
+  if "reason" in control:
+    return [f"Control, {who}: n/a ({control['reason']})."]
+  low, high = control["accuracy_ci"]
+  a_low, a_high = control["auroc_ci"]
+  if not _finite(control["auroc"], a_low, a_high):
+    return [f"Control, {who}: AUROC undefined on {control['n']} test studies."]
+  return [f"Control, {who}: accuracy {_pct(control['accuracy'])} "
+          f"(95% Wilson {_pct(low)}-{_pct(high)}), AUROC {control['auroc']:.3f} "
+          f"(95% bootstrap {a_low:.3f}-{a_high:.3f}), permutation p = "
+          f"{control['permutation_p']:.4f} ({control['n_permutations']} shuffles of the "
+          f"{control['n']} test labels)."]
 
 
 def _drop(condition: dict, other: str, metric: str):

@@ -1,0 +1,78 @@
+"""Controls for Name the Manufacturer: the noise-texture probe (a positive control,
+the signal's ceiling) and permutation p-values.
+
+The probe (evaluate/probe.py) reads each study's ingested volume inside its brain
+mask (the prepare stage's), fits on the training split, scores the test split. Its
+AUROC interval is the stratified study bootstrap of evaluate/bootstrap.py, its
+accuracy interval Wilson's (it does not collapse to a point at 0 or 100 %).
+"""
+import numpy as np
+
+from scanbias_jax import keys
+from scanbias_jax.evaluate import bootstrap, metrics, probe
+from scanbias_jax.experiments import datasets
+
+N_PERMUTATIONS = 10000
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> list[float]:
+  """Wilson score interval of a proportion (95 % by default); [nan, nan] for n = 0."""
+  if n == 0:
+    return [float("nan")] * 2
+  p = successes / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def binary_scores(key, labels, scores, n_resamples: int) -> dict:
+  """Metrics of 0/1 labels and scores with intervals and a permutation p-value."""
+  labels = np.asarray(labels).astype(int)
+  point = metrics.classification(labels, scores)
+  correct = int(((np.asarray(scores) >= 0.5) == (labels == 1)).sum())
+  ci = bootstrap.classification_ci(keys.stream(key, "bootstrap"), labels, scores, n_resamples)
+  return dict(n=int(labels.size), accuracy=point["accuracy"], auroc=point["auroc"],
+              accuracy_ci=wilson_interval(correct, labels.size), auroc_ci=ci["auroc"],
+              accuracy_ci_method="Wilson score", auroc_ci_method="stratified study bootstrap",
+              permutation_p=probe.permutation_p_value(
+                  keys.numpy_rng(keys.stream(key, "permutation")), labels, scores,
+                  N_PERMUTATIONS),
+              n_permutations=N_PERMUTATIONS)
+
+
+def study_features(prepared: datasets.Prepared, rows) -> tuple[np.ndarray, list[str]]:
+  """(features of the rows whose brain holds a texture square, why each other row has
+  none); the kept rows keep their order."""
+  table, skipped = [], []
+  for row in rows:
+    volume, spacing = datasets.read_nifti(datasets.volume_path(prepared, row))
+    mask, _ = datasets.read_nifti(datasets.mask_path(prepared, row))
+    try:
+      table.append(probe.texture_features(volume, mask, float(spacing[0])))
+    except ValueError as error:
+      table.append(None)
+      skipped.append(f"study {row['study_id']}: {error}")
+  return table, skipped
+
+
+def texture_probe(config, prepared: datasets.Prepared, key) -> dict:
+  """The probe on the train and test splits (binary: two groups), or a reason."""
+  groups = list(prepared.group_values)
+  if len(groups) != 2:
+    return {"reason": f"the probe control is binary here; {len(groups)} groups"}
+  data, skipped = {}, []
+  for split in ("train", "test"):
+    rows = datasets.select(prepared, split)
+    features, why = study_features(prepared, rows)
+    skipped += why
+    kept = [(f, groups.index(r[prepared.group])) for f, r in zip(features, rows)
+            if f is not None]
+    data[split] = (np.array([f for f, _ in kept]), np.array([y for _, y in kept]))
+  (train_x, train_y), (test_x, test_y) = data["train"], data["test"]
+  if len(set(train_y.tolist())) < 2 or len(set(test_y.tolist())) < 2:
+    return {"reason": "too few studies with a measurable brain texture "
+                      f"({len(skipped)} without)", "skipped": skipped}
+  scores = probe.fit_and_score(train_x, train_y, test_x)[:, 1]
+  out = binary_scores(key, test_y, scores, config.experiments.bootstrap_resamples)
+  return dict(out, positive_class=groups[1], features=probe.feature_names(),
+              n_train=len(train_y), skipped=skipped)
