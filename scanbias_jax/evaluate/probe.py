@@ -10,6 +10,7 @@ groups the images carry the signal, and a CNN below the probe has not found all 
 """
 import numpy as np
 from scipy import ndimage
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -36,7 +37,7 @@ def texture_features(volume: np.ndarray, mask: np.ndarray, pixel_mm: float) -> n
   """float64 [len(feature_names())] of one HU volume [i, j, k] and its brain mask.
 
   The NPS is read (log, interpolated) at FREQUENCIES_PER_MM; frequencies beyond the
-  grid's are NaN (`fit_and_score` fills them).
+  grid's are NaN (`fit_and_score` imputes them).
   Raises ValueError when no brain square fits (the mask is empty or too thin).
   """
   volume = np.asarray(volume, np.float32)
@@ -59,25 +60,15 @@ def texture_features(volume: np.ndarray, mask: np.ndarray, pixel_mm: float) -> n
   return np.array(bands + [np.log(high_sd), float(np.mean(volume[..., slices][brain]))])
 
 
-def _fill_missing(train_x, test_x):
-  """NaN entries take the column's training mean; all-NaN columns become 0."""
-  finite = np.isfinite(train_x)
-  counts = finite.sum(0)
-  sums = np.where(finite, train_x, 0.0).sum(0)
-  mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-  fill = lambda x: np.where(np.isfinite(x), x, mean)
-  return fill(train_x), fill(test_x)
-
-
 def fit_and_score(train_x, train_y, test_x, regularization: float = 1.0) -> np.ndarray:
   """Test-split probabilities [n_test, n_classes] of a standardised logistic regression
   (L2, C = `regularization`) fitted on the training split; columns follow sorted labels."""
-  train_x, test_x = _fill_missing(np.asarray(train_x, np.float64),
-                                  np.asarray(test_x, np.float64))
-  model = make_pipeline(StandardScaler(),
+  # NaN (frequencies beyond a grid) take the training mean; all-NaN columns become 0.
+  model = make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True),
+                        StandardScaler(),
                         LogisticRegression(C=regularization, max_iter=5000))
-  model.fit(train_x, np.asarray(train_y))
-  return model.predict_proba(test_x)
+  model.fit(np.asarray(train_x, np.float64), np.asarray(train_y))
+  return model.predict_proba(np.asarray(test_x, np.float64))
 
 
 def permutation_p_value(rng: np.random.Generator, labels, scores,
@@ -91,6 +82,6 @@ def permutation_p_value(rng: np.random.Generator, labels, scores,
   labels = np.asarray(labels).astype(int).ravel()
   scores = np.asarray(scores, np.float64).ravel()
   observed = bootstrap.resampled_auroc(labels[None], scores[None])[0]
-  shuffled = np.stack([rng.permutation(labels) for _ in range(n_permutations)])
+  shuffled = rng.permuted(np.tile(labels, (n_permutations, 1)), axis=1)
   null = bootstrap.resampled_auroc(shuffled, np.broadcast_to(scores, shuffled.shape))
   return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))

@@ -29,7 +29,7 @@ def binary_scores(key, labels, scores, n_resamples: int) -> dict:
   """Metrics of 0/1 labels and scores with intervals and a permutation p-value."""
   labels = np.asarray(labels).astype(int)
   point = metrics.classification(labels, scores)
-  correct = int(((np.asarray(scores) >= 0.5) == (labels == 1)).sum())
+  correct = int(round(point["accuracy"] * labels.size))
   ci = bootstrap.classification_ci(keys.stream(key, "bootstrap"), labels, scores, n_resamples)
   return dict(n=int(labels.size), accuracy=point["accuracy"], auroc=point["auroc"],
               accuracy_ci=wilson_interval(correct, labels.size), auroc_ci=ci["auroc"],

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from scanbias_jax import keys
-from scanbias_jax.evaluate import results
+from scanbias_jax.evaluate import metrics, results
 from scanbias_jax.experiments import common, controls, datasets
 
 TASK = "name_manufacturer"
@@ -97,7 +97,7 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
   # Control: the member-averaged selected output against shuffled test labels, with
   # the accuracy's Wilson interval beside the bootstrap's.
   labels, member_scores = scored[results.MIXED]
-  averaged = np.asarray(member_scores)[condition["selection"]["selected"]].mean(0)
+  averaged = metrics.average_scores(member_scores, condition["selection"]["selected"])
   condition["controls"] = controls.binary_scores(
       keys.stream(key, "controls"), labels, averaged, settings.bootstrap_resamples)
   return {results.MIXED: condition}
