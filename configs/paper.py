@@ -24,9 +24,13 @@ def get_config():
   config.models.spheres.learning_rate = 5e-5
   config.models.segmentation.learning_rate = 1e-4
   config.ingest.paper_grid.in_plane = 256
+  config.ingest.paper_grid.slice_resampling = "linear"  # "thinner series linearly interpolated"
   config.experiments.select_k = 6
+  config.experiments.manufacturer_input = "slices"  # whole 256 x 256 slices
   config.experiments.spheres_shape = (256, 256, 35)
   config.experiments.segmentation_shape = (256, 256, 32)
+  config.models.name_manufacturer.model_kwargs = ml_collections.ConfigDict()  # paper's
+  config.models.name_manufacturer.num_epochs = 30
   config.models.spheres.model_kwargs = ml_collections.ConfigDict()       # paper widths
   config.models.spheres.num_epochs = 30
   config.models.segmentation.model_kwargs = ml_collections.ConfigDict()

@@ -33,6 +33,9 @@ def get_config():
   config.models.segmentation.num_epochs = 2
   config.models.spheres.num_epochs = 2
   config.experiments.select_k = 1
+  config.experiments.crop_size = 16
+  config.experiments.train_crops_per_study = 4
+  config.experiments.eval_crops_per_study = 2
   config.experiments.bootstrap_resamples = 100
   config.experiments.spheres_shape = (32, 32, 16)
   config.experiments.segmentation_shape = (32, 32, 16)

@@ -73,3 +73,37 @@ def test_paper_grid_shape_and_spacing(spacing):
   out = resample.to_paper_grid(vol, _grid(16, 35), -1024.0)
   assert out.hu.shape == (16, 16, 35)
   np.testing.assert_allclose(np.linalg.norm(out.affine[:3, :3], axis=0), [12.5, 12.5, 5.0])
+
+
+def test_average_weights_by_hand():
+  weights = resample.average_weights(5, 2.0)    # 2.5 mm slices -> 5 mm slabs
+  np.testing.assert_allclose(weights, [[2 / 3, 1 / 3, 0, 0, 0],
+                                       [0, 0.25, 0.5, 0.25, 0],
+                                       [0, 0, 0, 1 / 3, 2 / 3]], atol=1e-7)
+  np.testing.assert_allclose(resample.average_weights(9, 4.0).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_slab_average_keeps_geometry_and_gives_thick_slice_noise():
+  """A 5 mm slab of 2.5 mm slices of white noise: weights (1/4, 1/2, 1/4), SD x sqrt(3/8);
+  constants stay, and slice centres sit where linear resampling puts them."""
+  rng = np.random.default_rng(0)
+  vol = _volume((64, 64, 41), 2.5)
+  noise = rng.normal(0.0, 10.0, vol.hu.shape).astype(np.float32) + 40.0
+  hu, affine = resample.average_slices(noise, vol.affine, 5.0)
+  _, linear_affine = resample.resample_slices(noise, vol.affine, 5.0)
+  np.testing.assert_array_equal(affine, linear_affine)
+  assert hu.shape == (64, 64, 21)
+  assert hu[..., 1:-1].std() == pytest.approx(10.0 * np.sqrt(3 / 8), rel=0.03)
+  assert hu.mean() == pytest.approx(40.0, abs=0.1)
+  constant, _ = resample.average_slices(np.full((4, 4, 9), 7.0, np.float32), vol.affine, 5.0)
+  np.testing.assert_allclose(constant, 7.0, rtol=1e-6)
+
+
+def test_paper_grid_names_its_slice_resampling():
+  vol = _volume((16, 16, 40), 2.5)
+  grid = _grid(16, 6)
+  grid.slice_resampling = "average"
+  assert "slices 2.5 -> 5 mm (average)" in resample.to_paper_grid(vol, grid, -1024.0).notes
+  grid.slice_resampling = "cubic"
+  with pytest.raises(ValueError, match="slice_resampling"):
+    resample.to_paper_grid(vol, grid, -1024.0)

@@ -1,6 +1,7 @@
 """Skull stripping: synthetic shapes, and Dice against the phantom's true brain mask."""
 import jax
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from scanbias_jax import keys
@@ -85,3 +86,26 @@ def test_dice_against_phantom_truth_meets_aim(acquired, vendor):
   mask = skullstrip.brain_mask(hu, (FOV / MATRIX, FOV / MATRIX, 5.0))
   assert skullstrip.dice(mask, truth) >= DICE_AIM
   assert (mask & ~truth).sum() < 0.02 * truth.sum()   # little outside the cavity
+
+
+@pytest.mark.parametrize("radius, spacing", [(8.0, (0.98, 0.98, 5.0)), (4.0, (1.0, 2.0, 2.5)),
+                                             (3.0, (1.5, 1.5, 1.25))])
+def test_distance_morphology_matches_structuring_elements(radius, spacing):
+  """dilate / erode / close through the distance transform give scipy's voxels with
+  the disk / ball element, borders included."""
+  rng = np.random.default_rng(int(radius))
+  mask = ndimage.binary_opening(rng.random((40, 36, 9)) > 0.55)
+  mask[:3] = True                                  # the border matters for erosion
+  for in_plane, element in ((True, skullstrip.disk(radius, spacing)),
+                            (False, skullstrip.ball(radius, spacing))):
+    np.testing.assert_array_equal(skullstrip.dilate(mask, radius, spacing, in_plane),
+                                  ndimage.binary_dilation(mask, element))
+    np.testing.assert_array_equal(skullstrip.erode(mask, radius, spacing, in_plane),
+                                  ndimage.binary_erosion(mask, element))
+    width = [s // 2 + 1 for s in element.shape]
+    padded = np.pad(mask, [(w, w) for w in width])
+    reference = ndimage.binary_closing(padded, element)[tuple(slice(w, -w) for w in width)]
+    np.testing.assert_array_equal(skullstrip.close(mask, radius, spacing, in_plane), reference)
+  empty = np.zeros((5, 5, 3), bool)
+  assert not skullstrip.dilate(empty, radius, spacing).any()
+  assert not skullstrip.close(empty, radius, spacing).any()

@@ -1,9 +1,14 @@
 """Name the Manufacturer (paper 3.3.1): can a shallow CNN tell the groups apart?
 
-Training samples are three distinct random slices of a study, stacked as
-channels, drawn afresh per sample and epoch; validation and test use one fixed
-stack per study (drawn from the "eval" stream), so every member sees the same
-evaluation inputs. Label 1 is the second group value (the paper's Siemens).
+Two inputs (`experiments.manufacturer_input`):
+  "slices" (the paper's): three distinct random whole slices of a study, stacked
+    as channels, drawn afresh per sample and epoch; validation and test use one
+    fixed stack per study (drawn from the "eval" stream).
+  "crops": `brain_crops` stacks, `train_crops_per_study` per training study (each
+    randomly flipped per epoch) and `eval_crops_per_study` per evaluated study,
+    whose member probabilities are averaged per study before any metric.
+Every member sees the same evaluation inputs. Label 1 is the second group value
+(the paper's Siemens).
 """
 import functools
 import os
@@ -13,7 +18,7 @@ import numpy as np
 
 from scanbias_jax import keys
 from scanbias_jax.evaluate import metrics, results
-from scanbias_jax.experiments import common, controls, datasets
+from scanbias_jax.experiments import brain_crops, common, controls, datasets
 
 TASK = "name_manufacturer"
 
@@ -29,14 +34,28 @@ def _volumes(prepared, split, group_value, in_plane):
 def sample_shapes(config) -> dict:
   """Per-sample shapes: training volumes on the ingest grid (the stack is drawn in the
   step), evaluation stacks, labels; all float32 (`precompile` builds from these)."""
-  grid = config.ingest.paper_grid
-  in_plane = config.experiments.in_plane or grid.in_plane
+  grid, settings = config.ingest.paper_grid, config.experiments
+  n_slices = config.prepare.stack_slices
+  if _uses_crops(config):
+    crop = (settings.crop_size, settings.crop_size, n_slices)
+    return dict(train_x=crop, eval_x=crop, y=())
+  in_plane = settings.in_plane or grid.in_plane
   return dict(train_x=(in_plane, in_plane, grid.n_slices),
               eval_x=(in_plane, in_plane, config.prepare.stack_slices), y=())
 
 
+def _uses_crops(config) -> bool:
+  choice = config.experiments.get("manufacturer_input", "slices")
+  if choice not in ("slices", "crops"):
+    raise ValueError(f"experiments.manufacturer_input must be 'slices' or 'crops', got {choice!r}")
+  return choice == "crops"
+
+
 def augment(config):
-  """The training augmentation: a fresh random slice stack per sample and epoch."""
+  """The training augmentation: a fresh random slice stack per sample and epoch
+  (slices), a random flip (crops)."""
+  if _uses_crops(config):
+    return brain_crops.flip_augment
   return _augment(config.prepare.stack_slices, *config.prepare.original_window)
 
 
@@ -66,11 +85,9 @@ def _stacker(n_slices: int, level: float, width: float):
       key, volumes, rows, n_slices, level=level, width=width))
 
 
-def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
-  """{"mixed": Condition} (empty with a reason when there are not two groups)."""
-  groups = list(prepared.group_values)
-  if len(groups) != 2:
-    return {"reason": f"Name the Manufacturer is a binary task; {len(groups)} groups"}
+def _slice_sets(config, prepared, key):
+  """{split or (split, group): (x, y, study, n_studies)} of the paper's slice stacks
+  (one sample per study, so `study` is the identity)."""
   settings = config.experiments
   window = dict(n_slices=config.prepare.stack_slices,
                 level=config.prepare.original_window[0],
@@ -79,21 +96,72 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
 
   def stacks(split, group_value=None):
     volumes, labels = _volumes(prepared, split, group_value, settings.in_plane)
-    return _stacks(keys.stream(eval_key, split), volumes, window), labels.astype(np.float32)
+    x = _stacks(keys.stream(eval_key, split), volumes, window)
+    return x, labels.astype(np.float32), np.arange(len(labels)), labels
 
   train_volumes, train_labels = _volumes(prepared, "train", None, settings.in_plane)
-  val_x, val_y = stacks("val")
+  sets = {"train": (train_volumes, train_labels.astype(np.float32), None, None),
+          "val": stacks("val"), "test": stacks("test")}
+  sets.update({("test", g): stacks("test", g) for g in prepared.group_values})
+  return sets, []
+
+
+def _crop_sets(config, prepared):
+  """The same layout for brain crops (`brain_crops.crop_set`) and the studies skipped."""
+  settings = config.experiments
+  common_args = dict(size=settings.crop_size, n_slices=config.prepare.stack_slices,
+                     level=config.prepare.original_window[0],
+                     width=config.prepare.original_window[1])
+  sets, skipped = {}, []
+
+  def crops(split, group_value, per_study):
+    data = brain_crops.crop_set(prepared, split, group_value, per_study=per_study,
+                                purpose="train" if split == "train" else "eval", **common_args)
+    if group_value is None:
+      skipped.extend(data["skipped"])
+    return data["x"], data["y"], data["study"], data["labels"]
+
+  sets["train"] = crops("train", None, settings.train_crops_per_study)
+  for split in ("val", "test"):
+    sets[split] = crops(split, None, settings.eval_crops_per_study)
+  sets.update({("test", g): crops("test", g, settings.eval_crops_per_study)
+               for g in prepared.group_values})
+  return sets, skipped
+
+
+def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
+  """{"mixed": Condition} (empty with a reason when there are not two groups)."""
+  groups = list(prepared.group_values)
+  if len(groups) != 2:
+    return {"reason": f"Name the Manufacturer is a binary task; {len(groups)} groups"}
+  settings = config.experiments
+  if _uses_crops(config):
+    sets, skipped = _crop_sets(config, prepared)
+  else:
+    sets, skipped = _slice_sets(config, prepared, key)
+  train_x, train_y = sets["train"][:2]
+  val_x, val_y = sets["val"][:2]
   ens, variables, _ = common.fit(
-      config, TASK, keys.stream(key, "train"),
-      dict(x=train_volumes, y=train_labels.astype(np.float32)), dict(x=val_x, y=val_y),
-      os.path.join(workdir, TASK, results.MIXED), augment=augment(config))
-  tests = {results.MIXED: stacks("test")}
-  tests.update({g: stacks("test", g) for g in groups})
-  scored = {name: (y, common.predict(ens, variables, x)) for name, (x, y) in tests.items()}
+      config, TASK, keys.stream(key, "train"), dict(x=train_x, y=train_y),
+      dict(x=val_x, y=val_y), os.path.join(workdir, TASK, results.MIXED),
+      augment=augment(config))
+
+  def study_scores(name):
+    x, _, study, labels = sets[name]
+    scores = common.predict(ens, variables, x)
+    return labels.astype(np.float32), brain_crops.per_study_scores(scores, study, len(labels))
+
+  scored = {results.MIXED: study_scores("test")}
+  scored.update({g: study_scores(("test", g)) for g in groups})
   condition = results.classification_condition(
-      keys.stream(key, "evaluate"), results.MIXED,
-      (val_y, common.predict(ens, variables, val_x)), scored, settings.select_k,
-      positive_class=groups[1], n_resamples=settings.bootstrap_resamples)
+      keys.stream(key, "evaluate"), results.MIXED, study_scores("val"), scored,
+      settings.select_k, positive_class=groups[1], n_resamples=settings.bootstrap_resamples)
+  condition["input"] = dict(kind=settings.get("manufacturer_input", "slices"),
+                            skipped=skipped, **(dict(
+                                crop_size=settings.crop_size,
+                                train_crops_per_study=settings.train_crops_per_study,
+                                eval_crops_per_study=settings.eval_crops_per_study)
+                                if _uses_crops(config) else {}))
   # Control: the member-averaged selected output against shuffled test labels, with
   # the accuracy's Wilson interval beside the bootstrap's.
   labels, member_scores = scored[results.MIXED]

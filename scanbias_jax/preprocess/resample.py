@@ -2,6 +2,10 @@
 
 Paper (3.1): 5 mm slices (thinner series linearly interpolated), each slice
 resampled to 256 x 256 with linear interpolation, 35 slices over the brain.
+`grid.slice_resampling="average"` reformats a thinner series as a scanner's thick
+reformat does instead: each 5 mm slice the mean of the thin slices it covers, so
+it integrates 5 mm of patient and carries a 5 mm slice's noise (linear
+interpolation between 2.5 mm slices keeps their noise, ~1.4x a 5 mm slice's).
 Arrays are [i, j, k]; every step updates the voxel -> LPS affine so the
 volume stays where it was in the patient.
 """
@@ -19,8 +23,15 @@ def to_paper_grid(vol: volume_lib.Volume, grid, air_hu: float) -> volume_lib.Vol
   hu, affine, notes = vol.hu, vol.affine, list(vol.notes)
   spacing = float(np.linalg.norm(affine[:3, 2]))
   if abs(spacing - grid.slice_mm) > grid.slice_tolerance_mm:
-    hu, affine = resample_slices(hu, affine, grid.slice_mm)
-    notes.append(f"slices {spacing:.3g} -> {grid.slice_mm:g} mm (linear)")
+    method = grid.get("slice_resampling", "linear")
+    if method == "linear":
+      hu, affine = resample_slices(hu, affine, grid.slice_mm)
+    elif method == "average":
+      hu, affine = average_slices(hu, affine, grid.slice_mm)
+    else:
+      raise ValueError(f"ingest.paper_grid.slice_resampling must be 'linear' or 'average', "
+                       f"got {method!r}")
+    notes.append(f"slices {spacing:.3g} -> {grid.slice_mm:g} mm ({method})")
   start = brain_window_start(hu, grid.n_slices, grid.brain_hu)
   hu, affine, padded = take_slices(hu, affine, start, grid.n_slices, air_hu)
   if padded:
@@ -42,6 +53,31 @@ def resample_slices(hu, affine, slice_mm):
   above = np.minimum(below + 1, hu.shape[2] - 1)
   weight = (sample - below).astype(np.float32)
   resampled = hu[..., below] * (1 - weight) + hu[..., above] * weight
+  new_affine = affine.copy()
+  new_affine[:3, 2] *= ratio
+  return resampled, new_affine
+
+
+def average_weights(n_in: int, ratio: float) -> np.ndarray:
+  """float32 [n_out, n_in]: output slice m (centred on input index m * ratio, `ratio`
+  input slices thick) as the overlap-weighted mean of the input slices, each input
+  slice covering its index +- 0.5; rows renormalised where the slab leaves the series."""
+  count = int(np.floor((n_in - 1) / ratio + 1e-6)) + 1
+  centres = np.arange(count) * ratio
+  lo, hi = centres - ratio / 2, centres + ratio / 2
+  edges = np.arange(n_in)
+  overlap = np.clip(np.minimum(hi[:, None], edges + 0.5) - np.maximum(lo[:, None], edges - 0.5),
+                    0.0, None)
+  return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def average_slices(hu, affine, slice_mm):
+  """Slab averaging along k to `slice_mm` slices (thick reformat), starting at the first
+  slice; the affine as `resample_slices` sets it."""
+  spacing = float(np.linalg.norm(affine[:3, 2]))
+  ratio = slice_mm / spacing
+  weights = average_weights(hu.shape[2], ratio)
+  resampled = np.tensordot(np.asarray(hu, np.float32), weights, axes=([2], [1]))
   new_affine = affine.copy()
   new_affine[:3, 2] *= ratio
   return resampled, new_affine

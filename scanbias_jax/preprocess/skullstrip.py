@@ -47,6 +47,56 @@ def ball(radius_mm: float, spacing_mm) -> np.ndarray:
   return dist2 <= radius_mm ** 2 + 1e-6
 
 
+# Dilation and erosion by a disk or ball of radius r, through the Euclidean distance
+# transform: the set of voxels within r of the mask (or of its complement) is the
+# same set `binary_dilation` / `binary_erosion` give with `disk(r)` / `ball(r)`
+# (tests/test_skullstrip.py checks they agree voxel for voxel), at a cost that does
+# not grow with r: at ~1 mm pixels an 8 mm closing by structuring element took
+# ~1.8 s a study, through the distance transform ~0.2 s.
+_IN_PLANE = 1e9  # a slice spacing that puts every other slice beyond any radius
+
+
+def _within(mask: np.ndarray, radius_mm: float, sampling) -> np.ndarray:
+  """Voxels at most radius_mm (the structuring elements' tolerance) from a True voxel."""
+  if not mask.any():
+    return np.zeros_like(mask, bool)
+  distance = ndimage.distance_transform_edt(~mask, sampling=sampling)
+  return distance ** 2 <= radius_mm ** 2 + 1e-6
+
+
+def _sampling(spacing_mm, in_plane: bool):
+  spacing = [float(s) for s in spacing_mm[:3]]
+  return spacing[:2] + [_IN_PLANE] if in_plane else spacing
+
+
+def dilate(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
+  """binary_dilation(mask, disk(r) if in_plane else ball(r))."""
+  return _within(np.asarray(mask, bool), radius_mm, _sampling(spacing_mm, in_plane))
+
+
+def erode(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
+  """binary_erosion(mask, disk(r) if in_plane else ball(r)): outside the array is
+  background, as scipy's default border_value=0 has it."""
+  mask = np.asarray(mask, bool)
+  reach = [max(int(radius_mm / s), 0) + 1 for s in spacing_mm[:3]]
+  if in_plane:
+    reach[2] = 0
+  padded = np.pad(~mask, [(r, r) for r in reach], constant_values=True)
+  outside = _within(padded, radius_mm, _sampling(spacing_mm, in_plane))
+  return ~outside[tuple(slice(r, r + n) for r, n in zip(reach, mask.shape))]
+
+
+def close(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
+  """Closing by disk(r) / ball(r) that does not erode at the array border (the
+  mask is padded with background beyond the element's reach, closed, cropped)."""
+  mask = np.asarray(mask, bool)
+  reach = [max(int(radius_mm / s), 0) + 1 for s in spacing_mm[:3]]
+  sampling = _sampling(spacing_mm, in_plane)
+  grown = _within(np.pad(mask, [(r, r) for r in reach]), radius_mm, sampling)
+  closed = ~_within(~grown, radius_mm, sampling)
+  return closed[tuple(slice(r, r + n) for r, n in zip(reach, mask.shape))]
+
+
 def fill_slices(mask: np.ndarray) -> np.ndarray:
   """Hole filling of every axial slice separately."""
   return np.stack([ndimage.binary_fill_holes(mask[..., k]) for k in range(mask.shape[2])],
@@ -100,17 +150,6 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
   return labels == np.argmax(sizes)
 
 
-def _pad(mask, width):
-  return np.pad(mask, [(w, w) for w in width])
-
-
-def _closing(mask, structure):
-  """Binary closing that does not erode at the array border."""
-  width = [s // 2 + 1 for s in structure.shape]
-  closed = ndimage.binary_closing(_pad(mask, width), structure)
-  return closed[tuple(slice(w, -w) for w in width)]
-
-
 def brain_mask(hu: np.ndarray, spacing_mm, params: StripParams = StripParams()) -> np.ndarray:
   """Bool mask [i, j, k] of the intracranial cavity of an HU volume [i, j, k]."""
   hu = np.asarray(hu, np.float32)
@@ -122,23 +161,22 @@ def brain_mask(hu: np.ndarray, spacing_mm, params: StripParams = StripParams()) 
   # wall open (coarse pixels, thin temporal squama). The in-plane closing bridges gaps
   # within a slice, the 3D one a gap a slice or two high from the bone above and below.
   thick = ndimage.binary_dilation(bone, np.ones((3, 3, 1), bool))
-  shell = _closing(thick, disk(params.close_mm, spacing)) | _closing(
-      thick, ball(params.close_mm, spacing))
+  shell = (close(thick, params.close_mm, spacing, in_plane=True)
+           | close(thick, params.close_mm, spacing))
   inside_skull = patch_open_slices(fill_slices(shell) | fill_volume(shell), shell)
   cavity = inside_skull & ~bone
   lo, hi = params.tissue_hu
   candidate = cavity & (smooth >= lo) & (smooth <= hi)
   # Opening restricted to the largest component: erode, keep the biggest piece, grow back.
-  structure = ball(params.open_mm, spacing)
-  core = largest_component(ndimage.binary_erosion(candidate, structure))
-  brain = ndimage.binary_dilation(core, structure) & candidate
+  core = largest_component(erode(candidate, params.open_mm, spacing))
+  brain = dilate(core, params.open_mm, spacing) & candidate
   brain = largest_component(brain)
   # A 5 mm slab cut tangentially through the inner table (vertex, skull base) and
   # in-plane blur give brain voxels partial-volume bone values above `bone_hu`. A
   # voxel belongs to the brain when its centre does, i.e. when it reads nearer
   # brain than cortical bone: grow back by up to `edge_mm` into voxels below `edge_hu`.
   if params.edge_mm > 0:
-    rim = ndimage.binary_dilation(brain, disk(params.edge_mm, spacing)) & inside_skull
+    rim = dilate(brain, params.edge_mm, spacing, in_plane=True) & inside_skull
     brain |= rim & (hu < params.edge_hu)
   brain = fill_slices(brain)
   return ndimage.binary_fill_holes(brain)
