@@ -32,6 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
   synth.slice_mm = 5.0               # thickness of the routine axial series
   synth.thin_mm_choices = (1.25, 2.5)  # thickness of the thin axial series
   synth.thin_only_fraction = 0.1     # studies exported with no 5 mm series
+  synth.thin_series_fraction = 0.3   # of the others, exported with a thin series as well
+                                     # (1.0: all; a thin series is ~3/4 of a study's render)
   synth.tilt_fraction = 0.1          # studies acquired with gantry tilt
   synth.max_tilt_deg = 20.0
   synth.write_scout = True

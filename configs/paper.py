@@ -11,6 +11,7 @@ def get_config():
   config = default.get_config()
   config.synth.num_studies = 782
   config.synth.matrix = 512
+  config.synth.thin_series_fraction = 1.0  # every study with its thin series
   config.synth.plane_mm = 0.625      # SSP of 1.25 mm slices sampled at half their width
   config.ingest.workers = 8  # GPU hosts have 16 cores
   config.train.num_members = 10

@@ -13,6 +13,7 @@ def get_config():
   config.synth.matrix = 64
   config.synth.thin_mm_choices = (2.5,)
   config.synth.thin_only_fraction = 0.25
+  config.synth.thin_series_fraction = 1.0  # every export path in 12 studies
   config.synth.tilt_fraction = 0.25
   # One process per stage: a spawned worker spends seconds importing JAX and
   # compiling the renderer again, more than 12 small studies take.

@@ -1,4 +1,5 @@
 """The synthetic cohort: determinism, independence of cohort size, real DICOM out."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -182,3 +183,21 @@ def test_compressed_vendors_decode_to_the_synthesized_hu(tmp_path):
       hu = apply_modality_lut(ds.pixel_array, ds)
       assert np.abs(hu - series.acquired.hu[k])[field & (series.acquired.hu[k] > -1000)
                                                 ].max() <= 0.5 + 1e-3
+
+
+def test_thin_series_fraction_drops_thin_series_and_nothing_else():
+  every = cohort.plan_cohort(synth_key(), smoke_synth(12, thin_only_fraction=0.25,
+                                                      thin_series_fraction=1.0))
+  none = cohort.plan_cohort(synth_key(), smoke_synth(12, thin_only_fraction=0.25,
+                                                     thin_series_fraction=0.0))
+  assert [p.index for p in every] == [p.index for p in none]
+  for a, b in zip(every, none):
+    assert b.with_thin == b.thin_only and a.with_thin
+    assert dataclasses.replace(a, with_thin=b.with_thin) == b   # every other draw unchanged
+    kinds = set(cohort.series_geometries(b, smoke_synth(12), (0.0, 100.0)))
+    assert kinds == ({"thin"} if b.thin_only else {"routine"})
+    assert set(cohort.series_geometries(a, smoke_synth(12), (0.0, 100.0))) == (
+        {"thin"} if a.thin_only else {"routine", "thin"})
+  assert any(p.thin_only for p in none) and not all(p.thin_only for p in none)
+  with pytest.raises(ValueError, match="thin_series_fraction"):
+    cohort.plan_cohort(synth_key(), smoke_synth(2, thin_series_fraction=1.5))

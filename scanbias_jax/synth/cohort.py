@@ -52,6 +52,7 @@ class StudyPlan:
   tilt_deg: float      # gantry tilt of the axial acquisitions
   layout: str          # folder layout of the export
   tags: StudyTags      # DICOM study tags (fake PHI)
+  with_thin: bool = True  # a thin series exported (always when thin_only)
 
 
 def check(synth) -> None:
@@ -80,7 +81,10 @@ def check(synth) -> None:
     raise ValueError(f"impossible slice thickness: slice_mm={synth.slice_mm}, "
                      f"thin_mm_choices={tuple(synth.thin_mm_choices)} (thin must be "
                      f"> 0 and thinner than slice_mm)")
-  for field in ("thin_only_fraction", "tilt_fraction", "female_fraction"):
+  for field in ("thin_only_fraction", "thin_series_fraction", "tilt_fraction",
+                "female_fraction"):
+    if field not in synth:
+      continue
     if not 0 <= synth[field] <= 1:
       raise ValueError(f"synth.{field} must be in [0, 1], got {synth[field]}")
   if not 0 <= synth.max_tilt_deg < 45:
@@ -155,11 +159,15 @@ def plan_study(key: jax.Array, index: int, synth, vendor_index: int,
       study_time=f"{int(rng.integers(0, 24)):02d}{int(rng.integers(0, 60)):02d}00",
       model=str(rng.choice(profile.models)), station=f"CT{int(rng.integers(1, 9))}",
       kvp=120.0, mas=mas, ctdi_vol=0.19 * mas)
+  thin_mm = float(rng.choice(synth.thin_mm_choices))
+  thin_only = bool(rng.random() < synth.thin_only_fraction)
+  layout = str(rng.choice(LAYOUTS))
+  # Drawn last, and always: the draws above do not depend on the setting.
+  with_thin = bool(rng.random() < synth.get("thin_series_fraction", 1.0)) or thin_only
   return StudyPlan(
       index=index, anatomy=anatomy, vendor=vendor, model=tags.model, age_years=age, female=female,
-      dose=dose, thin_mm=float(rng.choice(synth.thin_mm_choices)),
-      thin_only=bool(rng.random() < synth.thin_only_fraction), tilt_deg=tilt,
-      layout=str(rng.choice(LAYOUTS)), tags=tags)
+      dose=dose, thin_mm=thin_mm, thin_only=thin_only, tilt_deg=tilt, layout=layout, tags=tags,
+      with_thin=with_thin)
 
 
 def plan_cohort(key: jax.Array, synth) -> list[StudyPlan]:
@@ -222,8 +230,8 @@ def _stack_for(subject, synth, geometries, factor):
 
 
 def series_geometries(plan: StudyPlan, synth, z_range) -> dict[str, geo.SeriesGeometry]:
-  kinds = (("thin", plan.thin_mm),) if plan.thin_only else \
-      (("routine", synth.slice_mm), ("thin", plan.thin_mm))
+  routine, thin = ("routine", synth.slice_mm), ("thin", plan.thin_mm)
+  kinds = (thin,) if plan.thin_only else (routine, thin) if plan.with_thin else (routine,)
   return {kind: geo.axial_series(synth.fov_mm, synth.matrix, thickness, *z_range,
                                  plan.tilt_deg) for kind, thickness in kinds}
 

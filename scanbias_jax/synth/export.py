@@ -97,7 +97,7 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
       index=plan.index, anatomy=plan.anatomy, design=synth.design, vendor=plan.vendor, manufacturer=profile.manufacturer,
       model=plan.model, kernel="\\".join(profile.kernel), age_years=plan.age_years,
       sex=plan.tags.sex, dose=plan.dose, thin_mm=plan.thin_mm,
-      thin_only=plan.thin_only, tilt_deg=plan.tilt_deg, layout=plan.layout,
+      thin_only=plan.thin_only, with_thin=plan.with_thin, tilt_deg=plan.tilt_deg, layout=plan.layout,
       study_uid=write.uid(plan.tags, "study"), files=files, bytes=size,
       physics=profile.physics._asdict(), series=series_records,
       lesion_in_anatomy=lesion_record(rendered))
@@ -124,7 +124,7 @@ def load_record(out: Path, index: int) -> dict | None:
 def write_table(out: Path, records: list[dict]) -> Path:
   """truth/studies.csv: one row per study, no PHI (the plan's public fields)."""
   columns = ["index", "anatomy", "vendor", "manufacturer", "model", "kernel", "age_years", "sex",
-             "dose", "thin_mm", "thin_only", "tilt_deg", "layout", "study_uid",
+             "dose", "thin_mm", "thin_only", "with_thin", "tilt_deg", "layout", "study_uid",
              "files", "bytes"]
   path = out / "truth" / "studies.csv"
   tmp = path.with_name(".studies.csv.tmp")
