@@ -68,9 +68,3 @@ def test_fit_and_score_fills_frequencies_beyond_the_grid():
   assert roc_auc_score(y[14:], proba[:, 1]) == 1.0
 
 
-def test_wilson_interval_matches_hand_computed_values():
-  # Wilson (1927) score interval, z = 1.96: 10/10 -> [0.7225, 1], 0/10 -> [0, 0.2775],
-  # 5/10 -> [0.2366, 0.7634]; it never collapses to a point at the edges.
-  np.testing.assert_allclose(controls.wilson_interval(10, 10), [0.72246, 1.0], atol=1e-4)
-  np.testing.assert_allclose(controls.wilson_interval(0, 10), [0.0, 0.27754], atol=1e-4)
-  np.testing.assert_allclose(controls.wilson_interval(5, 10), [0.23659, 0.76341], atol=1e-4)

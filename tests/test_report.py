@@ -232,9 +232,19 @@ def test_summary_never_claims_what_its_intervals_contradict():
 def test_cross_group_calls_a_drop_only_when_its_interval_excludes_zero():
   lines = summary.cross_group(_hand_made((0.10, 0.02, 0.18), (0.10, -0.01, 0.21),
                                          (-0.10, -0.18, -0.02)))
-  assert lines[0].startswith("Spheres easy, trained on GE, tested on Siemens: worse on Siemens")
-  assert "no clear difference" in lines[1] and "drop" not in lines[1]
+  assert lines[0].startswith("Spheres easy, trained on GE, tested on Siemens: worse on Siemens"
+                             " than on GE: difference of +10.0 points [+2.0, +18.0]")
+  assert "no difference larger than 21.0 points" in lines[1] and "drop" not in lines[1]
   assert "better on Siemens" in lines[2]
+
+
+def test_cross_group_gives_p_value_and_detectable_difference_when_present():
+  results = _hand_made((0.10, 0.02, 0.18), (0.10, -0.01, 0.21), (-0.10, -0.18, -0.02))
+  value = results["spheres"]["easy"]["GE"]["transfer"]["Siemens"]["accuracy"]
+  value.update(p_value=0.0123, mdd=0.25, test="Fisher exact", ci_method="Newcombe hybrid score")
+  line = summary.cross_group(results)[0]
+  assert "95% Newcombe hybrid score CI; Fisher exact p = 0.0123" in line
+  assert "the smallest fall these test sets detect with 80% power is 25.0 points" in line
 
 
 def test_missing_and_undefined_cells_say_why(tmp_path):

@@ -1,4 +1,9 @@
-"""95% percentile bootstrap intervals for the member-averaged test output.
+"""95% intervals for the member-averaged test output: percentile bootstrap for AUROC
+and Dice, Wilson score for the proportions of studies (accuracy, sensitivity,
+specificity; evaluate/comparisons.py), which a bootstrap collapses to a point at 0
+or 100 %. Cross-group differences add Newcombe's interval, a p-value and the
+minimum detectable difference for proportions, Welch's p and the minimum detectable
+difference for Dice.
 
 Classification resamples are stratified by class: each resample draws the
 positives from the positives and the negatives from the negatives, with
@@ -13,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from scanbias_jax import keys
-from scanbias_jax.evaluate import metrics
+from scanbias_jax.evaluate import comparisons, metrics
 
 NAN = float("nan")
 
@@ -80,7 +85,20 @@ def classification_ci(key: jax.Array, labels, scores, n_resamples: int = 1000,
   for name, samples in values.items():
     if name not in undefined:
       out[name] = _percentile_interval(samples, level)
+  for name, (successes, n) in _proportions(labels, scores, threshold).items():
+    if name not in undefined:
+      out[name] = comparisons.wilson(successes, n, level)
+  out["methods"] = dict(accuracy=comparisons.PROPORTION_CI, sensitivity=comparisons.PROPORTION_CI,
+                        specificity=comparisons.PROPORTION_CI, auroc="stratified study bootstrap")
   return out
+
+
+def _proportions(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+  """{accuracy | sensitivity | specificity: (studies right, studies)}."""
+  correct = (scores >= threshold) == (labels == 1)
+  return dict(accuracy=(int(correct.sum()), labels.size),
+              sensitivity=(int(correct[labels == 1].sum()), int((labels == 1).sum())),
+              specificity=(int(correct[labels == 0].sum()), int((labels == 0).sum())))
 
 
 def mean_ci(key: jax.Array, values, n_resamples: int = 1000, level: float = 0.95,
@@ -119,6 +137,9 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
     rng = keys.numpy_rng(keys.item(key, part))
     index = stratified_indices(rng, labels, n_resamples)
     draws.append((labels[index], scores[index]))
+  proportions = [_proportions(np.asarray(labels).astype(int).ravel(),
+                              np.asarray(scores, np.float64).ravel(), threshold)
+                 for labels, scores in (first, second)]
   out = dict(n_resamples=int(n_resamples), level=float(level), reasons={})
   for name in metrics.CLASSIFICATION:
     if not (np.isfinite(point_a[name]) and np.isfinite(point_b[name])):
@@ -129,7 +150,13 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
     samples = [_resampled_metric(name, labels, scores, threshold)
                for labels, scores in draws]
     out[name] = dict(difference=float(point_a[name] - point_b[name]),
-                     ci=_percentile_interval(samples[0] - samples[1], level))
+                     ci=_percentile_interval(samples[0] - samples[1], level),
+                     ci_method="study bootstrap")
+    if name in proportions[0]:
+      (k1, n1), (k2, n2) = proportions[0][name], proportions[1][name]
+      out[name] = dict(comparisons.proportion_difference(k1, n1, k2, n2, level),
+                       ci_method=comparisons.DIFFERENCE_CI, test=comparisons.PROPORTION_TEST,
+                       mdd_method=comparisons.MDD_METHOD)
   return out
 
 
@@ -157,6 +184,9 @@ def mean_difference_ci(key: jax.Array, first, second, n_resamples: int = 1000,
     rng = keys.numpy_rng(keys.item(key, part))
     samples.append(values[rng.integers(0, values.size, (n_resamples, values.size))].mean(1))
     means.append(values.mean())
+  test = comparisons.mean_difference_test(first, second)
   return {name: dict(difference=float(means[0] - means[1]),
-                     ci=_percentile_interval(samples[0] - samples[1], level)),
+                     ci=_percentile_interval(samples[0] - samples[1], level),
+                     ci_method="study bootstrap", test=comparisons.MEAN_TEST,
+                     mdd_method=comparisons.MDD_METHOD, **test),
           "reasons": {}, "n_resamples": int(n_resamples), "level": float(level)}

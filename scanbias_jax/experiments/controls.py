@@ -9,20 +9,10 @@ accuracy interval Wilson's (it does not collapse to a point at 0 or 100 %).
 import numpy as np
 
 from scanbias_jax import keys
-from scanbias_jax.evaluate import bootstrap, metrics, probe
+from scanbias_jax.evaluate import bootstrap, comparisons, metrics, probe
 from scanbias_jax.experiments import datasets
 
 N_PERMUTATIONS = 10000
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> list[float]:
-  """Wilson score interval of a proportion (95 % by default); [nan, nan] for n = 0."""
-  if n == 0:
-    return [float("nan")] * 2
-  p = successes / n
-  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-  return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
 
 
 def binary_scores(key, labels, scores, n_resamples: int) -> dict:
@@ -32,8 +22,8 @@ def binary_scores(key, labels, scores, n_resamples: int) -> dict:
   correct = int(round(point["accuracy"] * labels.size))
   ci = bootstrap.classification_ci(keys.stream(key, "bootstrap"), labels, scores, n_resamples)
   return dict(n=int(labels.size), accuracy=point["accuracy"], auroc=point["auroc"],
-              accuracy_ci=wilson_interval(correct, labels.size), auroc_ci=ci["auroc"],
-              accuracy_ci_method="Wilson score", auroc_ci_method="stratified study bootstrap",
+              accuracy_ci=comparisons.wilson(correct, labels.size), auroc_ci=ci["auroc"],
+              accuracy_ci_method=comparisons.PROPORTION_CI, auroc_ci_method="stratified study bootstrap",
               permutation_p=probe.permutation_p_value(
                   keys.numpy_rng(keys.stream(key, "permutation")), labels, scores,
                   N_PERMUTATIONS),

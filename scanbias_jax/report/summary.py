@@ -101,6 +101,32 @@ def _sizes(condition: dict, *groups: str) -> str:
   return "; " + " and ".join(f"{n} {g}" for n, g in zip(counts, groups)) + " test studies"
 
 
+def comparison_text(value: dict, own: str, other: str, what: str, scale: float, unit: str,
+                    digits: int, sizes: str = "") -> str:
+  """"worse on X than on Y: difference of +12.0 points [+3.1, +20.5] ..." when the
+  interval excludes zero, else "no difference larger than 9.3 points ..."; with the
+  test's p-value and the minimum detectable difference where the results have them."""
+  def number(x, sign="+"):
+    return f"{scale * x:{sign}.{digits}f}"
+
+  low, high = value["ci"]
+  method = value.get("ci_method", "bootstrap")
+  if low > 0 or high < 0:
+    text = (f"{_verdict(low, high, own, other)}: difference of {number(value['difference'])}"
+            f"{unit} [{number(low)}, {number(high)}] ({what}; 95% {method} CI")
+  else:
+    bound = max(abs(low), abs(high))
+    text = (f"no difference larger than {number(bound, '')}{unit} between {other} and {own} "
+            f"({what}: {number(value['difference'])} [{number(low)}, {number(high)}], "
+            f"95% {method} CI")
+  if _finite(value.get("p_value")):
+    text += f"; {value.get('test', 'test')} p = {value['p_value']:.3g}"
+  if _finite(value.get("mdd")):
+    text += (f"; the smallest fall these test sets detect with 80% power is "
+             f"{number(value['mdd'], '')}{unit}")
+  return text + sizes + ")"
+
+
 def cross_group(results: dict, metric: str = "accuracy") -> list[str]:
   """Per task and single-group condition: metric(own group) - metric(other)."""
   lines = []
@@ -118,12 +144,10 @@ def cross_group(results: dict, metric: str = "accuracy") -> list[str]:
         if value is None:
           lines.append(f"{head}: n/a ({reason}).")
           continue
-        low, high = value["ci"]
-        lines.append(
-            f"{head}: {_verdict(low, high, train_group, other)} "
-            f"({metric} on {train_group} minus on {other}: "
-            f"{100 * value['difference']:+.1f} points, 95% CI "
-            f"{100 * low:+.1f} to {100 * high:+.1f}{_sizes(conditions[train_group], train_group, other)}).")
+        lines.append(f"{head}: " + comparison_text(
+            value, train_group, other, f"{metric} on {train_group} minus on {other}",
+            scale=100.0, unit=" points", digits=1,
+            sizes=_sizes(conditions[train_group], train_group, other)) + ".")
   for train_group, condition in results.get("segmentation", {}).items():
     for other in condition.get("transfer", {}):
       value, reason = _drop(condition, other, "dice")
@@ -131,10 +155,9 @@ def cross_group(results: dict, metric: str = "accuracy") -> list[str]:
       if value is None:
         lines.append(f"{head}: n/a ({reason}).")
         continue
-      low, high = value["ci"]
-      lines.append(f"{head}: {_verdict(low, high, train_group, other)} (Dice on "
-                   f"{train_group} minus on {other}: {value['difference']:+.4f}, "
-                   f"95% CI {low:+.4f} to {high:+.4f}).")
+      lines.append(f"{head}: " + comparison_text(
+          value, train_group, other, f"Dice on {train_group} minus on {other}",
+          scale=1.0, unit="", digits=4, sizes=_sizes(condition, train_group, other)) + ".")
   return lines or ["Cross-group drop: n/a (no single-group conditions run)."]
 
 

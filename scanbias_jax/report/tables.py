@@ -2,7 +2,8 @@
 
 Each metric gets sub-rows: ours over the selected members (mean +- std), ours
 over all members (so the selection is visible), ours for the member-averaged
-output with its 95% bootstrap interval, and the paper. Our numbers come only
+output with its 95% interval (Wilson score for accuracy, sensitivity and
+specificity, a study bootstrap for AUROC and Dice), and the paper. Our numbers come only
 from the results structure (see `evaluate/results.py`); a cell that cannot be
 computed says "n/a (why)". Paper values come from `paper_values` and are shown
 only where our column is the same group (vendor) as the paper's.
@@ -19,6 +20,11 @@ DIFFICULTIES = ("easy", "medium", "hard")
 SPHERE_METRICS = ("accuracy", "specificity", "sensitivity", "auroc")
 LABELS = dict(accuracy="Accuracy", specificity="Specificity", sensitivity="Sensitivity",
               auroc="AUROC", dice="Dice")
+
+
+INTERVALS_NOTE = ("Averaged output's 95% intervals: Wilson score for accuracy, sensitivity "
+                  "and specificity (a proportion of studies; it does not collapse at 0 or "
+                  "100%), stratified study bootstrap for AUROC.")
 
 
 @dataclasses.dataclass
@@ -51,7 +57,7 @@ def summary_cell(summary: dict | None, metric: str, scale: float, digits: int) -
 
 
 def averaged_cell(averaged: dict | None, metric: str, scale: float, digits: int) -> str:
-  """Metric of the member-averaged output with its bootstrap interval."""
+  """Metric of the member-averaged output with its interval (see the module docstring)."""
   if averaged is None:
     return "n/a (not run)"
   point = _value(averaged["metrics"][metric])
@@ -152,7 +158,8 @@ def name_manufacturer_table(results: dict) -> Table:
                 + [paper_cell(paper.get(g), 2, _paper_reason(groups, g)) for g in groups])
   notes = ["Per-group columns are accuracy on that group's test studies "
            "(AUROC needs both classes, so it is given for the mixed test set only).",
-           "Paper: two ensembles of five models each; no selection rule is stated."]
+           "Paper: two ensembles of five models each; no selection rule is stated.",
+           INTERVALS_NOTE]
   for name, condition in conditions.items():
     notes.append(f"Trained on {name}: label 1 = {condition.get('positive_class', '?')}; "
                  f"selection: {condition['selection']['reason']}.")
@@ -184,7 +191,7 @@ def spheres_tables(results: dict) -> list[Table]:
     title = f"{paper_name}. {title}" if paper_name and paper is not None else title
     notes = ["Percent (AUROC x 100). Mean ± sample std over members; averaged output = "
              "mean probability of the selected members, threshold "
-             f"{_threshold(spheres, train_group)}."]
+             f"{_threshold(spheres, train_group)}.", INTERVALS_NOTE]
     for difficulty in DIFFICULTIES:
       condition = spheres.get(difficulty, {}).get(train_group)
       if condition:
@@ -253,9 +260,13 @@ def transfer_table(results: dict) -> Table:
         rows.append([task, train_group, other] + cells)
   if not rows:
     rows.append(["n/a (no single-group conditions run)"] + [""] * 5)
-  notes = ["Member-averaged output of the selected members; 95% bootstrap interval of "
-           "the difference (the two test sets resampled independently). Positive = worse "
-           "on the other group."]
+  notes = ["Member-averaged output of the selected members; positive = worse on the other "
+           "group. Accuracy: Newcombe's hybrid score interval of the difference of two "
+           "independent proportions, Fisher's exact p. AUROC and Dice: 95% bootstrap "
+           "interval (the two test sets' studies resampled independently); Dice: Welch's p. "
+           "MDD: the smallest fall from the training group's own value that these test-set "
+           "sizes detect with 80% power at two-sided 5% (Cohen's h for proportions, d for "
+           "Dice)."]
   return Table("Cross-group drop", header, rows, notes)
 
 
@@ -266,8 +277,13 @@ def _drop_cell(drop: dict, metric: str, scale: float, digits: int) -> str:
   if not math.isfinite(_value(entry["difference"])):
     return f"n/a ({drop.get('reasons', {}).get(metric, 'undefined')})"
   low, high = entry["ci"]
-  return (f"{_fmt(entry['difference'], scale, digits)} "
+  cell = (f"{_fmt(entry['difference'], scale, digits)} "
           f"[{_fmt(low, scale, digits)}, {_fmt(high, scale, digits)}]")
+  if math.isfinite(_value(entry.get("p_value"))):
+    cell += f", p = {_value(entry['p_value']):.2g}"
+  if math.isfinite(_value(entry.get("mdd"))):
+    cell += f", MDD {_fmt(entry['mdd'], scale, digits)}"
+  return cell
 
 
 def all_tables(results: dict) -> list[Table]:

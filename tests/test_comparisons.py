@@ -1,0 +1,48 @@
+"""Wilson, Newcombe, Fisher, detectable differences: against published and hand values."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from scanbias_jax.evaluate import comparisons
+
+
+def test_wilson_by_hand_and_honest_at_the_edges():
+  np.testing.assert_allclose(comparisons.wilson(10, 10), [0.72246, 1.0], atol=1e-4)
+  np.testing.assert_allclose(comparisons.wilson(0, 10), [0.0, 0.27754], atol=1e-4)
+  np.testing.assert_allclose(comparisons.wilson(5, 10), [0.23659, 0.76341], atol=1e-4)
+  assert all(np.isnan(comparisons.wilson(0, 0)))
+
+
+def test_newcombe_matches_the_published_example():
+  """Newcombe (1998), Table II, example (a): 56/70 - 48/80 -> 0.0524 to 0.3339."""
+  out = comparisons.proportion_difference(56, 70, 48, 80)
+  assert out["difference"] == pytest.approx(0.2)
+  np.testing.assert_allclose(out["ci"], [0.0524, 0.3339], atol=1e-4)
+  assert out["p_value"] == pytest.approx(stats.fisher_exact([[56, 14], [48, 32]])[1])
+
+
+def test_difference_of_two_perfect_sets_is_not_a_point():
+  out = comparisons.proportion_difference(10, 10, 10, 10)
+  assert out["difference"] == 0.0 and out["p_value"] == 1.0
+  assert out["ci"][0] < -0.2 and out["ci"][1] > 0.2
+
+
+def test_detectable_fall_by_hand():
+  """n = 10 + 10: h = (z_.975 + z_.8) sqrt(2/10) ~ 1.253; from p1 = 1, p2 = sin^2((pi - h)/2)."""
+  h = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * np.sqrt(0.2)
+  expected = 1.0 - np.sin((np.pi - h) / 2) ** 2
+  assert comparisons.detectable_fall(1.0, 10, 10) == pytest.approx(expected, abs=2e-3)
+  # More studies, smaller detectable differences; a tiny set cannot detect any fall.
+  assert comparisons.detectable_fall(0.9, 100, 100) < comparisons.detectable_fall(0.9, 20, 20)
+  assert comparisons.detectable_fall(0.3, 2, 2) == pytest.approx(0.3)
+
+
+def test_mean_difference_test_matches_scipy_and_pooled_sd():
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(0.95, 0.01, 20), rng.normal(0.94, 0.02, 25)
+  out = comparisons.mean_difference_test(a, b)
+  assert out["p_value"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+  pooled = np.sqrt((19 * a.var(ddof=1) + 24 * b.var(ddof=1)) / 43)
+  d = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * np.sqrt(1 / 20 + 1 / 25)
+  assert out["mdd"] == pytest.approx(pooled * d, rel=0.01)
+  assert np.isnan(comparisons.mean_difference_test([0.9], b)["mdd"])
