@@ -121,7 +121,10 @@ def test_report_files_are_self_contained_and_clean(complete, tmp_path):
                                  environment=ENVIRONMENT)
   page = written["report.html"].read_text()
   text = written["report.md"].read_text()
-  assert page.count("src='data:image/png;base64,") == 3
+  assert page.count("src='data:image/png;base64,") == 4   # forest, 2 ROC, samples
+  # The first screen leads with the answer and the forest plot, before the tables.
+  assert page.index("<h2>The answer</h2>") < page.index("forest") < page.index("<h2>Tables</h2>")
+  assert text.index("## The answer") < text.index("figures/forest.png") < text.index("## Tables")
   assert not re.search(r"(src|href)=['\"](?!data:)", page)
   assert "<script" not in page and "<link" not in page
   for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
@@ -134,6 +137,19 @@ def test_report_files_are_self_contained_and_clean(complete, tmp_path):
   assert "Table 2. Name the Manufacturer" in text and "Table 6." in text
   assert "the group is recognisable" in text or "chance" in text
   assert "Wall time per stage" in text and "20.0" in text
+
+
+def test_headline_and_forest_rows_come_from_the_numbers(complete):
+  panels = summary.comparison_panels(complete)
+  transfers = sum(len(c.get("transfer", {})) for d in ("easy", "medium", "hard")
+                  for c in complete["spheres"].get(d, {}).values())
+  assert len(panels["accuracy"]["rows"]) == transfers
+  first = panels["accuracy"]["rows"][0]
+  drop = complete["spheres"]["easy"]["GE"]["transfer"]["Siemens"]["accuracy"]
+  assert first["label"] == "spheres easy: GE -> Siemens"
+  assert first["difference"] == pytest.approx(100 * drop["difference"])
+  lines = summary.headline(complete)
+  assert any(line.startswith("Cross-group differences:") for line in lines)
 
 
 def test_json_round_trip_renders_the_same_tables(complete, tmp_path):

@@ -150,3 +150,47 @@ def _save(fig, path: Path) -> Path:
   plt.close(fig)
   os.replace(partial, path)
   return path
+
+
+def forest_plot(panels: dict, path: Path,
+                title: str = "Cross-group differences (positive = worse on the other group)"
+                ) -> Path:
+  """One panel per metric: a row per comparison with its difference, 95% interval and
+  minimum detectable difference.
+
+  `panels[metric]` is {"unit": str, "rows": [{label, difference, ci, mdd}]} (mdd may
+  be NaN). The band around zero is +-MDD: a difference inside it is one these test
+  sets could not have told from none.
+  """
+  names = [m for m in panels if panels[m]["rows"]]
+  if not names:
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.text(0.5, 0.5, "n/a: no cross-group comparison was run", ha="center", va="center")
+    ax.axis("off")
+    return _save(fig, path)
+  heights = [max(len(panels[m]["rows"]), 1) * 0.32 + 0.9 for m in names]
+  fig, axes = plt.subplots(len(names), 1, squeeze=False, figsize=(7.5, sum(heights)),
+                           gridspec_kw=dict(height_ratios=heights))
+  for ax, metric in zip(axes[:, 0], names):
+    rows = panels[metric]["rows"]
+    y = np.arange(len(rows))[::-1]
+    for yi, row in zip(y, rows):
+      low, high = row["ci"]
+      mdd = row.get("mdd", float("nan"))
+      if np.isfinite(mdd):
+        ax.plot([-mdd, mdd], [yi, yi], color="0.85", linewidth=7, solid_capstyle="butt",
+                zorder=1)
+      excludes_zero = low > 0 or high < 0
+      color = "#c0392b" if excludes_zero else "#2c3e50"
+      ax.plot([low, high], [yi, yi], color=color, linewidth=1.6, zorder=2)
+      ax.plot(row["difference"], yi, "o", color=color, markersize=5, zorder=3)
+    ax.axvline(0.0, color="0.4", linewidth=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([r["label"] for r in rows], fontsize=7)
+    ax.set_xlabel(f"{metric} difference ({panels[metric]['unit']}); grey band: +-MDD "
+                  "(80% power)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  return _save(fig, path)

@@ -132,6 +132,12 @@ def _stage_rows(stages: dict) -> list[list[str]]:
   return rows or [["n/a (no stages recorded)", "", ""]]
 
 
+def _embedded(path: Path, caption: str) -> str:
+  encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+  return (f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>"
+          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
 def render_report(results: dict, run_dir, samples: dict | None = None,
                   environment: dict | None = None, title: str | None = None) -> dict:
   """Writes the report into `run_dir`; returns {name: path} of what it wrote."""
@@ -153,6 +159,12 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
   if samples:
     figure_paths["Sample slices per group (Figs. 1-3)"] = figures.sample_slices(
         samples, run_dir / "figures" / "samples.png")
+  forest = figures.forest_plot(summary.comparison_panels(results),
+                               run_dir / "figures" / "forest.png")
+  forest_caption = ("Every cross-group difference (task x difficulty x training group) "
+                    "with its 95% interval; grey band: +- the minimum detectable difference "
+                    "at 80% power; red: interval excludes zero")
+  first_lines = summary.headline(results)
   all_tables = tables.all_tables(results)
   stage_table = tables.Table("Wall time per stage", ["Stage", "Wall time (s)", "Skipped"],
                              _stage_rows(results.get("provenance", {}).get("stages", {})))
@@ -163,7 +175,10 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
   attribute = results.get("group_attribute", "group")
   missing_figures = [] if samples else ["Sample slices: n/a (no sample slices given)."]
 
-  md = [f"# {title}", "", f"Groups ({attribute}): {groups}.", "", "## Summary", ""]
+  md = [f"# {title}", "", f"Groups ({attribute}): {groups}.", "", "## The answer", ""]
+  md += [f"- {line}" for line in first_lines]
+  md += ["", f"![{forest_caption}](figures/{forest.name})", "", f"*{forest_caption}*", "",
+         "## Summary", ""]
   for question, lines in answers.items():
     md += [f"**{question}**", ""] + [f"- {line}" for line in lines] + [""]
   md += ["## Tables", ""] + [tables.to_markdown(t) for t in all_tables]
@@ -177,17 +192,16 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
 
   body = [f"<h1>{html.escape(title)}</h1>",
           f"<p>Groups ({html.escape(attribute)}): {html.escape(groups)}.</p>",
+          "<h2>The answer</h2><ul class='answer'>"
+          + "".join(f"<li>{html.escape(line)}</li>" for line in first_lines) + "</ul>",
+          _embedded(forest, forest_caption),
           "<h2>Summary</h2>"]
   for question, lines in answers.items():
     body.append(f"<h4>{html.escape(question)}</h4><ul>"
                 + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
   body += ["<h2>Tables</h2>"] + [tables.to_html(t) for t in all_tables]
   body.append("<h2>Figures</h2>")
-  for caption, path in figure_paths.items():
-    encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    body.append(f"<figure><img alt='{html.escape(caption)}' "
-                f"src='data:image/png;base64,{encoded}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+  body += [_embedded(path, caption) for caption, path in figure_paths.items()]
   body += [f"<p>{html.escape(m)}</p>" for m in missing_figures]
   body += ["<h2>Provenance</h2>", tables.to_html(stage_table),
            f"<pre>{html.escape(provenance)}</pre>"]
@@ -195,5 +209,5 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
           f"</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
   _atomic_write(run_dir / "report.html", page)
   written["report.html"] = run_dir / "report.html"
-  written.update({f"figures/{p.name}": p for p in figure_paths.values()})
+  written.update({f"figures/{p.name}": p for p in [forest, *figure_paths.values()]})
   return written

@@ -12,6 +12,8 @@ a harm. Otherwise the line says there is no clear difference or trend, and why.
 """
 import math
 
+import numpy as np
+
 MIXED = "mixed"
 DIFFICULTIES = ("easy", "medium", "hard")
 
@@ -212,6 +214,74 @@ def difficulty_trend(results: dict, metric: str = "accuracy") -> list[str]:
       lines.append(f"{head}: {verdict}{why} ({metric} on {train_group} minus on {other}, "
                    f"points with 95% CI: {listed}).")
   return lines or ["Difficulty trend: n/a (no single-group conditions run)."]
+
+
+def comparison_panels(results: dict) -> dict:
+  """The forest plot's rows (`figures.forest_plot`): every cross-group difference of the
+  spheres (accuracy, points) and of segmentation (Dice, x 100) with interval and MDD."""
+  panels = {"accuracy": dict(unit="points", rows=[]), "Dice": dict(unit="Dice x 100", rows=[])}
+  blocks = [(f"spheres {d}", results.get("spheres", {}).get(d, {}), "accuracy", "accuracy")
+            for d in DIFFICULTIES]
+  blocks.append(("segmentation", results.get("segmentation", {}), "dice", "Dice"))
+  for task, conditions, metric, panel in blocks:
+    for train_group, condition in conditions.items():
+      for other in condition.get("transfer", {}):
+        value, _ = _drop(condition, other, metric)
+        if value is None:
+          continue
+        panels[panel]["rows"].append(dict(
+            label=f"{task}: {train_group} -> {other}",
+            difference=100 * value["difference"], ci=[100 * c for c in value["ci"]],
+            mdd=100 * value["mdd"] if _finite(value.get("mdd")) else float("nan")))
+  return panels
+
+
+def _reached(cnn: dict, probe: dict) -> str:
+  """Whether the CNN's AUROC reaches the probe's: at or above the probe's lower bound."""
+  if not (cnn and probe and "auroc" in cnn and "auroc_ci" in probe
+          and _finite(cnn["auroc"], probe["auroc_ci"][0])):
+    return ""
+  if cnn["auroc"] >= probe["auroc_ci"][0]:
+    return "; the CNN reached the probe (its AUROC is within or above the probe's interval)"
+  return ("; the CNN did not reach the probe (its AUROC is below the probe's interval): "
+          "the images carry more of the signal than the CNN found")
+
+
+def headline(results: dict) -> list[str]:
+  """The report's first lines: can the group be named (CNN beside the probe and its
+  controls), and how many cross-group comparisons show a difference."""
+  lines = []
+  probe = results.get("controls", {}).get("texture_probe") or {}
+  for name, condition in results.get("name_manufacturer", {}).items():
+    cnn = condition.get("controls") if isinstance(condition, dict) else None
+    if not cnn or "accuracy_ci" not in cnn:
+      continue
+    low, high = cnn["accuracy_ci"]
+    named = low > 0.5 and cnn["permutation_p"] < 0.05
+    verdict = "Yes" if named else "Not shown"
+    lines.append(
+        f"Can the {results.get('group_attribute', 'group')} be named from the images? "
+        f"{verdict}: the CNN (trained on {name}) is right on {_pct(cnn['accuracy'])} of "
+        f"{cnn['n']} test studies (95% Wilson {_pct(low)}-{_pct(high)}), AUROC "
+        f"{cnn['auroc']:.3f} (95% {cnn['auroc_ci'][0]:.3f}-{cnn['auroc_ci'][1]:.3f}), "
+        f"permutation p = {cnn['permutation_p']:.2g}" + _reached(cnn, probe) + ".")
+  if probe and "accuracy_ci" in probe:
+    low, high = probe["accuracy_ci"]
+    lines.append(
+        f"Noise-texture probe (the signal's ceiling, no deep learning): {_pct(probe['accuracy'])}"
+        f" (95% Wilson {_pct(low)}-{_pct(high)}), AUROC {probe['auroc']:.3f} (95% "
+        f"{probe['auroc_ci'][0]:.3f}-{probe['auroc_ci'][1]:.3f}), permutation p = "
+        f"{probe['permutation_p']:.2g}.")
+  elif probe:
+    lines.append(f"Noise-texture probe: n/a ({probe.get('reason', 'not run')}).")
+  rows = [r for panel in comparison_panels(results).values() for r in panel["rows"]]
+  if rows:
+    shown = [r for r in rows if r["ci"][0] > 0 or r["ci"][1] < 0]
+    mdds = [r["mdd"] for r in rows if _finite(r["mdd"])]
+    mdd = f"; the median smallest detectable fall is {np.median(mdds):.1f} points" if mdds else ""
+    lines.append(f"Cross-group differences: {len(shown)} of {len(rows)} comparisons have a "
+                 f"95% interval that excludes zero{mdd} (forest plot below).")
+  return lines or ["Nothing to report yet: no experiment has results."]
 
 
 def summarise(results: dict) -> dict[str, list[str]]:
