@@ -72,3 +72,22 @@ def test_build_cohort_adds_splits():
   cohort, before, after = balance.build_cohort(_manifest(), keys.root(0), settings)
   assert len(cohort) == 40 and {r["split"] for r in cohort} == set(balance.SPLITS)
   assert abs(before[0]["smd_age"]) > abs(after[0]["smd_age"])
+
+
+def test_units_keep_each_traveling_head_in_one_split():
+  """60 heads, each acquired on GE and Siemens: every head's two studies share a split,
+  the splits keep their fractions, and each split holds both vendors equally."""
+  rows = [dict(study_id=f"s{h}-{v}", vendor=v, label=str((h + (v == "GE")) % 2))
+          for h in range(60) for v in ("GE", "Siemens")]
+  units = {r["study_id"]: r["study_id"].split("-")[0] for r in rows}
+  splits = balance.stratified_split(rows, keys.root(0), strata=("vendor", "label"), units=units)
+  for h in range(60):
+    assert splits[f"s{h}-GE"] == splits[f"s{h}-Siemens"]
+  counts = {s: sum(v == s for v in splits.values()) for s in ("train", "val", "test")}
+  # Two unit strata (GE/0|Siemens/1, GE/1|Siemens/0) of 30 heads: 21 / 3 / 6 heads each.
+  assert counts == {"train": 84, "val": 12, "test": 24}
+  for split in counts:
+    vendors = [sid.split("-")[1] for sid, s in splits.items() if s == split]
+    assert vendors.count("GE") == vendors.count("Siemens")
+  assert splits == balance.stratified_split(list(reversed(rows)), keys.root(0),
+                                            strata=("vendor", "label"), units=units)

@@ -53,6 +53,20 @@ def test_split_is_70_9_21_balanced_over_group_and_label(sizes):
   assert [r["split"] for r in other] != [r["split"] for r in rows]
 
 
+def test_plan_keeps_a_traveling_head_in_one_split_and_records_it():
+  rows = fake_rows({"GE": 40, "Siemens": 40})
+  anatomies = {r["study_id"]: str(i % 40) for i, r in enumerate(rows)}  # GE i, Siemens i
+  planned = prepare.plan(rows, datasets.prepare_key(0), config(), anatomies)
+  by_head = {}
+  for r in planned:
+    by_head.setdefault(r["anatomy"], set()).add(r["split"])
+  assert len(by_head) == 40 and all(len(s) == 1 for s in by_head.values())
+  # One acquisition per anatomy (the paper's design): the split of before, no column.
+  unique = {r["study_id"]: str(i) for i, r in enumerate(rows)}
+  assert prepare.plan(rows, datasets.prepare_key(0), config(), unique) == prepare.plan(
+      rows, datasets.prepare_key(0), config())
+
+
 def test_truth_mask_is_carried_between_grids_by_affines():
   _, brain, _ = shell_phantom(shape=(64, 64, 12), spacing=SPACING)
   fine = np.diag([1.0, 1.0, 2.5, 1.0])

@@ -92,8 +92,24 @@ def match_cohort(rows, key, size=0, group="vendor", age_bin_years=5.0,
   return sorted(chosen, key=lambda r: r["study_id"])
 
 
-def stratified_split(rows, key, fractions=(0.70, 0.09, 0.21), strata=("vendor",)) -> dict:
-  """study_id -> train | val | test; each stratum is split in the same proportions."""
+def stratified_split(rows, key, fractions=(0.70, 0.09, 0.21), strata=("vendor",),
+                     units: dict | None = None) -> dict:
+  """study_id -> train | val | test; each stratum is split in the same proportions.
+
+  `units` (study_id -> unit id, e.g. a traveling head's anatomy) keeps every unit's
+  studies in one split: the units are split instead, stratified by the sorted strata
+  values of their studies. Studies without a unit are units of their own.
+  """
+  if units is not None:
+    members = {}
+    for row in rows:
+      members.setdefault(str(units.get(row["study_id"], "study:" + row["study_id"])),
+                         []).append(row)
+    unit_rows = [dict(study_id=unit, stratum="|".join(sorted(
+        "/".join(str(r[c]) for c in strata) for r in group)))
+                 for unit, group in members.items()]
+    by_unit = stratified_split(unit_rows, key, fractions, strata=("stratum",))
+    return {r["study_id"]: by_unit[unit] for unit, group in members.items() for r in group}
   groups = {}
   for row in rows:
     groups.setdefault(tuple(str(row[c]) for c in strata), []).append(row["study_id"])

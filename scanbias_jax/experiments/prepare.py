@@ -70,14 +70,23 @@ def cohort_rows(rows, matched, key, config) -> list[dict]:
   return sorted(rows, key=lambda r: r["study_id"])
 
 
-def plan(rows, key, config) -> list[dict]:
-  """Adds label, split and small_<difficulty> to each row (pure, deterministic)."""
+def plan(rows, key, config, anatomies: dict | None = None) -> list[dict]:
+  """Adds label, split and small_<difficulty> to each row (pure, deterministic).
+
+  `anatomies` (study_id -> anatomy id, from the synthesizer's truth) keeps the
+  acquisitions of one traveling head in one split; it is used only when some
+  anatomy was acquired more than once, and each row then records its anatomy.
+  """
   group, params = config.cohort.group, sphere_params(config.prepare)
   labels = spheres.assign_labels(rows, key, group, params.positive_fraction)
   rows = [dict(r, label=labels[r["study_id"]]) for r in rows]
+  shared = anatomies and len(set(anatomies.values())) < len(anatomies)
+  if shared:
+    rows = [dict(r, anatomy=anatomies.get(r["study_id"], "")) for r in rows]
   split = balance.stratified_split(rows, keys.stream(key, "split"),
                                    fractions=tuple(config.cohort.split_fractions),
-                                   strata=(group, "label"))
+                                   strata=(group, "label"),
+                                   units=anatomies if shared else None)
   rows = [dict(r, split=split[r["study_id"]]) for r in rows]
   small = spheres.choose_small(rows, key, group, params.small_fraction)
   return [dict(r, **{f"small_{d}": int(r["study_id"] in small[d])
@@ -162,11 +171,14 @@ def prepare_cohort(cohort_dir, out_dir, config, truth_dir=None, progress=None) -
   fingerprint = settings_fingerprint(config, cohort_dir)
   check_settings(out_dir, fingerprint)
   key = datasets.prepare_key(config.seed)
-  rows = plan(cohort_rows(*read_cohort(cohort_dir, settings.match), key, config), key, config)
-  truths = {}
   secret = truth.read_secret(cohort_dir, config.ingest.secret) if truth_dir else None
+  index = truth.index_truth(truth_dir, secret) if truth_dir and secret else {}
+  anatomies = {study_id: str(record["anatomy"]) for study_id, record in index.items()
+               if "anatomy" in record}
+  rows = plan(cohort_rows(*read_cohort(cohort_dir, settings.match), key, config), key, config,
+              anatomies)
+  truths = {}
   if truth_dir and secret:
-    index = truth.index_truth(truth_dir, secret)
     truths = {r["study_id"]: truth.mask_file(truth_dir, index[r["study_id"]],
                                              r.get("series_number", ""))
               for r in rows if r["study_id"] in index}
