@@ -96,9 +96,10 @@ def experiments(config, prepared_dir: Path, workdir: Path, say) -> dict:
   return json.loads(path.read_text())
 
 
-def report(config, results: dict, prepared_dir: Path, workdir: Path, timings: dict) -> dict:
+def report(config, results: dict, prepared_dir: Path, workdir: Path, timings: dict,
+           source: str = "synthetic") -> dict:
   results = dict(results, provenance=dict(
-      config=config.to_dict(), keys=dict(seed=config.seed, streams=[
+      config=config.to_dict(), source=source, keys=dict(seed=config.seed, streams=[
           "synth", "cohort", "prepare", "experiments/<task>/<difficulty>/<condition>"]),
       stages={name: dict(wall_s=seconds, skipped=seconds < 1.0)
               for name, seconds in timings.items()}))
@@ -135,7 +136,8 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=print) -> dict
     compiling.join()
   results = experiments(config, prepared_dir, workdir, say)
   timings["train"] = time.time() - start - sum(timings.values())
-  written = report(config, results, prepared_dir, workdir, timings)
+  written = report(config, results, prepared_dir, workdir, timings,
+                   source="dicom" if dicom_root else "synthetic")
   timings["report"] = time.time() - start - sum(timings.values())
   say("report", f"{written['report.md']} and {written['report.html']}")
   return timings

@@ -281,7 +281,24 @@ def headline(results: dict) -> list[str]:
     mdd = f"; the median smallest detectable fall is {np.median(mdds):.1f} points" if mdds else ""
     lines.append(f"Cross-group differences: {len(shown)} of {len(rows)} comparisons have a "
                  f"95% interval that excludes zero{mdd} (forest plot below).")
+  provenance = results.get("provenance", {})
+  design = provenance.get("config", {}).get("synth", {}).get("design")
+  if provenance.get("source") == "dicom":
+    design = "dicom"
+  if lines and design in DESIGNS:
+    lines.append(DESIGNS[design])
   return lines or ["Nothing to report yet: no experiment has results."]
+
+
+DESIGNS = dict(
+    dicom="Design: an observational export (the vendors' patients differ; vendor may be "
+          "confounded with anything that differs between their patients).",
+    paper="Design: the paper's (a different patient in every study; vendors are compared on "
+          "different heads).",
+    traveling="Design: traveling heads (every anatomy acquired on every vendor, each "
+              "acquisition its own study; splits keep a head in one split). Cross-vendor "
+              "intervals treat the vendors' test sets as independent, which is conservative "
+              "for the same heads.")
 
 
 def summarise(results: dict) -> dict[str, list[str]]:
