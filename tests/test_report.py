@@ -315,3 +315,22 @@ def test_mixed_is_not_a_group_value(complete, tmp_path):
   bad = dict(complete, groups=["mixed", "GE"])
   with pytest.raises(ValueError):
     render.render_report(bad, tmp_path, environment=ENVIRONMENT)
+
+
+def test_headline_says_whether_the_cnn_reached_the_probe():
+  base = dict(groups=["GE", "Siemens"], group_attribute="vendor")
+  probe = dict(n=20, accuracy=1.0, accuracy_ci=[0.84, 1.0], auroc=1.0, auroc_ci=[1.0, 1.0],
+               permutation_p=1e-4)
+  def cnn(high):
+    return dict(n=20, accuracy=0.95, accuracy_ci=[0.76, 0.99], auroc=0.97,
+                auroc_ci=[0.88, high], permutation_p=2e-4)
+  reached = summary.headline(dict(base, name_manufacturer={"mixed": {"controls": cnn(1.0)}},
+                                  controls={"texture_probe": probe}))
+  assert reached[0].startswith("Can the vendor be named from the images? Yes")
+  assert "the CNN reached the noise-texture probe" in reached[0]
+  short = summary.headline(dict(base, name_manufacturer={"mixed": {"controls": cnn(0.99)}},
+                                controls={"texture_probe": probe}))
+  assert "did not reach" in short[0]
+  chance = dict(cnn(0.9), accuracy=0.55, accuracy_ci=[0.34, 0.74], permutation_p=0.3)
+  assert "Not shown" in summary.headline(dict(base, name_manufacturer={
+      "mixed": {"controls": chance}}))[0]

@@ -237,14 +237,17 @@ def comparison_panels(results: dict) -> dict:
 
 
 def _reached(cnn: dict, probe: dict) -> str:
-  """Whether the CNN's AUROC reaches the probe's: at or above the probe's lower bound."""
-  if not (cnn and probe and "auroc" in cnn and "auroc_ci" in probe
-          and _finite(cnn["auroc"], probe["auroc_ci"][0])):
+  """Whether the CNN's AUROC reaches the probe's: the probe's point estimate lies
+  within or below the CNN's 95% interval (the probe's own interval collapses at 1.0)."""
+  if not (cnn and probe and "auroc_ci" in cnn and "auroc" in probe
+          and _finite(cnn["auroc_ci"][1], probe["auroc"])):
     return ""
-  if cnn["auroc"] >= probe["auroc_ci"][0]:
-    return "; the CNN reached the probe (its AUROC is within or above the probe's interval)"
-  return ("; the CNN did not reach the probe (its AUROC is below the probe's interval): "
-          "the images carry more of the signal than the CNN found")
+  if cnn["auroc_ci"][1] >= probe["auroc"]:
+    return (f"; the CNN reached the noise-texture probe (probe AUROC {probe['auroc']:.3f} "
+            "is inside the CNN's interval)")
+  return (f"; the CNN did not reach the noise-texture probe (probe AUROC "
+          f"{probe['auroc']:.3f} is above the CNN's interval): the images carry more of the "
+          "signal than the CNN found")
 
 
 def headline(results: dict) -> list[str]:
