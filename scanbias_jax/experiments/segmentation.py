@@ -28,16 +28,22 @@ def augment(config):  # pylint: disable=unused-argument
   return None
 
 
-def inputs(config, prepared, split: str, group_value=None):
-  """(x float32 [n, *shape, 1], masks float32 [n, *shape]) of one split."""
-  data = datasets.skull_set(prepared, split, group_value, config.prepare.skull_slices)
+def split_sets(config, prepared, split: str) -> dict:
+  """{"mixed": (x float32 [n, *shape, 1], masks float32 [n, *shape]), group value: its
+  rows of them} of one split, read and resized once."""
+  data = datasets.skull_set(prepared, split, None, config.prepare.skull_slices)
   shape = tuple(config.experiments.segmentation_shape)
   if not len(data["volumes"]):
-    return np.zeros((0, *shape, 1), np.float32), np.zeros((0, *shape), np.float32)
+    empty = (np.zeros((0, *shape, 1), np.float32), np.zeros((0, *shape), np.float32))
+    return {c: empty for c in common.conditions(prepared.group_values)}
   level, width = config.prepare.spheres_window
   x = common.resize(np.asarray(datasets.skull_input(data["volumes"], level, width)), shape)
   masks = (common.resize(data["masks"], shape) >= 0.5).astype(np.float32)
-  return x[..., None], masks
+  sets = {results.MIXED: (x[..., None], masks)}
+  for index, value in enumerate(prepared.group_values):
+    rows = data["groups"] == index
+    sets[value] = (x[rows][..., None], masks[rows])
+  return sets
 
 
 def dice_of(ens, variables, x, masks, chosen, chunk: int = 16) -> dict:
@@ -56,10 +62,7 @@ def dice_of(ens, variables, x, masks, chosen, chunk: int = 16) -> dict:
 
 
 def run_condition(config, prepared, condition: str, key: jax.Array, workdir: str,
-                  tests: dict) -> dict:
-  group_value = common.group_filter(condition)
-  train = inputs(config, prepared, "train", group_value)
-  val = inputs(config, prepared, "val", group_value)
+                  train: tuple, val: tuple, tests: dict) -> dict:
   ens, variables, _ = common.fit(config, TASK, keys.stream(key, "train"),
                                  dict(x=train[0], y=train[1]), dict(x=val[0], y=val[1]),
                                  os.path.join(workdir, TASK, condition))
@@ -74,8 +77,8 @@ def run_condition(config, prepared, condition: str, key: jax.Array, workdir: str
 
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
   """{condition: Condition}."""
-  tests = {results.MIXED: inputs(config, prepared, "test")}
-  tests.update({g: inputs(config, prepared, "test", g) for g in prepared.group_values})
-  return {condition: run_condition(config, prepared, condition,
-                                   keys.stream(key, condition), workdir, tests)
+  sets = {split: split_sets(config, prepared, split) for split in ("train", "val", "test")}
+  return {condition: run_condition(config, prepared, condition, keys.stream(key, condition),
+                                   workdir, sets["train"][condition], sets["val"][condition],
+                                   sets["test"])
           for condition in common.conditions(prepared.group_values)}

@@ -37,6 +37,18 @@ def inputs(config, prepared, difficulty: str, split: str, group_value=None):
   return build(config, datasets.spheres_set(prepared, difficulty, split, group_value))
 
 
+def split_sets(config, prepared, difficulty: str, split: str) -> dict:
+  """{"mixed": (x, y), group value: its rows of them} of one split, built once (a
+  group's set is the mixed set's rows of that group, in the same order)."""
+  data = datasets.spheres_set(prepared, difficulty, split)
+  x, y = build(config, data)
+  sets = {results.MIXED: (x, y)}
+  for index, value in enumerate(prepared.group_values):
+    rows = data["groups"] == index if len(y) else np.zeros(0, bool)
+    sets[value] = (x[rows], y[rows])
+  return sets
+
+
 def build(config, data: dict):
   """(x, y) of a `spheres_set` or `paired_spheres_set` dict: spheres inserted, windowed,
   resized to `experiments.spheres_shape`, 8 samples at a time."""
@@ -75,9 +87,7 @@ def _batcher(level: float, width: float):
 
 
 def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Array,
-                  workdir: str, train: tuple, tests: dict) -> dict:
-  group_value = common.group_filter(condition)
-  val = inputs(config, prepared, difficulty, "val", group_value)
+                  workdir: str, train: tuple, val: tuple, tests: dict) -> dict:
   ens, variables, _ = common.fit(config, TASK, keys.stream(key, "train"),
                                  dict(x=train[0], y=train[1]), dict(x=val[0], y=val[1]),
                                  os.path.join(workdir, TASK, difficulty, condition))
@@ -100,13 +110,12 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
            if copies else None)
   out = {}
   for difficulty in config.experiments.difficulties:
-    tests = {results.MIXED: inputs(config, prepared, difficulty, "test")}
-    tests.update({g: inputs(config, prepared, difficulty, "test", g)
-                  for g in prepared.group_values})
+    tests = split_sets(config, prepared, difficulty, "test")
+    val = split_sets(config, prepared, difficulty, "val")
     train = training_sets(config, prepared, difficulty, draws)
     out[difficulty] = {
         condition: run_condition(config, prepared, difficulty, condition,
                                  keys.stream(key, f"{difficulty}/{condition}"), workdir,
-                                 train[condition], tests)
+                                 train[condition], val[condition], tests)
         for condition in common.conditions(prepared.group_values)}
   return out
