@@ -94,10 +94,14 @@ def test_distance_morphology_matches_structuring_elements(radius, spacing):
   """dilate / erode / close through the distance transform give scipy's voxels with
   the disk / ball element, borders included."""
   rng = np.random.default_rng(int(radius))
-  mask = ndimage.binary_opening(rng.random((40, 36, 9)) > 0.55)
-  mask[:3] = True                                  # the border matters for erosion
-  for in_plane, element in ((True, skullstrip.disk(radius, spacing)),
-                            (False, skullstrip.ball(radius, spacing))):
+  noise = ndimage.binary_opening(rng.random((40, 36, 9)) > 0.55)
+  noise[:3] = True                                 # the border matters for erosion
+  blob = np.zeros((60, 56, 12), bool)              # a head in air: the bounding-box path
+  blob[14:40, 30:56, 2:9] = ndimage.binary_opening(rng.random((26, 26, 7)) > 0.3)
+  cases = [(mask, in_plane, element) for mask in (noise, blob)
+           for in_plane, element in ((True, skullstrip.disk(radius, spacing)),
+                                     (False, skullstrip.ball(radius, spacing)))]
+  for mask, in_plane, element in cases:
     np.testing.assert_array_equal(skullstrip.dilate(mask, radius, spacing, in_plane),
                                   ndimage.binary_dilation(mask, element))
     np.testing.assert_array_equal(skullstrip.erode(mask, radius, spacing, in_plane),

@@ -51,17 +51,9 @@ def ball(radius_mm: float, spacing_mm) -> np.ndarray:
 # transform: the set of voxels within r of the mask (or of its complement) is the
 # same set `binary_dilation` / `binary_erosion` give with `disk(r)` / `ball(r)`
 # (tests/test_skullstrip.py checks they agree voxel for voxel), at a cost that does
-# not grow with r: at ~1 mm pixels an 8 mm closing by structuring element took
-# ~1.8 s a study, through the distance transform ~0.2 s.
+# not grow with r, and only over the mask's bounding box (the head, not the air):
+# at ~1 mm pixels an 8 mm closing by structuring element took ~1.8 s a study.
 _IN_PLANE = 1e9  # a slice spacing that puts every other slice beyond any radius
-
-
-def _within(mask: np.ndarray, radius_mm: float, sampling) -> np.ndarray:
-  """Voxels at most radius_mm (the structuring elements' tolerance) from a True voxel."""
-  if not mask.any():
-    return np.zeros_like(mask, bool)
-  distance = ndimage.distance_transform_edt(~mask, sampling=sampling)
-  return distance ** 2 <= radius_mm ** 2 + 1e-6
 
 
 def _sampling(spacing_mm, in_plane: bool):
@@ -69,31 +61,59 @@ def _sampling(spacing_mm, in_plane: bool):
   return spacing[:2] + [_IN_PLANE] if in_plane else spacing
 
 
+def _reach(radius_mm: float, spacing_mm, in_plane: bool) -> list[int]:
+  """Voxels per axis one past the element's extent."""
+  reach = [max(int(radius_mm / s), 0) + 1 for s in spacing_mm[:3]]
+  if in_plane:
+    reach[2] = 0
+  return reach
+
+
+def _box(mask: np.ndarray, margin) -> tuple | None:
+  """Slices of the True voxels' bounding box grown by `margin` (clipped), None if none."""
+  box = []
+  for axis in range(mask.ndim):
+    hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+    if not hit.size:
+      return None
+    box.append(slice(max(hit[0] - margin[axis], 0), hit[-1] + margin[axis] + 1))
+  return tuple(box)
+
+
 def dilate(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
   """binary_dilation(mask, disk(r) if in_plane else ball(r))."""
-  return _within(np.asarray(mask, bool), radius_mm, _sampling(spacing_mm, in_plane))
+  mask = np.asarray(mask, bool)
+  out = np.zeros_like(mask)
+  box = _box(mask, _reach(radius_mm, spacing_mm, in_plane))
+  if box is not None:  # every voxel within r of the mask lies in its grown box
+    distance = ndimage.distance_transform_edt(~mask[box],
+                                              sampling=_sampling(spacing_mm, in_plane))
+    out[box] = distance ** 2 <= radius_mm ** 2 + 1e-6
+  return out
 
 
 def erode(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
   """binary_erosion(mask, disk(r) if in_plane else ball(r)): outside the array is
   background, as scipy's default border_value=0 has it."""
   mask = np.asarray(mask, bool)
-  reach = [max(int(radius_mm / s), 0) + 1 for s in spacing_mm[:3]]
-  if in_plane:
-    reach[2] = 0
-  padded = np.pad(~mask, [(r, r) for r in reach], constant_values=True)
-  outside = _within(padded, radius_mm, _sampling(spacing_mm, in_plane))
-  return ~outside[tuple(slice(r, r + n) for r, n in zip(reach, mask.shape))]
+  out = np.zeros_like(mask)
+  box = _box(mask, [0, 0, 0])
+  if box is not None:
+    # Everything outside the box is background; a one-voxel background frame is as
+    # near to each voxel inside as any background beyond it.
+    framed = np.pad(mask[box], 1)
+    distance = ndimage.distance_transform_edt(framed, sampling=_sampling(spacing_mm, in_plane))
+    out[box] = (distance ** 2 > radius_mm ** 2 + 1e-6)[1:-1, 1:-1, 1:-1]
+  return out
 
 
 def close(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
   """Closing by disk(r) / ball(r) that does not erode at the array border (the
   mask is padded with background beyond the element's reach, closed, cropped)."""
   mask = np.asarray(mask, bool)
-  reach = [max(int(radius_mm / s), 0) + 1 for s in spacing_mm[:3]]
-  sampling = _sampling(spacing_mm, in_plane)
-  grown = _within(np.pad(mask, [(r, r) for r in reach]), radius_mm, sampling)
-  closed = ~_within(~grown, radius_mm, sampling)
+  reach = _reach(radius_mm, spacing_mm, False)
+  grown = dilate(np.pad(mask, [(r, r) for r in reach]), radius_mm, spacing_mm, in_plane)
+  closed = erode(grown, radius_mm, spacing_mm, in_plane)
   return closed[tuple(slice(r, r + n) for r, n in zip(reach, mask.shape))]
 
 
