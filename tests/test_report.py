@@ -331,6 +331,10 @@ def test_headline_says_whether_the_cnn_reached_the_probe():
   short = summary.headline(dict(base, name_manufacturer={"mixed": {"controls": cnn(0.99)}},
                                 controls={"texture_probe": probe}))
   assert "did not reach" in short[0]
+  blind_probe = dict(probe, auroc=0.51, auroc_ci=[0.26, 0.77], permutation_p=0.49)
+  blind = summary.headline(dict(base, name_manufacturer={"mixed": {"controls": cnn(1.0)}},
+                                controls={"texture_probe": blind_probe}))
+  assert "the noise-texture probe finds no signal either" in blind[0]
   chance = dict(cnn(0.9), accuracy=0.55, accuracy_ci=[0.34, 0.74], permutation_p=0.3)
   assert "Not shown" in summary.headline(dict(base, name_manufacturer={
       "mixed": {"controls": chance}}))[0]

@@ -242,6 +242,8 @@ def _reached(cnn: dict, probe: dict) -> str:
   if not (cnn and probe and "auroc_ci" in cnn and "auroc" in probe
           and _finite(cnn["auroc_ci"][1], probe["auroc"])):
     return ""
+  if not probe.get("permutation_p", 1.0) < 0.05:
+    return "; the noise-texture probe finds no signal either"
   if cnn["auroc_ci"][1] >= probe["auroc"]:
     return (f"; the CNN reached the noise-texture probe (probe AUROC {probe['auroc']:.3f} "
             "is inside the CNN's interval)")
@@ -277,11 +279,17 @@ def headline(results: dict) -> list[str]:
         f"{probe['permutation_p']:.2g}.")
   elif probe:
     lines.append(f"Noise-texture probe: n/a ({probe.get('reason', 'not run')}).")
-  rows = [r for panel in comparison_panels(results).values() for r in panel["rows"]]
+  panels = comparison_panels(results)
+  rows = [r for panel in panels.values() for r in panel["rows"]]
   if rows:
     shown = [r for r in rows if r["ci"][0] > 0 or r["ci"][1] < 0]
-    mdds = [r["mdd"] for r in rows if _finite(r["mdd"])]
-    mdd = f"; the median smallest detectable fall is {np.median(mdds):.1f} points" if mdds else ""
+    detectable = []
+    for metric, panel in panels.items():
+      mdds = [r["mdd"] for r in panel["rows"] if _finite(r["mdd"])]
+      if mdds:
+        detectable.append(f"{np.median(mdds):.1f} {panel['unit']} ({metric})")
+    mdd = ("; the median smallest fall the test sets detect with 80% power is "
+           + ", ".join(detectable)) if detectable else ""
     lines.append(f"Cross-group differences: {len(shown)} of {len(rows)} comparisons have a "
                  f"95% interval that excludes zero{mdd} (forest plot below).")
   provenance = results.get("provenance", {})
