@@ -480,7 +480,12 @@ def study_plan(config) -> dict:
   # Conditions: mixed, then one per group (a vendor's share of the studies).
   conditions = [(n_train, n_val)] + [(int(n_train * s), int(n_val * s))
                                      for s in config.synth.vendor_mix]
-  per_task = {"name_manufacturer": conditions[:1], "spheres": conditions * len(
+  settings = config.experiments
+  if settings.get("manufacturer_input", "slices") == "crops":  # samples are crops, not studies
+    naming = [(n_train * settings.train_crops_per_study, n_val * settings.eval_crops_per_study)]
+  else:
+    naming = conditions[:1]
+  per_task = {"name_manufacturer": naming, "spheres": conditions * len(
       config.experiments.difficulties), "segmentation": conditions}
   plan = {}
   for model, task in TASKS.items():

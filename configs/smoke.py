@@ -33,6 +33,7 @@ def get_config():
   config.models.segmentation.num_members = 2
   config.models.segmentation.num_epochs = 2
   config.models.spheres.num_epochs = 2
+  config.models.name_manufacturer.num_epochs = 2
   config.experiments.select_k = 1
   config.experiments.crop_size = 16
   config.experiments.train_crops_per_study = 4

@@ -32,8 +32,9 @@ def test_quick_gpu_check_writes_every_section(tmp_path):
   estimate = sections["estimate"]
   assert estimate["rows"] and all(math.isfinite(r["total_s"]) and r["total_s"] > 0
                                   for r in estimate["rows"])
-  # The smoke config's study: 12 studies split 1/3 each, batch 2, 2 members x 2 epochs.
-  assert estimate["plan"]["shallow_cnn"]["train_steps"] == 2 * 2 * 2
+  # The smoke config's study: 12 studies split 1/3 each, 4 crops a training study,
+  # batch 2, 2 members x 2 epochs.
+  assert estimate["plan"]["shallow_cnn"]["train_steps"] == (4 * 4 // 2) * 2 * 2
   checks = sections["determinism"]["checks"]
   assert len(checks) >= 4 and all(c["status"] == "PASS" for c in checks), checks
   summary = (out / "summary.md").read_text()

@@ -76,7 +76,7 @@ def test_manifest_and_rejects(paper_run):
   table = _read(out, "manifest.csv")
   thin = [r for r in table if r["vendor"] == "Siemens"][0]
   assert thin["selection"].startswith("no 5 mm axial series; thinnest axial 2.5 mm")
-  assert "slices 2.5 -> 5 mm (linear)" in thin["resampled"] and thin["sex"] == "M"
+  assert "slices 2.5 -> 5 mm (average)" in thin["resampled"] and thin["sex"] == "M"
   assert thin["kernel"] == "H40s\\3" and thin["manufacturer"] == "SIEMENS"
   five = [r for r in table if r["n_series"] == "3"][0]
   assert five["selection"] == "axial 5 mm, description says 5 mm" and five["age_years"] == "63"
