@@ -63,3 +63,13 @@ def test_per_study_scores_is_the_mean_of_each_study_crops():
   scores = np.array([[0.1, 0.3, 0.9, 0.7, 0.5]])
   study = np.array([0, 0, 1, 1, 1])
   np.testing.assert_allclose(brain_crops.per_study_scores(scores, study, 2), [[0.2, 0.7]])
+
+
+def test_select_studies_keeps_their_crops_and_renumbers():
+  data = dict(x=np.arange(5.0)[:, None], y=np.array([0, 0, 1, 1, 1.0]),
+              study=np.array([0, 0, 1, 2, 2]), labels=np.array([0, 1, 1]),
+              study_ids=["a", "b", "c"], skipped=[])
+  picked = brain_crops.select_studies(data, data["labels"] == 1)
+  np.testing.assert_array_equal(picked["x"][:, 0], [2.0, 3.0, 4.0])
+  np.testing.assert_array_equal(picked["study"], [0, 1, 1])
+  assert picked["study_ids"] == ["b", "c"] and list(picked["labels"]) == [1, 1]

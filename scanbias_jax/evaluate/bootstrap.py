@@ -51,45 +51,31 @@ def resampled_auroc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 def classification_ci(key: jax.Array, labels, scores, n_resamples: int = 1000,
                       level: float = 0.95, threshold: float = 0.5) -> dict:
-  """Percentile intervals {metric: [low, high]} of the four classification metrics.
+  """95% intervals {metric: [low, high]} of the four classification metrics: Wilson
+  for the proportions, the stratified percentile bootstrap for AUROC.
 
-  Also returns `reasons` (metric -> why it has no interval), `n_resamples` and
-  `level`. A metric undefined on the data (see `metrics.classification`) has
-  interval [NaN, NaN].
+  Also returns `reasons` (metric -> why it has no interval), `methods`,
+  `n_resamples` and `level`. A metric undefined on the data (see
+  `metrics.classification`) has interval [NaN, NaN].
   """
   labels = np.asarray(labels).astype(int).ravel()
   scores = np.asarray(scores, dtype=np.float64).ravel()
   point = metrics.classification(labels, scores, threshold)
-  out = dict(n_resamples=int(n_resamples), level=float(level), reasons={})
+  out = dict(n_resamples=int(n_resamples), level=float(level), reasons={},
+             methods=dict(accuracy=comparisons.PROPORTION_CI,
+                          sensitivity=comparisons.PROPORTION_CI,
+                          specificity=comparisons.PROPORTION_CI,
+                          auroc="stratified study bootstrap"))
   undefined = {m for m in metrics.CLASSIFICATION if not np.isfinite(point[m])}
   for name in undefined:
     out[name] = [NAN, NAN]
     out["reasons"][name] = point["reasons"].get(name, "undefined")
-  if len(undefined) == len(metrics.CLASSIFICATION):
-    return out
-  rng = keys.numpy_rng(key)
-  index = stratified_indices(rng, labels, n_resamples)
-  drawn_labels = labels[index]
-  correct = (scores[index] >= threshold) == (drawn_labels == 1)
-  n_pos = int(labels.sum())
-  n_neg = labels.size - n_pos
-  values = dict(accuracy=correct.mean(axis=1))
-  # Stratified draws keep the class counts, so sensitivity/specificity are the
-  # mean correctness over the positive/negative columns.
-  if n_pos:
-    values["sensitivity"] = correct[:, drawn_labels[0] == 1].mean(axis=1)
-  if n_neg:
-    values["specificity"] = correct[:, drawn_labels[0] == 0].mean(axis=1)
-  if n_pos and n_neg:
-    values["auroc"] = resampled_auroc(drawn_labels, scores[index])
-  for name, samples in values.items():
-    if name not in undefined:
-      out[name] = _percentile_interval(samples, level)
   for name, (successes, n) in _proportions(labels, scores, threshold).items():
     if name not in undefined:
       out[name] = comparisons.wilson(successes, n, level)
-  out["methods"] = dict(accuracy=comparisons.PROPORTION_CI, sensitivity=comparisons.PROPORTION_CI,
-                        specificity=comparisons.PROPORTION_CI, auroc="stratified study bootstrap")
+  if "auroc" not in undefined:  # both classes present
+    index = stratified_indices(keys.numpy_rng(key), labels, n_resamples)
+    out["auroc"] = _percentile_interval(resampled_auroc(labels[index], scores[index]), level)
   return out
 
 
@@ -125,21 +111,21 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
 
   `first` and `second` are (labels, scores) of independent sets of studies (e.g.
   the training group's test studies and another group's), so each is resampled
-  on its own (stratified by class). Returns {metric: {difference, ci}} and
-  `reasons` for metrics undefined on either set.
+  on its own (stratified by class). Returns {metric: {difference, ci, ...}} and
+  `reasons` for metrics undefined on either set: proportions get Newcombe's interval
+  with Fisher's p and the MDD (`comparisons.proportion_difference`), AUROC the
+  bootstrap's.
   """
   point_a = metrics.classification(*first, threshold=threshold)
   point_b = metrics.classification(*second, threshold=threshold)
-  draws = []
+  draws, proportions = [], []
   for part, (labels, scores) in enumerate((first, second)):
     labels = np.asarray(labels).astype(int).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()
     rng = keys.numpy_rng(keys.item(key, part))
     index = stratified_indices(rng, labels, n_resamples)
     draws.append((labels[index], scores[index]))
-  proportions = [_proportions(np.asarray(labels).astype(int).ravel(),
-                              np.asarray(scores, np.float64).ravel(), threshold)
-                 for labels, scores in (first, second)]
+    proportions.append(_proportions(labels, scores, threshold))
   out = dict(n_resamples=int(n_resamples), level=float(level), reasons={})
   for name in metrics.CLASSIFICATION:
     if not (np.isfinite(point_a[name]) and np.isfinite(point_b[name])):
@@ -147,28 +133,17 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
       out[name] = dict(difference=NAN, ci=[NAN, NAN])
       out["reasons"][name] = why
       continue
-    samples = [_resampled_metric(name, labels, scores, threshold)
-               for labels, scores in draws]
-    out[name] = dict(difference=float(point_a[name] - point_b[name]),
-                     ci=_percentile_interval(samples[0] - samples[1], level),
-                     ci_method="study bootstrap")
     if name in proportions[0]:
       (k1, n1), (k2, n2) = proportions[0][name], proportions[1][name]
       out[name] = dict(comparisons.proportion_difference(k1, n1, k2, n2, level),
                        ci_method=comparisons.DIFFERENCE_CI, test=comparisons.PROPORTION_TEST,
                        mdd_method=comparisons.MDD_METHOD)
+      continue
+    samples = [resampled_auroc(labels, scores) for labels, scores in draws]  # AUROC
+    out[name] = dict(difference=float(point_a[name] - point_b[name]),
+                     ci=_percentile_interval(samples[0] - samples[1], level),
+                     ci_method="study bootstrap")
   return out
-
-
-def _resampled_metric(name: str, labels: np.ndarray, scores: np.ndarray,
-                      threshold: float) -> np.ndarray:
-  if name == "auroc":
-    return resampled_auroc(labels, scores)
-  correct = (scores >= threshold) == (labels == 1)
-  if name == "accuracy":
-    return correct.mean(axis=1)
-  column = labels[0] == (1 if name == "sensitivity" else 0)
-  return correct[:, column].mean(axis=1)
 
 
 def mean_difference_ci(key: jax.Array, first, second, n_resamples: int = 1000,

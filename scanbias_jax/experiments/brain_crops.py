@@ -99,11 +99,20 @@ def crop_set(prepared: datasets.Prepared, split, group_value, size: int, per_stu
               skipped=skipped)
 
 
+def select_studies(data: dict, keep) -> dict:
+  """The `crop_set` dict of the studies where `keep` [n_studies] is True (renumbered)."""
+  keep = np.asarray(keep, bool)
+  rows = keep[data["study"]]
+  renumbered = (np.cumsum(keep) - 1).astype(np.int32)
+  return dict(x=data["x"][rows], y=data["y"][rows], study=renumbered[data["study"][rows]],
+              labels=data["labels"][keep],
+              study_ids=[s for s, k in zip(data["study_ids"], keep) if k], skipped=[])
+
+
 def per_study_scores(crop_scores: np.ndarray, study: np.ndarray, n_studies: int) -> np.ndarray:
   """[..., n_crops] probabilities -> [..., n_studies]: each study's mean over its crops."""
-  counts = np.bincount(study, minlength=n_studies)
-  sums = np.stack([crop_scores[..., study == s].sum(-1) for s in range(n_studies)], axis=-1)
-  return sums / counts
+  membership = np.asarray(study)[:, None] == np.arange(n_studies)
+  return (crop_scores @ membership) / membership.sum(0)
 
 
 def flip_augment(key: jax.Array, crop):

@@ -19,6 +19,16 @@ def conditions(groups) -> list[str]:
   return [MIXED, *groups]
 
 
+def by_condition(group_values, groups, *arrays) -> dict:
+  """{"mixed": arrays, group value: each array's rows of that group}: the sets of every
+  condition from one mixed set; `groups` [n] indexes `group_values`."""
+  groups = np.asarray(groups)
+  sets = {MIXED: arrays}
+  for index, value in enumerate(group_values):
+    sets[value] = tuple(a[groups == index] for a in arrays)
+  return sets
+
+
 def group_filter(condition: str):
   """The `group_value` argument of the data-set builders for a condition."""
   return None if condition == MIXED else condition

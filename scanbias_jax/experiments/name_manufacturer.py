@@ -107,26 +107,21 @@ def _slice_sets(config, prepared, key):
 
 
 def _crop_sets(config, prepared):
-  """The same layout for brain crops (`brain_crops.crop_set`) and the studies skipped."""
+  """The same layout for brain crops (`brain_crops.crop_set`) and the studies skipped;
+  a group's test set is the mixed test set's studies of that group."""
   settings = config.experiments
   common_args = dict(size=settings.crop_size, n_slices=config.prepare.stack_slices,
                      level=config.prepare.original_window[0],
                      width=config.prepare.original_window[1])
-  sets, skipped = {}, []
-
-  def crops(split, group_value, per_study):
-    data = brain_crops.crop_set(prepared, split, group_value, per_study=per_study,
-                                purpose="train" if split == "train" else "eval", **common_args)
-    if group_value is None:
-      skipped.extend(data["skipped"])
-    return data["x"], data["y"], data["study"], data["labels"]
-
-  sets["train"] = crops("train", None, settings.train_crops_per_study)
-  for split in ("val", "test"):
-    sets[split] = crops(split, None, settings.eval_crops_per_study)
-  sets.update({("test", g): crops("test", g, settings.eval_crops_per_study)
-               for g in prepared.group_values})
-  return sets, skipped
+  data = {split: brain_crops.crop_set(
+      prepared, split, None, per_study=settings.train_crops_per_study if split == "train"
+      else settings.eval_crops_per_study, purpose="train" if split == "train" else "eval",
+      **common_args) for split in ("train", "val", "test")}
+  for index, value in enumerate(prepared.group_values):
+    data[("test", value)] = brain_crops.select_studies(data["test"],
+                                                       data["test"]["labels"] == index)
+  sets = {name: (d["x"], d["y"], d["study"], d["labels"]) for name, d in data.items()}
+  return sets, [why for split in ("train", "val", "test") for why in data[split]["skipped"]]
 
 
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
@@ -156,12 +151,10 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
   condition = results.classification_condition(
       keys.stream(key, "evaluate"), results.MIXED, study_scores("val"), scored,
       settings.select_k, positive_class=groups[1], n_resamples=settings.bootstrap_resamples)
-  condition["input"] = dict(kind=settings.get("manufacturer_input", "slices"),
-                            skipped=skipped, **(dict(
-                                crop_size=settings.crop_size,
-                                train_crops_per_study=settings.train_crops_per_study,
-                                eval_crops_per_study=settings.eval_crops_per_study)
-                                if _uses_crops(config) else {}))
+  condition["input"] = dict(kind=settings.get("manufacturer_input", "slices"), skipped=skipped)
+  if _uses_crops(config):
+    condition["input"].update({name: settings[name] for name in (
+        "crop_size", "train_crops_per_study", "eval_crops_per_study")})
   # Control: the member-averaged selected output against shuffled test labels, with
   # the accuracy's Wilson interval beside the bootstrap's.
   labels, member_scores = scored[results.MIXED]

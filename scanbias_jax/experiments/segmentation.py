@@ -39,11 +39,7 @@ def split_sets(config, prepared, split: str) -> dict:
   level, width = config.prepare.spheres_window
   x = common.resize(np.asarray(datasets.skull_input(data["volumes"], level, width)), shape)
   masks = (common.resize(data["masks"], shape) >= 0.5).astype(np.float32)
-  sets = {results.MIXED: (x[..., None], masks)}
-  for index, value in enumerate(prepared.group_values):
-    rows = data["groups"] == index
-    sets[value] = (x[rows][..., None], masks[rows])
-  return sets
+  return common.by_condition(prepared.group_values, data["groups"], x[..., None], masks)
 
 
 def dice_of(ens, variables, x, masks, chosen, chunk: int = 16) -> dict:

@@ -32,21 +32,11 @@ def augment(config):  # pylint: disable=unused-argument
   return None
 
 
-def inputs(config, prepared, difficulty: str, split: str, group_value=None):
-  """(x float32 [n, *shape, 1], y float32 [n]) of one split."""
-  return build(config, datasets.spheres_set(prepared, difficulty, split, group_value))
-
-
 def split_sets(config, prepared, difficulty: str, split: str) -> dict:
   """{"mixed": (x, y), group value: its rows of them} of one split, built once (a
   group's set is the mixed set's rows of that group, in the same order)."""
   data = datasets.spheres_set(prepared, difficulty, split)
-  x, y = build(config, data)
-  sets = {results.MIXED: (x, y)}
-  for index, value in enumerate(prepared.group_values):
-    rows = data["groups"] == index if len(y) else np.zeros(0, bool)
-    sets[value] = (x[rows], y[rows])
-  return sets
+  return common.by_condition(prepared.group_values, data["groups"], *build(config, data))
 
 
 def build(config, data: dict):
@@ -70,15 +60,9 @@ def build(config, data: dict):
 def training_sets(config, prepared, difficulty: str, draws) -> dict:
   """condition -> (x, y) training set: the paper's, or paired when `draws` is given."""
   if draws is None:
-    return {c: inputs(config, prepared, difficulty, "train", common.group_filter(c))
-            for c in common.conditions(prepared.group_values)}
+    return split_sets(config, prepared, difficulty, "train")
   paired = datasets.paired_spheres_set(prepared, difficulty, draws, "train")
-  x, y = build(config, paired)
-  groups = paired["groups"]
-  sets = {results.MIXED: (x, y)}
-  for index, value in enumerate(prepared.group_values):
-    sets[value] = (x[groups == index], y[groups == index])
-  return sets
+  return common.by_condition(prepared.group_values, paired["groups"], *build(config, paired))
 
 
 @functools.cache
