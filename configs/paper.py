@@ -37,4 +37,6 @@ def get_config():
   config.models.segmentation.model_kwargs = ml_collections.ConfigDict()
   config.models.segmentation.num_members = 10
   config.models.segmentation.num_epochs = 30
+  config.models.segmentation.batch_size = 32  # the paper's (default.py: 4)
+  config.experiments.spheres_flip = False     # the paper: no augmentation
   return config

@@ -32,6 +32,7 @@ def get_config():
   config.models.segmentation.model_kwargs = dict(widths=(2, 4, 8))
   config.models.segmentation.num_members = 2
   config.models.segmentation.num_epochs = 2
+  config.models.segmentation.batch_size = 2
   config.models.spheres.num_epochs = 2
   config.models.name_manufacturer.num_epochs = 2
   config.experiments.select_k = 1

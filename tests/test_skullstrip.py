@@ -113,3 +113,13 @@ def test_distance_morphology_matches_structuring_elements(radius, spacing):
   empty = np.zeros((5, 5, 3), bool)
   assert not skullstrip.dilate(empty, radius, spacing).any()
   assert not skullstrip.close(empty, radius, spacing).any()
+
+
+def test_depth_on_the_bounding_box_matches_the_whole_array_transform():
+  rng = np.random.default_rng(5)
+  mask = ndimage.binary_opening(rng.random((30, 26, 9)) > 0.35)
+  mask[0, 5:9, 4] = True   # touching the array border: outside counts as background
+  spacing = (0.9, 1.1, 5.0)
+  whole = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+  np.testing.assert_allclose(skullstrip.depth_mm(mask, spacing), whole, rtol=0, atol=1e-12)
+  assert not skullstrip.depth_mm(np.zeros((4, 4, 4), bool), spacing).any()

@@ -101,6 +101,24 @@ def test_insert_is_jittable_vmappable_and_absent_is_identity(brain):
   assert float(jnp.abs(out[0] - window.spheres_window(volume)).max()) > 0
 
 
+def test_box_insertion_equals_whole_volume_insertion(brain):
+  mask, volume = brain
+  key = jax.random.key(2)
+  draw = spheres.draw_sphere(spheres.study_key(key, "study-box"), mask, SPACING, PARAMS)
+  spec = spheres.spec_from_row(draw, "easy", False, SPACING)
+  voxel_key = spheres.voxel_key(key, "study-box", "large")
+  whole = np.asarray(insert(volume, spec, voxel_key))
+  insert_boxed = jax.jit(spheres.insert_sphere, static_argnums=3)
+  boxed = insert_boxed(volume, spec, voxel_key, spheres.reach(26.0, SPACING))
+  np.testing.assert_array_equal(boxed, whole)
+  assert (boxed != volume).sum() > 100
+  # A sphere near the array's edge: the box is clamped, the values stay the voxels' own.
+  edge = spec.replace(centre=jnp.array([2.0, 3.0, 1.0]), radius_mm=jnp.float32(6.0))
+  np.testing.assert_array_equal(
+      insert_boxed(volume, edge, voxel_key, spheres.reach(6.0, SPACING)),
+      insert(volume, edge, voxel_key))
+
+
 def test_painted_lesion_replaces_the_anatomy_inside_the_sphere():
   lesion = anatomy.Lesion(jnp.array([10.0, -5.0, 20.0]), jnp.float32(15.0), jnp.float32(50.0),
                           jnp.float32(2.0), jnp.uint32(9), jnp.asarray(True))

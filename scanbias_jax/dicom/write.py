@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.charset import default_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_file_meta_info
 from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless,
                          RLELossless, generate_uid)
 
@@ -174,3 +177,73 @@ def save(ds: Dataset, path: Path, transfer_syntax: str = "explicit") -> int:
   pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
   os.replace(tmp, path)
   return path.stat().st_size
+
+
+def _encoded(elements, encodings) -> bytes:
+  """Data elements as Explicit VR Little Endian bytes, pydicom's encoder."""
+  fp = DicomBytesIO()
+  fp.is_little_endian, fp.is_implicit_VR = True, False
+  for element in elements:
+    write_data_element(fp, element, encodings)
+  return fp.getvalue()
+
+
+def _uid_value(text: str) -> bytes:
+  """A UI value as encoded: padded to even length with a NUL."""
+  data = text.encode("ascii")
+  return data + b"\x00" * (len(data) % 2)
+
+
+def _file_meta(ds: Dataset) -> bytes:
+  meta = FileMetaDataset()
+  meta.MediaStorageSOPClassUID = ds.SOPClassUID
+  meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+  meta.TransferSyntaxUID = ExplicitVRLittleEndian
+  fp = DicomBytesIO()
+  fp.is_little_endian, fp.is_implicit_VR = True, False
+  write_file_meta_info(fp, meta, enforce_standard=True)
+  return fp.getvalue()
+
+
+def save_series(datasets: list[Dataset], paths: list[Path],
+                transfer_syntax: str = "explicit") -> int:
+  """`save` for each image of a series (the same bytes), faster: the elements every
+  image shares are encoded once. Compressed syntaxes, or images whose element sets
+  differ, go through `save` one by one. Returns the bytes written."""
+  tags = sorted(datasets[0].keys()) if datasets else []
+  if (TRANSFER_SYNTAX[transfer_syntax] != ExplicitVRLittleEndian or len(datasets) < 2
+      or any(sorted(ds.keys()) != tags for ds in datasets[1:])
+      or any(t.group <= 2 or (t.element == 0 and t.group > 6) for t in tags)
+      or any(ds[t].VR == "SQ" for ds in datasets[:1] for t in tags)):
+    return sum(save(ds, path, transfer_syntax) for ds, path in zip(datasets, paths))
+  for ds in datasets:
+    correct_ambiguous_vr(ds, True)   # as dcmwrite does (e.g. US/SS by PixelRepresentation)
+  first = datasets[0]
+  def same(ds, tag):  # elements copied from one series dataset are the same objects
+    a, b = ds.get_item(tag), first.get_item(tag)
+    return a is b or (a.VR == b.VR and a.value == b.value)
+
+  shared = [all(same(ds, t) for ds in datasets[1:]) for t in tags]
+  encodings = first.get("SpecificCharacterSet", default_encoding)
+  # Runs of shared elements, encoded once, between the elements each image has its own.
+  runs, start = [], 0
+  for index in [i for i, same in enumerate(shared) if not same] + [len(tags)]:
+    runs.append(_encoded([first[t] for t in tags[start:index]], encodings))
+    start = index + 1
+  own = [t for t, same in zip(tags, shared) if not same]
+  meta, meta_uid = _file_meta(first), _uid_value(first.SOPInstanceUID)
+  size = 0
+  for ds, path in zip(datasets, paths):
+    uid_value = _uid_value(ds.SOPInstanceUID)
+    # The file meta differs only in the instance UID: substituted when as long.
+    parts = [b"\x00" * 128, b"DICM", meta.replace(meta_uid, uid_value)
+             if len(uid_value) == len(meta_uid) else _file_meta(ds), runs[0]]
+    for tag, run in zip(own, runs[1:]):
+      parts += [_encoded([ds[tag]], encodings), run]
+    data = b"".join(parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    size += len(data)
+  return size

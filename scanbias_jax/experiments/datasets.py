@@ -28,7 +28,7 @@ import numpy as np
 
 from scanbias_jax import keys
 from scanbias_jax.lesions import spheres
-from scanbias_jax.preprocess import window
+from scanbias_jax.preprocess import skullstrip, window
 
 SPLITS_FILE, SPHERES_FILE, SETTINGS_FILE = "splits.csv", "spheres.csv", "prepare.json"
 
@@ -181,10 +181,11 @@ def paired_draws(prepared: Prepared, rows, copies: int) -> dict:
   draws = {}
   for r in rows:
     mask, spacing = read_nifti(mask_path(prepared, r))
+    depth = skullstrip.depth_mm(mask, spacing)
     study = spheres.study_key(prepared.key, r["study_id"])
     copy_keys = [keys.stream(study, f"paired/{c}") for c in range(copies)]
     draws[r["study_id"]] = [
-        dict(spheres.draw_sphere(k, mask, spacing, params), key=k,
+        dict(spheres.draw_sphere(k, mask, spacing, params, depth=depth), key=k,
              small_draw=spheres.uniform(k, "small")) for k in copy_keys]
   return draws
 
@@ -231,14 +232,26 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
 
 
 def spheres_input(volume, spec: spheres.SphereSpec, key: jax.Array,
-                  level: float = window.SPHERES[0], width: float = window.SPHERES[1]):
-  """float32 [i, j, k] in [0, 1]: the sphere inserted, then the brain window."""
-  return window.window(spheres.insert_sphere(volume, spec, key), level, width, 0.0, 1.0)
+                  level: float = window.SPHERES[0], width: float = window.SPHERES[1],
+                  reach_voxels=None):
+  """float32 [i, j, k] in [0, 1]: the sphere inserted, then the brain window
+  (`reach_voxels`: see `spheres.insert_sphere`)."""
+  return window.window(spheres.insert_sphere(volume, spec, key, reach_voxels), level, width,
+                       0.0, 1.0)
 
 
-def spheres_batch(volumes, specs, voxel_keys, **window_args):
-  return jax.vmap(lambda v, s, k: spheres_input(v, s, k, **window_args))(
-      volumes, specs, voxel_keys)
+def spheres_batch(volumes, specs, voxel_keys, reach_voxels=None, **window_args):
+  return jax.vmap(lambda v, s, k: spheres_input(v, s, k, reach_voxels=reach_voxels,
+                                                **window_args))(volumes, specs, voxel_keys)
+
+
+def sphere_reach(prepared: Prepared, data: dict) -> tuple:
+  """`spheres.reach` for every sphere a set can hold: the prepare settings' largest
+  radius (the same for every set of a cohort, so one compilation serves them all)."""
+  largest = float(prepared.settings["spheres"]["large_radius_mm"][1])
+  if data["specs"] is not None and len(data["labels"]):
+    largest = max(largest, float(np.max(data["specs"].radius_mm)))
+  return spheres.reach(largest, data["spacing"])
 
 
 def resample_slices(x, n_out: int):

@@ -104,12 +104,12 @@ def write_mask(path, mask, affine):
   os.replace(temporary, path)
 
 
-def measure_sphere(hu, draw, kind, spacing, key, study_id) -> dict:
+def measure_sphere(hu, draw, kind, spacing, key, study_id, reach) -> dict:
   """Voxel count, mean and std of the sphere as `insert_sphere` makes it."""
   spec = spheres.spec_from_row(draw, "hard" if kind == "small" else "easy",
                                kind == "small", spacing)
-  inserted = np.asarray(spheres.insert_sphere(hu, spec, spheres.voxel_key(key, study_id, kind)))
-  inside = np.asarray(spheres.sphere_mask(hu.shape, spec))
+  inserted, inside = (np.asarray(a) for a in spheres.inserted_and_mask(
+      hu, spec, spheres.voxel_key(key, study_id, kind), reach))
   values = inserted[inside]
   return dict(voxels=int(inside.sum()), mean_hu=float(values.mean()),
               std_hu=float(values.std(ddof=1)) if values.size > 1 else 0.0)
@@ -125,21 +125,23 @@ def process_study(task) -> dict:
   mask = skullstrip.brain_mask(hu, spacing, strip_params(settings))
   write_mask(os.path.join(out_dir, "masks", f"{study_id}.nii.gz"), mask, image.affine)
   key = datasets.prepare_key(seed)
-  draw = spheres.draw_sphere(spheres.study_key(key, study_id), mask, spacing,
-                             sphere_params(settings))
+  params = sphere_params(settings)
+  draw = spheres.draw_sphere(spheres.study_key(key, study_id), mask, spacing, params)
+  # One reach for every study (the largest radius drawn): one compilation per process.
+  reach = spheres.reach(max(params.large_radius_mm[1], draw["large_radius_mm"]), spacing)
   centre_mm = image.affine @ np.array([draw["centre_i"], draw["centre_j"], draw["centre_k"], 1])
   draw.update(centre_x_ras=float(centre_mm[0]), centre_y_ras=float(centre_mm[1]),
               centre_z_ras=float(centre_mm[2]))
   record = dict(study_id=study_id, brain_ml=float(mask.sum() * np.prod(spacing) / 1000.0),
                 sphere=draw, dice=None,
-                measured={kind: measure_sphere(hu, draw, kind, spacing, key, study_id)
+                measured={kind: measure_sphere(hu, draw, kind, spacing, key, study_id, reach)
                           for kind in ("large", "small")})
   true_mask = truth.truth_on_grid(truth_path, hu.shape, image.affine) if truth_path else None
   if true_mask is not None:
     record["dice"] = skullstrip.dice(mask, true_mask)
   if study_id in settings.get("_overlay_ids", ()):
     prepare_report.overlay(os.path.join(out_dir, "overlays", f"{study_id}.png"), hu, mask,
-                           true_mask, draw, spacing, key, study_id)
+                           true_mask, draw, spacing, key, study_id, reach)
   record["seconds"] = round(time.perf_counter() - started, 3)
   atomic_write_text(os.path.join(out_dir, "records", f"{study_id}.json"), json.dumps(record))
   return record

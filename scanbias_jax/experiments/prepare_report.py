@@ -121,7 +121,7 @@ def markdown(summary) -> str:
   return "\n".join(lines) + "\n"
 
 
-def overlay(path, hu, mask, true_mask, draw, spacing, key, study_id):
+def overlay(path, hu, mask, true_mask, draw, spacing, key, study_id, reach_voxels):
   """Three slices with the mask (red) and truth (green) outlines, and the Easy sphere."""
   occupied = np.flatnonzero(mask.any(axis=(0, 1)))
   lo, hi = (occupied[0], occupied[-1]) if occupied.size else (0, hu.shape[2] - 1)
@@ -137,7 +137,9 @@ def overlay(path, hu, mask, true_mask, draw, spacing, key, study_id):
       ax.contour(true_mask[..., k].T, levels=[0.5], colors="lime", linewidths=0.7)
     ax.set_title(f"slice {k}", fontsize=9)
   spec = spheres.spec_from_row(draw, "easy", False, spacing)
-  with_sphere = spheres.insert_sphere(hu, spec, spheres.voxel_key(key, study_id, "large"))
+  with_sphere, _ = spheres.inserted_and_mask(
+      hu, spec, spheres.voxel_key(key, study_id, "large"),
+      reach_voxels)
   k = draw["centre_k"]
   axes[3].imshow(np.asarray(window.spheres_window(with_sphere))[..., k].T, cmap="gray",
                  vmin=0, vmax=1)

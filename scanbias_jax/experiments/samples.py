@@ -12,7 +12,9 @@ def _sphere_slice(prepared, difficulty, row):
   original, spacing = datasets.read_nifti(datasets.volume_path(prepared, row))
   specs, voxel_keys = datasets.sphere_specs(prepared, [row], difficulty, spacing)
   spec = jax.tree.map(lambda a: a[0], specs)
-  volume = np.asarray(spheres_lib.insert_sphere(original, spec, voxel_keys[0]))
+  reach = spheres_lib.reach(max(float(prepared.settings["spheres"]["large_radius_mm"][1]),
+                                float(spec.radius_mm)), spacing)
+  volume = np.asarray(spheres_lib.inserted_and_mask(original, spec, voxel_keys[0], reach)[0])
   k = int(round(float(spec.centre[2])))
   return volume[..., k], (volume != original)[..., k].astype(np.uint8)
 

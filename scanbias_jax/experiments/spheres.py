@@ -27,27 +27,35 @@ def sample_shapes(config) -> dict:
   return dict(train_x=shape + (1,), eval_x=shape + (1,), y=())
 
 
-def augment(config):  # pylint: disable=unused-argument
-  """No training augmentation."""
-  return None
+def augment(config):
+  """A random left-right mirror per sample and epoch (`experiments.spheres_flip`): a
+  head is mirror-plausible, and 60 training studies are few."""
+  return mirror if config.experiments.get("spheres_flip", False) else None
+
+
+def mirror(key: jax.Array, x):
+  """x [i, j, k, c] flipped along i (left-right) with probability 1/2."""
+  return jax.numpy.where(jax.random.bernoulli(key), x[::-1], x)
 
 
 def split_sets(config, prepared, difficulty: str, split: str) -> dict:
   """{"mixed": (x, y), group value: its rows of them} of one split, built once (a
   group's set is the mixed set's rows of that group, in the same order)."""
   data = datasets.spheres_set(prepared, difficulty, split)
-  return common.by_condition(prepared.group_values, data["groups"], *build(config, data))
+  return common.by_condition(prepared.group_values, data["groups"],
+                            *build(config, data, datasets.sphere_reach(prepared, data)))
 
 
-def build(config, data: dict):
-  """(x, y) of a `spheres_set` or `paired_spheres_set` dict: spheres inserted, windowed,
-  resized to `experiments.spheres_shape`, 8 samples at a time."""
+def build(config, data: dict, reach_voxels=None):
+  """(x, y) of a `spheres_set` or `paired_spheres_set` dict: spheres inserted (in a box
+  of `reach_voxels` about the centre, `spheres.insert_sphere`), windowed, resized to
+  `experiments.spheres_shape`, 8 samples at a time."""
   shape = tuple(config.experiments.spheres_shape)
   n = len(data["labels"])
   if not n:
     return np.zeros((0, *shape, 1), np.float32), np.zeros(0, np.float32)
   source = data.get("source", np.arange(n))
-  batch = _batcher(*config.prepare.spheres_window)
+  batch = _batcher(*config.prepare.spheres_window, reach_voxels)
   parts = []
   for i in range(0, n, 8):
     rows = np.minimum(np.arange(i, i + 8), n - 1)  # the last chunk padded: one compilation
@@ -62,19 +70,22 @@ def training_sets(config, prepared, difficulty: str, draws) -> dict:
   if draws is None:
     return split_sets(config, prepared, difficulty, "train")
   paired = datasets.paired_spheres_set(prepared, difficulty, draws, "train")
-  return common.by_condition(prepared.group_values, paired["groups"], *build(config, paired))
+  return common.by_condition(prepared.group_values, paired["groups"],
+                            *build(config, paired, datasets.sphere_reach(prepared, paired)))
 
 
 @functools.cache
-def _batcher(level: float, width: float):
-  return jax.jit(lambda v, s, k: datasets.spheres_batch(v, s, k, level=level, width=width))
+def _batcher(level: float, width: float, reach_voxels):
+  return jax.jit(lambda v, s, k: datasets.spheres_batch(v, s, k, reach_voxels, level=level,
+                                                        width=width))
 
 
 def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Array,
                   workdir: str, train: tuple, val: tuple, tests: dict) -> dict:
   ens, variables, _ = common.fit(config, TASK, keys.stream(key, "train"),
                                  dict(x=train[0], y=train[1]), dict(x=val[0], y=val[1]),
-                                 os.path.join(workdir, TASK, difficulty, condition))
+                                 os.path.join(workdir, TASK, difficulty, condition),
+                                 augment=augment(config))
   scored = {name: (y, common.predict(ens, variables, x)) for name, (x, y) in tests.items()}
   settings = config.experiments
   out = results.classification_condition(

@@ -69,7 +69,7 @@ def _reach(radius_mm: float, spacing_mm, in_plane: bool) -> list[int]:
   return reach
 
 
-def _box(mask: np.ndarray, margin) -> tuple | None:
+def bounding_box(mask: np.ndarray, margin=(0, 0, 0)) -> tuple | None:
   """Slices of the True voxels' bounding box grown by `margin` (clipped), None if none."""
   box = []
   for axis in range(mask.ndim):
@@ -84,7 +84,7 @@ def dilate(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = Fals
   """binary_dilation(mask, disk(r) if in_plane else ball(r))."""
   mask = np.asarray(mask, bool)
   out = np.zeros_like(mask)
-  box = _box(mask, _reach(radius_mm, spacing_mm, in_plane))
+  box = bounding_box(mask, _reach(radius_mm, spacing_mm, in_plane))
   if box is not None:  # every voxel within r of the mask lies in its grown box
     distance = ndimage.distance_transform_edt(~mask[box],
                                               sampling=_sampling(spacing_mm, in_plane))
@@ -92,19 +92,25 @@ def dilate(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = Fals
   return out
 
 
-def erode(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
-  """binary_erosion(mask, disk(r) if in_plane else ball(r)): outside the array is
-  background, as scipy's default border_value=0 has it."""
+def depth_mm(mask: np.ndarray, spacing_mm, in_plane: bool = False) -> np.ndarray:
+  """float64: each voxel's distance (mm) to the nearest background voxel, outside the
+  array counting as background (0 on background)."""
   mask = np.asarray(mask, bool)
-  out = np.zeros_like(mask)
-  box = _box(mask, [0, 0, 0])
+  depth = np.zeros(mask.shape)
+  box = bounding_box(mask)
   if box is not None:
     # Everything outside the box is background; a one-voxel background frame is as
     # near to each voxel inside as any background beyond it.
     framed = np.pad(mask[box], 1)
-    distance = ndimage.distance_transform_edt(framed, sampling=_sampling(spacing_mm, in_plane))
-    out[box] = (distance ** 2 > radius_mm ** 2 + 1e-6)[1:-1, 1:-1, 1:-1]
-  return out
+    depth[box] = ndimage.distance_transform_edt(
+        framed, sampling=_sampling(spacing_mm, in_plane))[1:-1, 1:-1, 1:-1]
+  return depth
+
+
+def erode(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
+  """binary_erosion(mask, disk(r) if in_plane else ball(r)): outside the array is
+  background, as scipy's default border_value=0 has it."""
+  return depth_mm(mask, spacing_mm, in_plane) ** 2 > radius_mm ** 2 + 1e-6
 
 
 def close(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):

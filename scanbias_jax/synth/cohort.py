@@ -212,13 +212,20 @@ def lesion_of(key: jax.Array, plan: StudyPlan, synth, subject):
   return lesion_anatomy.place_in_subject(head_key, subject, small=bool(rng.random() < 0.5))
 
 
-def _stack_for(subject, synth, geometries, factor):
-  """The shared plane stack of a head's untilted series, or None (tilted, or no
+def _stack_spacing(geometries, synth) -> float | None:
+  """Plane spacing of one study's untilted series: half its thinnest slice, at least
+  synth.plane_mm (a routine-only study: 2.5 mm, where a 5 mm Gaussian slice profile
+  passes under 3 % of the anatomy's z content; BUILD_NOTES, session 9). A study's
+  own series decide it, so it renders the same alone or with its head's other scans."""
+  return plane_spacing([g.thickness_mm for g in geometries], synth.plane_mm)
+
+
+def _stack_for(subject, synth, geometries, factor, spacing):
+  """The plane stack, `spacing` apart, of untilted series, or None (tilted, or no
   common spacing). Its reach covers every configured vendor's slice profile, so
-  one stack serves all acquisitions of a traveling head."""
+  one stack serves all acquisitions of a traveling head that share the spacing;
+  planes lie on one lattice from the head's lowest z, whatever the series."""
   thick = [g.thickness_mm for g in geometries]
-  spacing = plane_spacing(thick + [t for t in synth.thin_mm_choices] + [synth.slice_mm],
-                          synth.plane_mm)
   if spacing is None or any(g.tilt_deg for g in geometries):
     return None
   z_lo = float(subject.scan_range()[0])
@@ -242,8 +249,9 @@ def render_group(key: jax.Array, plans: list[StudyPlan], synth,
   head's acquisitions): the anatomy is drawn and sampled once, each scanner's
   physics applied to it.
 
-  Untilted series are integrated from one stack of planes (at half the thinnest
-  slice, at least synth.plane_mm apart) sampled on every k-th pixel of the image
+  Untilted series are integrated from a stack of planes (half the study's thinnest
+  slice apart, at least synth.plane_mm; acquisitions with the same spacing share one)
+  sampled on every k-th pixel of the image
   grid, k the largest with k x pixel <= synth.anatomy_mm; tilted series sample
   their own sub-planes. `lesion` (lesions.anatomy.Lesion) overrides the head's own
   synth.lesions_in_anatomy draw.
@@ -256,16 +264,19 @@ def render_group(key: jax.Array, plans: list[StudyPlan], synth,
   factor = scanner.anatomy_factor(synth.matrix, synth.fov_mm / synth.matrix,
                                   synth.anatomy_mm)
   per_plan = [series_geometries(p, synth, z_range) for p in plans]
-  untilted = [g for geoms, p in zip(per_plan, plans) if not p.tilt_deg
-              for g in geoms.values()]
-  stack = None
-  if untilted:
-    grid = _stack_for(subject, synth, untilted, factor)
+  spacings = [None if p.tilt_deg else _stack_spacing(list(g.values()), synth)
+              for p, g in zip(plans, per_plan)]
+  stacks = {}
+  for spacing in sorted({s for s in spacings if s is not None}):
+    untilted = [g for geoms, s in zip(per_plan, spacings) if s == spacing
+                for g in geoms.values()]
+    grid = _stack_for(subject, synth, untilted, factor, spacing)
     if grid is not None:
-      stack = scanner.render_planes(subject, grid[0], grid[1], lesion)
+      stacks[spacing] = scanner.render_planes(subject, grid[0], grid[1], lesion)
   all_profiles = profiles(synth)
   out = []
-  for plan, geometries in zip(plans, per_plan):
+  for plan, geometries, spacing in zip(plans, per_plan, spacings):
+    stack = stacks.get(spacing)
     study_key = keys.item(keys.stream(key, "study"), plan.index)
     profile = all_profiles[plan.vendor]
     out.append([RenderedSeries(kind, g, scanner.acquire(

@@ -75,11 +75,11 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
         else profile.description_thin
     tags = write.SeriesTags(SERIES_NUMBERS[series.kind], template.format(t=thickness),
                             "axial")
-    for ds in write.axial_datasets(plan.tags, tags, series.geometry,
-                                   series.acquired.stored, profile):
-      size += write.save(ds, dicom_root / file_path(plan, tags, ds),
-                         profile.transfer_syntax)
-      files += 1
+    images = write.axial_datasets(plan.tags, tags, series.geometry, series.acquired.stored,
+                                  profile)
+    size += write.save_series(images, [dicom_root / file_path(plan, tags, ds) for ds in images],
+                              profile.transfer_syntax)
+    files += len(images)
     mask_name = f"study_{plan.index:04d}_{series.kind}_brain.nii.gz"
     write_mask(truth_root / mask_name, series.acquired.brain, series.geometry)
     series_records.append(dict(kind=series.kind, thickness_mm=thickness,
