@@ -17,6 +17,8 @@ PAPER = {
 SMALL = {
     "shallow_cnn": ((3, 32, 32, 3), dict(widths=(4, 8, 8))),
     "resnet3d": ((3, 16, 16, 9, 1), dict(widths=(4, 4, 8, 8), stem_width=4, hidden=16)),
+    "resnet3d_fine_stem": ((3, 16, 16, 8, 1), dict(widths=(4, 8), stem_width=4, hidden=16,
+                                                   stem_kernel=3, stem_strides=1)),
     "unet3d": ((3, 16, 16, 8, 1), dict(widths=(2, 4, 8))),
 }
 
@@ -41,7 +43,7 @@ def test_parameter_counts_at_paper_sizes(name):
 @pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
 def test_small_models_run_in_both_modes_and_dtypes(name, compute_dtype):
   shape, kwargs = SMALL[name]
-  model = models.build(name, compute_dtype, **kwargs)
+  model = models.build(name.removesuffix("_fine_stem"), compute_dtype, **kwargs)
   x = jax.random.normal(jax.random.key(1), shape)
   def run(key, x):
     variables = model.init(key, x, train=False)
@@ -103,3 +105,14 @@ def test_registry_rejects_unknown_names():
     models.build("vgg")
   with pytest.raises(ValueError, match="compute_dtype"):
     models.build("unet3d", "float16")
+
+
+def test_fine_stem_keeps_twice_the_resolution_into_the_blocks():
+  x = jnp.zeros((1, 32, 32, 16, 1))
+  def stem_out(**kwargs):
+    model = models.build("resnet3d", widths=(4,), stem_width=4, hidden=8, **kwargs)
+    variables = model.init(jax.random.key(0), x)
+    _, state = model.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])
+    return state["intermediates"]["BasicBlock3D_0"]["__call__"][0].shape
+  assert stem_out() == (1, 8, 8, 4, 4)                       # the paper's stem: 4x down
+  assert stem_out(stem_kernel=3, stem_strides=1) == (1, 16, 16, 8, 4)

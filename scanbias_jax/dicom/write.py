@@ -219,18 +219,18 @@ def save_series(datasets: list[Dataset], paths: list[Path],
   for ds in datasets:
     correct_ambiguous_vr(ds, True)   # as dcmwrite does (e.g. US/SS by PixelRepresentation)
   first = datasets[0]
-  def same(ds, tag):  # elements copied from one series dataset are the same objects
+  def as_first(ds, tag):  # elements copied from one series dataset are the same objects
     a, b = ds.get_item(tag), first.get_item(tag)
     return a is b or (a.VR == b.VR and a.value == b.value)
 
-  shared = [all(same(ds, t) for ds in datasets[1:]) for t in tags]
+  shared = [all(as_first(ds, t) for ds in datasets[1:]) for t in tags]
   encodings = first.get("SpecificCharacterSet", default_encoding)
   # Runs of shared elements, encoded once, between the elements each image has its own.
   runs, start = [], 0
-  for index in [i for i, same in enumerate(shared) if not same] + [len(tags)]:
+  for index in [i for i, common in enumerate(shared) if not common] + [len(tags)]:
     runs.append(_encoded([first[t] for t in tags[start:index]], encodings))
     start = index + 1
-  own = [t for t, same in zip(tags, shared) if not same]
+  own = [t for t, common in zip(tags, shared) if not common]
   meta, meta_uid = _file_meta(first), _uid_value(first.SOPInstanceUID)
   size = 0
   for ds, path in zip(datasets, paths):
@@ -241,9 +241,13 @@ def save_series(datasets: list[Dataset], paths: list[Path],
     for tag, run in zip(own, runs[1:]):
       parts += [_encoded([ds[tag]], encodings), run]
     data = b"".join(parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    _write_atomic(path, data)
     size += len(data)
   return size
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_bytes(data)
+  os.replace(tmp, path)

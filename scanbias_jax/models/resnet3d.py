@@ -36,6 +36,8 @@ class ResNet3D(nn.Module):
   blocks_per_scale: int = 2
   stem_width: int = 32
   hidden: int = 1000
+  stem_kernel: int = 7     # the paper's 7 x 7 x 7, stride 2: for 256 x 256 x 35 inputs
+  stem_strides: int = 2
   bn_momentum: float = 0.9
   dtype: jnp.dtype = jnp.float32
   conv: str = "auto"  # convolution implementation (models/conv.py)
@@ -43,7 +45,8 @@ class ResNet3D(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
-    x = ConvNormRelu(self.stem_width, 7, 2, bn_momentum=self.bn_momentum,
+    x = ConvNormRelu(self.stem_width, self.stem_kernel, self.stem_strides,
+                     bn_momentum=self.bn_momentum,
                      dtype=self.dtype, conv=self.conv)(x, train)
     x = max_pool_2x(x)
     for scale, width in enumerate(self.widths):
