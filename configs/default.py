@@ -170,6 +170,10 @@ def get_config() -> ml_collections.ConfigDict:
   # (experiments/precompile.py); False compiles each when training first calls it.
   exp.precompile = True
   exp.spheres_shape = (32, 32, 16)   # ResNet3D input on CPU (paper: 256 x 256 x 35)
+  # Cut to a box of these mm about each study's brain before the resize (() = the whole
+  # volume, the paper's): 188 mm holds the widest brain of the default cohort (190 mm),
+  # so the network's voxels are 5.9 mm, not 7.8 (BUILD_NOTES, session 11).
+  exp.spheres_crop_mm = (188.0, 188.0, 157.0)
   # Sphere training set: 0 = the paper's (each study with its own label); c > 0 =
   # paired: every training study c times without a sphere and c times with one, so
   # its anatomy says nothing about the label (60 studies are too few otherwise).

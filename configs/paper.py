@@ -29,6 +29,7 @@ def get_config():
   config.experiments.select_k = 6
   config.experiments.manufacturer_input = "slices"  # whole 256 x 256 slices
   config.experiments.spheres_shape = (256, 256, 35)
+  config.experiments.spheres_crop_mm = ()  # the whole volume
   config.experiments.segmentation_shape = (256, 256, 32)
   config.models.name_manufacturer.model_kwargs = ml_collections.ConfigDict()  # paper's
   config.models.name_manufacturer.num_epochs = 30

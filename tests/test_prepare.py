@@ -177,6 +177,20 @@ def test_prepare_writes_specs_and_the_sets_come_back_as_arrays(tmp_path):
   radii = {d: np.asarray(p["specs"].radius_mm) for d, p in paired.items()}
   assert (radii["easy"] >= radii["medium"]).all() and (radii["medium"] >= radii["hard"]).all()
 
+  # The brain box: centred on the mask's bounding box, inside the volume, holding every sphere.
+  for m, study_id in enumerate(hard["study_ids"]):
+    mask = np.asarray(nib.load(os.path.join(out, "masks", f"{study_id}.nii.gz")).dataobj)
+    box = np.argwhere(mask)
+    np.testing.assert_array_equal(hard["brain_centres"][m], (box.min(0) + box.max(0)) // 2)
+  size = (40, 40, 12)
+  starts = datasets.crop_starts(hard["brain_centres"], hard["volumes"].shape[1:], size)
+  assert (starts >= 0).all() and (starts + size <= np.array([64, 64, 12])).all()
+  np.testing.assert_array_equal(datasets.crop_starts([[5, 60, 6]], (64, 64, 12), (40, 40, 12)),
+                                [[0, 24, 0]])
+  np.testing.assert_array_equal(datasets.crop_starts([[32, 32, 6]], (64, 64, 12), (40, 40, 12)),
+                                [[12, 12, 0]])
+  np.testing.assert_array_equal(pairs["brain_centres"], hard["brain_centres"])
+
   skull = datasets.skull_set(prepared, n_slices=8)
   assert skull["volumes"].shape == (6, 64, 64, 8) and skull["masks"].dtype == np.uint8
   assert skull["spacing"][2] == pytest.approx(5.0 * 12 / 8)

@@ -101,6 +101,24 @@ def test_insert_is_jittable_vmappable_and_absent_is_identity(brain):
   assert float(jnp.abs(out[0] - window.spheres_window(volume)).max()) > 0
 
 
+def test_batch_cut_to_a_box_is_the_whole_batch_sliced(brain):
+  _, volume = brain
+  volume = volume[:40, :40, :6]
+  spec = spheres.SphereSpec(jnp.array([20.0, 20.0, 3.0]), jnp.array(SPACING, jnp.float32),
+                            jnp.float32(8.0), jnp.float32(50.0), jnp.float32(2.0),
+                            jnp.asarray(True))
+  batch = jax.tree.map(lambda a, b: jnp.stack([a, b]), spec, spheres.absent(SPACING))
+  key_batch = jax.random.split(jax.random.key(0), 2)
+  volumes = jnp.stack([volume, volume])
+  whole = np.asarray(datasets.spheres_batch(volumes, batch, key_batch))
+  starts = np.array([[3, 10, 0], [12, 0, 2]], np.int32)
+  cut = jax.jit(datasets.spheres_batch, static_argnums=(3, 5))(
+      volumes, batch, key_batch, None, starts, (24, 30, 4))
+  assert cut.shape == (2, 24, 30, 4)
+  np.testing.assert_array_equal(cut[0], whole[0, 3:27, 10:40, 0:4])
+  np.testing.assert_array_equal(cut[1], whole[1, 12:36, 0:30, 2:6])
+
+
 def test_box_insertion_equals_whole_volume_insertion(brain):
   mask, volume = brain
   key = jax.random.key(2)

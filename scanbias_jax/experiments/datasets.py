@@ -166,7 +166,26 @@ def spheres_set(prepared: Prepared, difficulty: str, split=None, group_value=Non
   volumes, spacing = _stack(prepared, rows, volume_path, np.int16)
   specs, voxel_keys = sphere_specs(prepared, rows, difficulty, spacing)
   return dict(volumes=volumes, labels=np.array([int(r["label"]) for r in rows], np.int32),
-              specs=specs, voxel_keys=voxel_keys, spacing=spacing, **_common(prepared, rows))
+              specs=specs, voxel_keys=voxel_keys, spacing=spacing,
+              brain_centres=brain_centres(prepared, rows), **_common(prepared, rows))
+
+
+def brain_centres(prepared: Prepared, rows) -> np.ndarray:
+  """int32 [n, 3]: the voxel at the centre of each study's brain-mask bounding box
+  (the volume's centre where the mask is empty)."""
+  centres = []
+  for r in rows:
+    mask, _ = read_nifti(mask_path(prepared, r))
+    box = skullstrip.bounding_box(mask)
+    centres.append([(b.start + b.stop - 1) // 2 for b in box] if box is not None
+                   else [n // 2 for n in mask.shape])
+  return np.array(centres, np.int32).reshape(-1, 3)
+
+
+def crop_starts(centres, shape, size) -> np.ndarray:
+  """int32 [n, 3]: corners of `size`-voxel boxes centred on `centres`, moved inside `shape`."""
+  size, shape = np.asarray(size), np.asarray(shape)
+  return np.clip(np.asarray(centres) - size // 2, 0, shape - size).astype(np.int32)
 
 
 def paired_draws(prepared: Prepared, rows, copies: int) -> dict:
@@ -226,6 +245,7 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
         labels.append(label)
   source = np.array(source, np.int32)
   return dict(volumes=base["volumes"], source=source, labels=np.array(labels, np.int32),
+              brain_centres=base["brain_centres"],
               specs=_stack_specs(specs),
               voxel_keys=keys.stack(voxel_keys) if voxel_keys else None, spacing=spacing,
               study_ids=[base["study_ids"][i] for i in source], groups=base["groups"][source])
@@ -240,9 +260,16 @@ def spheres_input(volume, spec: spheres.SphereSpec, key: jax.Array,
                        0.0, 1.0)
 
 
-def spheres_batch(volumes, specs, voxel_keys, reach_voxels=None, **window_args):
-  return jax.vmap(lambda v, s, k: spheres_input(v, s, k, reach_voxels=reach_voxels,
-                                                **window_args))(volumes, specs, voxel_keys)
+def spheres_batch(volumes, specs, voxel_keys, reach_voxels=None, starts=None, size=None,
+                  **window_args):
+  """`spheres_input` of each volume; with `starts` [n, 3] and `size` (voxels), only the
+  box of that size at each start (`crop_starts`)."""
+  def one(v, s, k, start):
+    x = spheres_input(v, s, k, reach_voxels=reach_voxels, **window_args)
+    return x if start is None else jax.lax.dynamic_slice(x, tuple(start), tuple(size))
+  if starts is None:
+    return jax.vmap(lambda v, s, k: one(v, s, k, None))(volumes, specs, voxel_keys)
+  return jax.vmap(one)(volumes, specs, voxel_keys, starts)
 
 
 def sphere_reach(prepared: Prepared, data: dict) -> tuple:

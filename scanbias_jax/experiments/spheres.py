@@ -48,21 +48,38 @@ def split_sets(config, prepared, difficulty: str, split: str) -> dict:
 
 def build(config, data: dict, reach_voxels=None):
   """(x, y) of a `spheres_set` or `paired_spheres_set` dict: spheres inserted (in a box
-  of `reach_voxels` about the centre, `spheres.insert_sphere`), windowed, resized to
-  `experiments.spheres_shape`, 8 samples at a time."""
+  of `reach_voxels` about the centre, `spheres.insert_sphere`), windowed, cut to the
+  brain box (`crop_size`), resized to `experiments.spheres_shape`, 8 samples at a time."""
   shape = tuple(config.experiments.spheres_shape)
   n = len(data["labels"])
   if not n:
     return np.zeros((0, *shape, 1), np.float32), np.zeros(0, np.float32)
   source = data.get("source", np.arange(n))
-  batch = _batcher(*config.prepare.spheres_window, reach_voxels)
+  size = crop_size(config, data["volumes"].shape[1:], data["spacing"])
+  starts = (None if size is None else
+            datasets.crop_starts(data["brain_centres"], data["volumes"].shape[1:], size)[source])
+  batch = _batcher(*config.prepare.spheres_window, reach_voxels, size)
   parts = []
   for i in range(0, n, 8):
     rows = np.minimum(np.arange(i, i + 8), n - 1)  # the last chunk padded: one compilation
     parts.append(common.resize(batch(data["volumes"][source[rows]],
                                      jax.tree.map(lambda a: np.asarray(a)[rows], data["specs"]),
-                                     keys.take(data["voxel_keys"], rows)), shape))
+                                     keys.take(data["voxel_keys"], rows),
+                                     None if starts is None else starts[rows]), shape))
   return np.concatenate(parts)[:n, ..., None], data["labels"].astype(np.float32)
+
+
+def crop_size(config, volume_shape, spacing) -> tuple | None:
+  """Voxels of the `experiments.spheres_crop_mm` box (at most the volume), None = no crop.
+
+  A box of fixed millimetres, centred on each study's brain, keeps every head at
+  one scale while the network's voxels cover less than the whole field of view."""
+  crop_mm = tuple(config.experiments.get("spheres_crop_mm", ()) or ())
+  if not crop_mm:
+    return None
+  size = np.minimum(np.round(np.asarray(crop_mm) / np.asarray(spacing)).astype(int),
+                    np.asarray(volume_shape))
+  return tuple(int(v) for v in np.maximum(size, 1))
 
 
 def training_sets(config, prepared, difficulty: str, draws) -> dict:
@@ -75,9 +92,9 @@ def training_sets(config, prepared, difficulty: str, draws) -> dict:
 
 
 @functools.cache
-def _batcher(level: float, width: float, reach_voxels):
-  return jax.jit(lambda v, s, k: datasets.spheres_batch(v, s, k, reach_voxels, level=level,
-                                                        width=width))
+def _batcher(level: float, width: float, reach_voxels, size):
+  return jax.jit(lambda v, s, k, starts: datasets.spheres_batch(
+      v, s, k, reach_voxels, starts, size, level=level, width=width))
 
 
 def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Array,
