@@ -179,6 +179,9 @@ def get_config() -> ml_collections.ConfigDict:
   # its anatomy says nothing about the label (60 studies are too few otherwise).
   exp.spheres_train_copies = 2
   exp.spheres_flip = True            # training inputs mirrored left-right at random
+  # Sphere validation and test sets: "paired" (every study once with and once without a
+  # sphere; intervals resample whole studies) or "paper" (each study once, its own label).
+  exp.spheres_test = "paired"
   exp.segmentation_shape = (32, 32, 16)  # UNet3D input (paper: 256 x 256 x 32)
   # Narrow networks at 32 x 32 x 16 on CPU: the paper-width ResNet3D trains at ~16
   # volumes/s at 64 x 64 x 16 here, this one at ~500 (BUILD_NOTES.md, performance).

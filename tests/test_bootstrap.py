@@ -112,3 +112,32 @@ def test_mean_ci_skips_undefined_values():
   assert 0.5 <= ci["dice"][0] <= ci["dice"][1] <= 0.7
   empty = bootstrap.mean_ci(_key(), [np.nan], 200)
   assert np.isnan(empty["dice"]).all() and empty["reasons"]["dice"]
+
+
+def test_clustered_intervals_resample_whole_studies():
+  labels, scores = _data(40)
+  order = np.ravel(np.c_[np.arange(20), np.arange(20, 40)])   # 0, 1, 0, 1, ...
+  labels, scores = labels[order], scores[order]
+  studies = np.repeat(np.arange(20), 2)        # a study without and with: the paired test
+  rng = np.random.default_rng(0)
+  for index in bootstrap.cluster_indices(rng, studies, 50):
+    drawn = studies[index]
+    assert index.size == 40 and all((drawn == s).sum() % 2 == 0 for s in np.unique(drawn))
+  ci = bootstrap.classification_ci(_key(), labels, scores, 300, clusters=studies)
+  assert ci["methods"]["auroc"] == "study (cluster) bootstrap"
+  assert ci["auroc"][0] <= skm.roc_auc_score(labels, scores) <= ci["auroc"][1]
+  again = bootstrap.classification_ci(_key(), labels, scores, 300, clusters=studies)
+  assert ci == again
+  # One sample a study: the clustered proportions are the plain Wilson intervals.
+  plain = bootstrap.classification_ci(_key(), labels, scores, 300)
+  single = bootstrap.classification_ci(_key(), labels, scores, 300, clusters=np.arange(40))
+  for name in ("accuracy", "sensitivity", "specificity"):
+    np.testing.assert_allclose(single[name], plain[name])
+  # Every study scored twice with the same output: no more information than once.
+  twice = bootstrap.classification_ci(_key(), np.repeat(labels, 2), np.repeat(scores, 2), 300,
+                                      clusters=np.repeat(np.arange(40), 2))
+  np.testing.assert_allclose(twice["accuracy"], plain["accuracy"])
+  diff = bootstrap.difference_ci(_key(), (labels[:20], scores[:20]), (labels[20:], scores[20:]),
+                                 200, clusters=(studies[:20], studies[20:]))
+  assert diff["accuracy"]["ci_method"].startswith("Newcombe") and "n_eff" in diff["accuracy"]
+  assert np.isfinite(diff["auroc"]["ci"]).all()

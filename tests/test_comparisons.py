@@ -46,3 +46,35 @@ def test_mean_difference_test_matches_scipy_and_pooled_sd():
   d = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * np.sqrt(1 / 20 + 1 / 25)
   assert out["mdd"] == pytest.approx(pooled * d, rel=0.01)
   assert np.isnan(comparisons.mean_difference_test([0.9], b)["mdd"])
+
+
+def test_effective_n_is_n_for_singletons_and_the_studies_for_exact_copies():
+  rng = np.random.default_rng(0)
+  correct = rng.random(30) < 0.7
+  assert comparisons.effective_n(correct, np.arange(30)) == 30
+  # Each study's samples all right or all wrong: the copies add nothing.
+  assert comparisons.effective_n(np.repeat(correct, 2), np.repeat(np.arange(30), 2)) == 30
+  # Independent within studies: close to the samples (Korn-Graubard, clipped to [30, 60]).
+  inside = rng.random(600) < 0.7
+  many = comparisons.effective_n(inside, np.repeat(np.arange(300), 2))
+  assert 480 < many <= 600
+  # At 0 or 100 % there is no variance to measure the design effect: the studies.
+  assert comparisons.effective_n(np.ones(40), np.repeat(np.arange(20), 2)) == 20
+
+
+def test_clustered_methods_reduce_to_wilson_newcombe_and_the_z_test_for_singletons():
+  from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+  a = np.r_[np.ones(56), np.zeros(14)]
+  b = np.r_[np.ones(48), np.zeros(32)]
+  np.testing.assert_allclose(comparisons.wilson_at(0.8, 70), comparisons.wilson(56, 70))
+  out = comparisons.clustered_proportion_difference(a, np.arange(70), b, np.arange(80))
+  np.testing.assert_allclose(out["ci"], [0.0524, 0.3339], atol=1e-4)   # Newcombe's example
+  np.testing.assert_allclose(out["ci"], confint_proportions_2indep(56, 70, 48, 80,
+                                                                   method="newcomb"))
+  assert out["p_value"] == pytest.approx(proportions_ztest([56, 48], [70, 80])[1])
+  assert out["mdd"] == pytest.approx(comparisons.detectable_fall(0.8, 70, 80))
+  # The same studies each scored twice, identically: the intervals of the studies alone.
+  twice = comparisons.clustered_proportion_difference(
+      np.repeat(a, 2), np.repeat(np.arange(70), 2), np.repeat(b, 2), np.repeat(np.arange(80), 2))
+  np.testing.assert_allclose(twice["ci"], out["ci"])
+  assert twice["n_eff"] == [70.0, 80.0]

@@ -12,6 +12,10 @@ class balance of the test set. All resamples are drawn at once and the metrics
 are computed vectorised; AUROC uses the Mann-Whitney rank form, which equals
 scikit-learn's `roc_auc_score` (ties counted one half). The numpy Generator is
 seeded from a JAX key through `keys.numpy_rng`, so a key gives the same interval.
+
+With `clusters` (a study id per sample, where a study gives several samples: the
+paired sphere test), the bootstrap resamples whole studies, never samples, and the
+proportions use the effective sample size (`comparisons.effective_n`).
 """
 import jax
 import numpy as np
@@ -40,6 +44,26 @@ def stratified_indices(rng: np.random.Generator, labels: np.ndarray,
   return np.concatenate(blocks, axis=1)
 
 
+def cluster_indices(rng: np.random.Generator, clusters: np.ndarray,
+                    n_resamples: int) -> list[np.ndarray]:
+  """Per resample, the sample indices of `n_clusters` clusters drawn with replacement."""
+  _, cluster_of = np.unique(clusters, return_inverse=True)
+  members = [np.flatnonzero(cluster_of == c) for c in range(int(cluster_of.max()) + 1)]
+  draws = rng.integers(0, len(members), (n_resamples, len(members)))
+  return [np.concatenate([members[c] for c in row]) for row in draws]
+
+
+def clustered_auroc(rng: np.random.Generator, labels: np.ndarray, scores: np.ndarray,
+                    clusters: np.ndarray, n_resamples: int) -> np.ndarray:
+  """AUROC of each cluster resample; resamples with a single class are left out."""
+  values = []
+  for index in cluster_indices(rng, clusters, n_resamples):
+    y = labels[index]
+    if 0 < y.sum() < y.size:
+      values.append(resampled_auroc(y[None], scores[index][None])[0])
+  return np.asarray(values)
+
+
 def resampled_auroc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
   """AUROC of each row of (B, N) labels/scores (both classes in every row)."""
   ranks = stats.rankdata(scores, axis=1)
@@ -50,7 +74,7 @@ def resampled_auroc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def classification_ci(key: jax.Array, labels, scores, n_resamples: int = 1000,
-                      level: float = 0.95, threshold: float = 0.5) -> dict:
+                      level: float = 0.95, threshold: float = 0.5, clusters=None) -> dict:
   """95% intervals {metric: [low, high]} of the four classification metrics: Wilson
   for the proportions, the stratified percentile bootstrap for AUROC.
 
@@ -61,22 +85,43 @@ def classification_ci(key: jax.Array, labels, scores, n_resamples: int = 1000,
   labels = np.asarray(labels).astype(int).ravel()
   scores = np.asarray(scores, dtype=np.float64).ravel()
   point = metrics.classification(labels, scores, threshold)
+  proportion = comparisons.PROPORTION_CI if clusters is None else (
+      comparisons.CLUSTERED_PROPORTION_CI)
   out = dict(n_resamples=int(n_resamples), level=float(level), reasons={},
-             methods=dict(accuracy=comparisons.PROPORTION_CI,
-                          sensitivity=comparisons.PROPORTION_CI,
-                          specificity=comparisons.PROPORTION_CI,
-                          auroc="stratified study bootstrap"))
+             methods=dict(accuracy=proportion, sensitivity=proportion, specificity=proportion,
+                          auroc="stratified study bootstrap" if clusters is None else
+                          "study (cluster) bootstrap"))
   undefined = {m for m in metrics.CLASSIFICATION if not np.isfinite(point[m])}
   for name in undefined:
     out[name] = [NAN, NAN]
     out["reasons"][name] = point["reasons"].get(name, "undefined")
-  for name, (successes, n) in _proportions(labels, scores, threshold).items():
-    if name not in undefined:
-      out[name] = comparisons.wilson(successes, n, level)
+  if clusters is None:
+    for name, (successes, n) in _proportions(labels, scores, threshold).items():
+      if name not in undefined:
+        out[name] = comparisons.wilson(successes, n, level)
+  else:
+    clusters = np.asarray(clusters).ravel()
+    for name, (correct, members) in _correct(labels, scores, threshold).items():
+      if name not in undefined:
+        n_eff = comparisons.effective_n(correct[members], clusters[members])
+        out[name] = comparisons.wilson_at(float(correct[members].mean()), n_eff, level)
+        out.setdefault("n_eff", {})[name] = n_eff
   if "auroc" not in undefined:  # both classes present
-    index = stratified_indices(keys.numpy_rng(key), labels, n_resamples)
-    out["auroc"] = _percentile_interval(resampled_auroc(labels[index], scores[index]), level)
+    rng = keys.numpy_rng(key)
+    if clusters is None:
+      index = stratified_indices(rng, labels, n_resamples)
+      values = resampled_auroc(labels[index], scores[index])
+    else:
+      values = clustered_auroc(rng, labels, scores, clusters, n_resamples)
+    out["auroc"] = _percentile_interval(values, level)
   return out
+
+
+def _correct(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+  """{accuracy | sensitivity | specificity: (correct [N] bool, the samples it counts)}."""
+  correct = (scores >= threshold) == (labels == 1)
+  return dict(accuracy=(correct, np.ones(labels.size, bool)), sensitivity=(correct, labels == 1),
+              specificity=(correct, labels == 0))
 
 
 def _proportions(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
@@ -106,7 +151,7 @@ def mean_ci(key: jax.Array, values, n_resamples: int = 1000, level: float = 0.95
 
 
 def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int = 1000,
-                  level: float = 0.95, threshold: float = 0.5) -> dict:
+                  level: float = 0.95, threshold: float = 0.5, clusters=None) -> dict:
   """Interval of metric(first) - metric(second) for two disjoint test sets.
 
   `first` and `second` are (labels, scores) of independent sets of studies (e.g.
@@ -114,7 +159,9 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
   on its own (stratified by class). Returns {metric: {difference, ci, ...}} and
   `reasons` for metrics undefined on either set: proportions get Newcombe's interval
   with Fisher's p and the MDD (`comparisons.proportion_difference`), AUROC the
-  bootstrap's.
+  bootstrap's. `clusters` = (first's, second's) study ids per sample: whole studies
+  are resampled and the proportions compared at their effective sizes
+  (`comparisons.clustered_proportion_difference`).
   """
   point_a = metrics.classification(*first, threshold=threshold)
   point_b = metrics.classification(*second, threshold=threshold)
@@ -123,9 +170,15 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
     labels = np.asarray(labels).astype(int).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()
     rng = keys.numpy_rng(keys.item(key, part))
-    index = stratified_indices(rng, labels, n_resamples)
-    draws.append((labels[index], scores[index]))
-    proportions.append(_proportions(labels, scores, threshold))
+    if clusters is None:
+      index = stratified_indices(rng, labels, n_resamples)
+      draws.append((labels[index], scores[index]))
+      proportions.append(_proportions(labels, scores, threshold))
+    else:
+      ids = np.asarray(clusters[part]).ravel()
+      draws.append((rng, labels, scores, ids))
+      proportions.append({name: (correct[members], ids[members]) for name, (correct, members)
+                          in _correct(labels, scores, threshold).items()})
   out = dict(n_resamples=int(n_resamples), level=float(level), reasons={})
   for name in metrics.CLASSIFICATION:
     if not (np.isfinite(point_a[name]) and np.isfinite(point_b[name])):
@@ -133,13 +186,24 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
       out[name] = dict(difference=NAN, ci=[NAN, NAN])
       out["reasons"][name] = why
       continue
-    if name in proportions[0]:
+    if name in proportions[0] and clusters is None:
       (k1, n1), (k2, n2) = proportions[0][name], proportions[1][name]
       out[name] = dict(comparisons.proportion_difference(k1, n1, k2, n2, level),
                        ci_method=comparisons.DIFFERENCE_CI, test=comparisons.PROPORTION_TEST,
                        mdd_method=comparisons.MDD_METHOD)
       continue
-    samples = [resampled_auroc(labels, scores) for labels, scores in draws]  # AUROC
+    if name in proportions[0]:
+      (c1, ids1), (c2, ids2) = proportions[0][name], proportions[1][name]
+      out[name] = dict(comparisons.clustered_proportion_difference(c1, ids1, c2, ids2, level),
+                       ci_method=comparisons.CLUSTERED_DIFFERENCE_CI,
+                       test=comparisons.CLUSTERED_TEST, mdd_method=comparisons.MDD_METHOD)
+      continue
+    if clusters is None:  # AUROC
+      samples = [resampled_auroc(labels, scores) for labels, scores in draws]
+    else:
+      samples = [clustered_auroc(*draw, n_resamples) for draw in draws]
+      size = min(len(a) for a in samples)
+      samples = [a[:size] for a in samples]
     out[name] = dict(difference=float(point_a[name] - point_b[name]),
                      ci=_percentile_interval(samples[0] - samples[1], level),
                      ci_method="study bootstrap")

@@ -10,6 +10,13 @@ from the first group's proportion that a two-sided 5 % test on these test-set si
 finds with 80 % power (Cohen's h, statsmodels' NormalIndPower). A difference of
 per-study means (Dice) gets Welch's t-test and the minimum detectable difference in
 units of the pooled SD (Cohen's d). statsmodels and scipy do the arithmetic.
+
+Clustered samples (the paired sphere test: every study scored with and without a
+sphere) are not independent: a proportion over them gets the Wilson interval at the
+Korn-Graubard effective sample size (`effective_n`), the difference Newcombe's
+interval from those two intervals and a z test at the effective sizes (a Rao-Scott
+style correction), and the MDD the effective sizes. With one sample per cluster all
+of it is the unclustered method again.
 """
 import numpy as np
 from scipy import stats
@@ -22,6 +29,9 @@ PROPORTION_CI = "Wilson score"
 DIFFERENCE_CI = "Newcombe hybrid score"
 PROPORTION_TEST = "Fisher exact"
 MEAN_TEST = "Welch t"
+CLUSTERED_PROPORTION_CI = "Wilson score at the effective n (studies as clusters)"
+CLUSTERED_DIFFERENCE_CI = "Newcombe hybrid score at the effective n"
+CLUSTERED_TEST = "z test at the effective n"
 MDD_METHOD = f"{int(POWER * 100)} % power, two-sided {ALPHA:g} (Cohen's h / d)"
 
 
@@ -31,6 +41,61 @@ def wilson(successes: int, n: int, level: float = 0.95) -> list[float]:
     return [NAN, NAN]
   low, high = proportion_confint(int(successes), int(n), alpha=1 - level, method="wilson")
   return [float(max(low, 0.0)), float(min(high, 1.0))]
+
+
+def effective_n(correct, clusters) -> float:
+  """Korn & Graubard's (1998) effective sample size of the proportion of `correct`
+  samples when samples come in `clusters` (a study id per sample): p(1 - p) / v, v the
+  cluster-robust variance of the proportion, kept within [clusters, samples] (a design
+  effect above the cluster size m would need negatively weighted samples; below 1 it
+  would claim more than independence). Where p is 0 or 1 there is no variance to
+  measure the design effect with: the number of clusters, the cautious end."""
+  y = np.asarray(correct, np.float64).ravel()
+  _, cluster_of = np.unique(np.asarray(clusters).ravel(), return_inverse=True)
+  n, n_clusters = y.size, int(cluster_of.max()) + 1 if y.size else 0
+  p = y.mean() if n else NAN
+  if n_clusters < 2 or p in (0.0, 1.0):
+    return float(n_clusters)
+  residual = np.bincount(cluster_of, weights=y - p)
+  variance = n_clusters / (n_clusters - 1) * np.sum(residual ** 2) / n ** 2
+  if variance <= 0:
+    return float(n)
+  return float(np.clip(p * (1 - p) / variance, n_clusters, n))
+
+
+def wilson_at(p: float, n_eff: float, level: float = 0.95) -> list[float]:
+  """Wilson score interval of a proportion p observed on n_eff (possibly fractional)
+  effective samples."""
+  if not n_eff > 0:
+    return [NAN, NAN]
+  low, high = proportion_confint(p * n_eff, n_eff, alpha=1 - level, method="wilson")
+  return [float(max(low, 0.0)), float(min(high, 1.0))]
+
+
+def newcombe(p1: float, ci1, p2: float, ci2) -> list[float]:
+  """Newcombe's hybrid score interval of p1 - p2 from the two proportions' intervals."""
+  (l1, u1), (l2, u2) = ci1, ci2
+  d = p1 - p2
+  return [float(d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)),
+          float(d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))]
+
+
+def clustered_proportion_difference(correct1, clusters1, correct2, clusters2,
+                                    level: float = 0.95) -> dict:
+  """mean(correct1) - mean(correct2) of two independent sets of clustered samples:
+  difference, ci (Newcombe at the effective n), p_value (z test at the effective n),
+  mdd, and each side's n_eff."""
+  c1, c2 = (np.asarray(c, np.float64).ravel() for c in (correct1, correct2))
+  if c1.size == 0 or c2.size == 0:
+    return dict(difference=NAN, ci=[NAN, NAN], p_value=NAN, mdd=NAN)
+  n1, n2 = effective_n(c1, clusters1), effective_n(c2, clusters2)
+  p1, p2 = float(c1.mean()), float(c2.mean())
+  ci = newcombe(p1, wilson_at(p1, n1, level), p2, wilson_at(p2, n2, level))
+  pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+  spread = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+  p_value = float(2 * stats.norm.sf(abs(p1 - p2) / spread)) if spread > 0 else 1.0
+  return dict(difference=p1 - p2, ci=ci, p_value=p_value, mdd=detectable_fall(p1, n1, n2),
+              n_eff=[n1, n2])
 
 
 def _detectable_effect(n1: int, n2: int) -> float:

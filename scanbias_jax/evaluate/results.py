@@ -32,7 +32,8 @@ by `to_jsonable`). "mixed" names the set of all groups together and is reserved.
                n_resamples, level}}    # metric(test[train_group]) - metric(test[other]),
                                        # member-averaged selected output; {} for "mixed"
   Split, classification:
-    n, n_positive, n_negative: int
+    n, n_positive, n_negative: int; n_studies: int where a study gives several samples
+      (the paired sphere test); its intervals then resample studies
     members: [metrics.classification(...) per member, index = member]
     summary: {"selected"|"all": {metric: {mean, std, n, n_undefined, reason?}}}
     averaged: {"selected"|"all": {metrics: metrics.classification(...),
@@ -60,8 +61,9 @@ SCHEMA_VERSION = 1
 
 def classification_split(key: jax.Array, labels, member_scores, selected: Sequence[int],
                          threshold: float = 0.5, n_resamples: int = 1000,
-                         keep_outputs: bool = False) -> dict:
-  """A Split from 0/1 labels (N,) and per-member probabilities (M, N)."""
+                         keep_outputs: bool = False, clusters=None) -> dict:
+  """A Split from 0/1 labels (N,) and per-member probabilities (M, N); `clusters` (N,):
+  the study each sample comes from, where a study gives several (then `n_studies`)."""
   labels = np.asarray(labels).astype(int).ravel()
   member_scores = np.asarray(member_scores, dtype=np.float64)
   per_member = [metrics.classification(labels, s, threshold) for s in member_scores]
@@ -69,13 +71,15 @@ def classification_split(key: jax.Array, labels, member_scores, selected: Sequen
   split = dict(n=int(labels.size), n_positive=int(labels.sum()),
                n_negative=int(labels.size - labels.sum()), members=per_member,
                summary={}, averaged={})
+  if clusters is not None:
+    split["n_studies"] = int(np.unique(np.asarray(clusters)).size)
   for name, chosen in member_sets.items():
     split["summary"][name] = metrics.member_summary(per_member, metrics.CLASSIFICATION, chosen)
     averaged = metrics.average_scores(member_scores, chosen)
     split["averaged"][name] = dict(
         metrics=metrics.classification(labels, averaged, threshold),
         ci=bootstrap.classification_ci(keys.stream(key, name), labels, averaged,
-                                       n_resamples, threshold=threshold),
+                                       n_resamples, threshold=threshold, clusters=clusters),
         roc=metrics.roc(labels, averaged))
   if keep_outputs:
     split["outputs"] = dict(labels=labels.tolist(), scores=member_scores.tolist())
@@ -90,16 +94,17 @@ def classification_condition(key: jax.Array, train_group: str, validation: tuple
                              n_resamples: int = 1000, keep_outputs: bool = False) -> dict:
   """A Condition: selects on validation, then evaluates every test set.
 
-  `validation` and each `tests[name]` are (labels (N,), member_scores (M, N)).
+  `validation` and each `tests[name]` are (labels (N,), member_scores (M, N)), or
+  (labels, member_scores, clusters (N,)) where a study gives several samples.
   """
-  val_labels, val_scores = validation
+  val_labels, val_scores = validation[:2]
   val_members = [metrics.classification(val_labels, s, threshold)
                  for s in np.asarray(val_scores, dtype=np.float64)]
   chosen = selection.select_members(val_members, k, selection_metrics, criterion)
 
   def split(name, data):
-    return classification_split(keys.stream(key, name), *data, chosen.indices, threshold,
-                                n_resamples, keep_outputs)
+    return classification_split(keys.stream(key, name), *data[:2], chosen.indices, threshold,
+                                n_resamples, keep_outputs, *data[2:])
 
   condition = dict(kind="classification", train_group=train_group, threshold=threshold,
                    positive_class=positive_class, n_members=len(val_members),
@@ -107,15 +112,16 @@ def classification_condition(key: jax.Array, train_group: str, validation: tuple
                    test={name: split(f"test/{name}", data) for name, data in tests.items()},
                    transfer={})
   if train_group != MIXED and train_group in tests:
-    own_labels, own_scores = tests[train_group]
+    own_labels, own_scores = tests[train_group][:2]
     own = (own_labels, metrics.average_scores(own_scores, chosen.indices))
-    for other, (labels, scores) in tests.items():
+    for other, data in tests.items():
       if other in (MIXED, train_group):
         continue
+      clusters = ((tests[train_group][2], data[2]) if len(data) > 2 else None)
       condition["transfer"][other] = bootstrap.difference_ci(
           keys.stream(key, f"transfer/{other}"), own,
-          (labels, metrics.average_scores(scores, chosen.indices)), n_resamples,
-          threshold=threshold)
+          (data[0], metrics.average_scores(data[1], chosen.indices)), n_resamples,
+          threshold=threshold, clusters=clusters)
   return condition
 
 

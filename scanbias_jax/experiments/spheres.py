@@ -6,7 +6,11 @@ paper's 256 x 256 x 35 in configs/paper.py, smaller on CPU).
 
 `experiments.spheres_train_copies` = c > 0 trains on the paired set instead
 (datasets.paired_spheres_set): every training study c times without a sphere and
-c times with one. Validation and test sets are always the paper's.
+c times with one. `experiments.spheres_test = "paired"` scores every validation
+and test study twice, once with and once without a sphere (`paired_spheres_set`
+with one copy): twice the samples, and the anatomy cannot stand in for the label;
+the intervals then resample whole studies (evaluate/bootstrap.py). "paper": each
+study once, with its own label.
 """
 import functools
 import os
@@ -38,12 +42,18 @@ def mirror(key: jax.Array, x):
   return jax.numpy.where(jax.random.bernoulli(key), x[::-1], x)
 
 
-def split_sets(config, prepared, difficulty: str, split: str) -> dict:
+def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> dict:
   """{"mixed": (x, y), group value: its rows of them} of one split, built once (a
-  group's set is the mixed set's rows of that group, in the same order)."""
-  data = datasets.spheres_set(prepared, difficulty, split)
+  group's set is the mixed set's rows of that group, in the same order). With
+  `draws` (one copy a study): the paired set, (x, y, study index per sample)."""
+  if draws is None:
+    data = datasets.spheres_set(prepared, difficulty, split)
+    return common.by_condition(prepared.group_values, data["groups"],
+                              *build(config, data, datasets.sphere_reach(prepared, data)))
+  data = datasets.paired_spheres_set(prepared, difficulty, draws, split)
   return common.by_condition(prepared.group_values, data["groups"],
-                            *build(config, data, datasets.sphere_reach(prepared, data)))
+                            *build(config, data, datasets.sphere_reach(prepared, data)),
+                            data["source"])
 
 
 def build(config, data: dict, reach_voxels=None):
@@ -103,16 +113,25 @@ def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Ar
                                  dict(x=train[0], y=train[1]), dict(x=val[0], y=val[1]),
                                  os.path.join(workdir, TASK, difficulty, condition),
                                  augment=augment(config))
-  scored = {name: (y, common.predict(ens, variables, x)) for name, (x, y) in tests.items()}
+  scored = {name: (data[1], common.predict(ens, variables, data[0]), *data[2:])
+            for name, data in tests.items()}
   settings = config.experiments
   out = results.classification_condition(
       keys.stream(key, "evaluate"), condition,
-      (val[1], common.predict(ens, variables, val[0])), scored, settings.select_k,
+      (val[1], common.predict(ens, variables, val[0]), *val[2:]), scored, settings.select_k,
       positive_class="sphere", n_resamples=settings.bootstrap_resamples)
   copies = settings.get("spheres_train_copies", 0)
   out["training_set"] = dict(kind="paired" if copies else "paper", copies=copies,
                              samples=int(len(train[1])), positives=int(train[1].sum()))
+  out["test_set"] = dict(kind=test_design(config))
   return out
+
+
+def test_design(config) -> str:
+  design = config.experiments.get("spheres_test", "paper")
+  if design not in ("paper", "paired"):
+    raise ValueError(f"experiments.spheres_test must be 'paper' or 'paired', got {design!r}")
+  return design
 
 
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
@@ -120,10 +139,14 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
   copies = config.experiments.get("spheres_train_copies", 0)
   draws = (datasets.paired_draws(prepared, datasets.select(prepared, "train"), copies)
            if copies else None)
+  evaluated = {}
+  if test_design(config) == "paired":
+    evaluated = {split: datasets.paired_draws(prepared, datasets.select(prepared, split), 1)
+                 for split in ("val", "test")}
   out = {}
   for difficulty in config.experiments.difficulties:
-    tests = split_sets(config, prepared, difficulty, "test")
-    val = split_sets(config, prepared, difficulty, "val")
+    tests = split_sets(config, prepared, difficulty, "test", evaluated.get("test"))
+    val = split_sets(config, prepared, difficulty, "val", evaluated.get("val"))
     train = training_sets(config, prepared, difficulty, draws)
     out[difficulty] = {
         condition: run_condition(config, prepared, difficulty, condition,

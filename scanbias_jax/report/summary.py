@@ -97,10 +97,13 @@ def _verdict(low: float, high: float, own: str, other: str) -> str:
 
 def _sizes(condition: dict, *groups: str) -> str:
   """"; 10 GE and 10 Siemens test studies": how wide an interval to expect."""
-  counts = [condition.get("test", {}).get(g, {}).get("n") for g in groups]
-  if any(n is None for n in counts):
+  tests = [condition.get("test", {}).get(g, {}) for g in groups]
+  if any(t.get("n") is None for t in tests):
     return ""
-  return "; " + " and ".join(f"{n} {g}" for n, g in zip(counts, groups)) + " test studies"
+  if all("n_studies" in t for t in tests):  # the paired test: samples from studies
+    return "; " + " and ".join(f"{t['n']} samples from {t['n_studies']} {g}"
+                               for t, g in zip(tests, groups)) + " test studies"
+  return "; " + " and ".join(f"{t['n']} {g}" for t, g in zip(tests, groups)) + " test studies"
 
 
 def comparison_text(value: dict, own: str, other: str, what: str, scale: float, unit: str,

@@ -206,13 +206,22 @@ def _training_set_note(spheres: dict, train_group: str) -> list[str]:
   sets = [c.get("training_set") for d in DIFFICULTIES
           if (c := spheres.get(d, {}).get(train_group))]
   paired = [s for s in sets if s and s["kind"] == "paired"]
-  if not paired:
-    return []
-  copies, samples = paired[0]["copies"], paired[0]["samples"]
-  return [f"Trained on the paired set (experiments.spheres_train_copies = {copies}): every "
-          f"training study {copies}x without and {copies}x with a sphere, {samples} samples; "
-          "the paper trained on each study once, with its own label. Validation and test "
-          "sets are the paper's."]
+  tested = [c.get("test_set", {}).get("kind", "paper") for d in DIFFICULTIES
+            if (c := spheres.get(d, {}).get(train_group))]
+  notes = []
+  if paired:
+    copies, samples = paired[0]["copies"], paired[0]["samples"]
+    notes.append(f"Trained on the paired set (experiments.spheres_train_copies = {copies}): "
+                 f"every training study {copies}x without and {copies}x with a sphere, "
+                 f"{samples} samples; the paper trained on each study once, with its own label.")
+  if "paired" in tested:
+    notes.append("Validation and test sets paired (experiments.spheres_test): every study "
+                 "scored once with and once without a sphere, so a column holds twice its "
+                 "studies; intervals resample whole studies (Wilson at the Korn-Graubard "
+                 "effective n, study bootstrap for AUROC). The paper scored each study once.")
+  elif tested:
+    notes.append("Validation and test sets are the paper's: each study once, its own label.")
+  return notes
 
 
 def _threshold(spheres: dict, train_group: str) -> str:
@@ -262,7 +271,8 @@ def transfer_table(results: dict) -> Table:
     rows.append(["n/a (no single-group conditions run)"] + [""] * 5)
   notes = ["Member-averaged output of the selected members; positive = worse on the other "
            "group. Accuracy: Newcombe's hybrid score interval of the difference of two "
-           "independent proportions, Fisher's exact p. AUROC and Dice: 95% bootstrap "
+           "independent proportions, Fisher's exact p (the paired sphere test: both at the "
+           "Korn-Graubard effective n, with a z test). AUROC and Dice: 95% bootstrap "
            "interval (the two test sets' studies resampled independently); Dice: Welch's p. "
            "MDD: the smallest fall from the training group's own value that these test-set "
            "sizes detect with 80% power at two-sided 5% (Cohen's h for proportions, d for "
