@@ -141,3 +141,15 @@ def test_clustered_intervals_resample_whole_studies():
                                  200, clusters=(studies[:20], studies[20:]))
   assert diff["accuracy"]["ci_method"].startswith("Newcombe") and "n_eff" in diff["accuracy"]
   assert np.isfinite(diff["auroc"]["ci"]).all()
+
+
+def test_mean_ci_with_clusters_resamples_units():
+  rng = np.random.default_rng(3)
+  heads = rng.normal(0.9, 0.03, 20)
+  values = np.repeat(heads, 2) + rng.normal(0, 0.002, 40)   # each head twice, nearly equal
+  clustered = bootstrap.mean_ci(_key(), values, 2000, clusters=np.repeat(np.arange(20), 2))
+  by_head = bootstrap.mean_ci(_key(), values.reshape(20, 2).mean(1), 2000)
+  as_if_independent = bootstrap.mean_ci(_key(), values, 2000)
+  width = lambda ci: ci["dice"][1] - ci["dice"][0]
+  assert width(clustered) == pytest.approx(width(by_head), rel=0.15)
+  assert width(as_if_independent) < 0.85 * width(clustered)   # copies would shrink it

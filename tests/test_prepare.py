@@ -61,6 +61,12 @@ def test_plan_keeps_a_traveling_head_in_one_split_and_records_it():
   for r in planned:
     by_head.setdefault(r["anatomy"], set()).add(r["split"])
   assert len(by_head) == 40 and all(len(s) == 1 for s in by_head.values())
+  # The unit resampled by the intervals is the head: its two acquisitions share it.
+  unit = datasets.units(planned)
+  assert np.unique(unit).size == 40
+  for r, u in zip(planned, unit):
+    assert set(unit[[q["anatomy"] == r["anatomy"] for q in planned]]) == {u}
+  assert np.unique(datasets.units(rows)).size == 80     # no anatomy: every study its own
   # One acquisition per anatomy (the paper's design): the split of before, no column.
   unique = {r["study_id"]: str(i) for i, r in enumerate(rows)}
   assert prepare.plan(rows, datasets.prepare_key(0), config(), unique) == prepare.plan(

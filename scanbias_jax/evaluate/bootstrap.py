@@ -45,22 +45,32 @@ def stratified_indices(rng: np.random.Generator, labels: np.ndarray,
 
 
 def cluster_indices(rng: np.random.Generator, clusters: np.ndarray,
-                    n_resamples: int) -> list[np.ndarray]:
-  """Per resample, the sample indices of `n_clusters` clusters drawn with replacement."""
+                    n_resamples: int) -> list[np.ndarray] | np.ndarray:
+  """Per resample, the sample indices of `n_clusters` clusters drawn with replacement:
+  an array (n_resamples, N) when every cluster has the same size, else a list."""
   _, cluster_of = np.unique(clusters, return_inverse=True)
-  members = [np.flatnonzero(cluster_of == c) for c in range(int(cluster_of.max()) + 1)]
-  draws = rng.integers(0, len(members), (n_resamples, len(members)))
+  sizes = np.bincount(cluster_of)
+  draws = rng.integers(0, sizes.size, (n_resamples, sizes.size))
+  if (sizes == sizes[0]).all():
+    members = np.argsort(cluster_of, kind="stable").reshape(sizes.size, sizes[0])
+    return members[draws].reshape(n_resamples, -1)
+  members = [np.flatnonzero(cluster_of == c) for c in range(sizes.size)]
   return [np.concatenate([members[c] for c in row]) for row in draws]
 
 
 def clustered_auroc(rng: np.random.Generator, labels: np.ndarray, scores: np.ndarray,
                     clusters: np.ndarray, n_resamples: int) -> np.ndarray:
   """AUROC of each cluster resample; resamples with a single class are left out."""
-  values = []
-  for index in cluster_indices(rng, clusters, n_resamples):
+  index = cluster_indices(rng, clusters, n_resamples)
+  if isinstance(index, np.ndarray):
     y = labels[index]
+    both = (y.sum(1) > 0) & (y.sum(1) < y.shape[1])
+    return resampled_auroc(y[both], scores[index][both])
+  values = []
+  for rows in index:
+    y = labels[rows]
     if 0 < y.sum() < y.size:
-      values.append(resampled_auroc(y[None], scores[index][None])[0])
+      values.append(resampled_auroc(y[None], scores[rows][None])[0])
   return np.asarray(values)
 
 
@@ -133,19 +143,27 @@ def _proportions(labels: np.ndarray, scores: np.ndarray, threshold: float) -> di
 
 
 def mean_ci(key: jax.Array, values, n_resamples: int = 1000, level: float = 0.95,
-            name: str = "dice") -> dict:
+            name: str = "dice", clusters=None) -> dict:
   """Percentile interval of the mean of per-item values (e.g. per-volume Dice).
 
-  Non-finite items (Dice of two empty masks) are left out before resampling.
+  Non-finite items (Dice of two empty masks) are left out before resampling; with
+  `clusters` (a unit per item) whole units are resampled.
   """
   values = np.asarray(values, dtype=np.float64).ravel()
-  values = values[np.isfinite(values)]
+  finite = np.isfinite(values)
+  values = values[finite]
   out = dict(n_resamples=int(n_resamples), level=float(level), reasons={})
   if values.size == 0:
     out[name], out["reasons"][name] = [NAN, NAN], "no defined values"
     return out
   rng = keys.numpy_rng(key)
-  means = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(axis=1)
+  if clusters is None:
+    means = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(axis=1)
+  else:
+    units = np.asarray(clusters).ravel()[finite]
+    index = cluster_indices(rng, units, n_resamples)
+    means = (values[index].mean(axis=1) if isinstance(index, np.ndarray) else
+             np.array([values[i].mean() for i in index]))
   out[name] = _percentile_interval(means, level)
   return out
 

@@ -71,17 +71,34 @@ def fit_and_score(train_x, train_y, test_x, regularization: float = 1.0) -> np.n
   return model.predict_proba(np.asarray(test_x, np.float64))
 
 
+def within_cluster_shuffles(rng: np.random.Generator, labels, clusters,
+                            n_permutations: int) -> np.ndarray:
+  """(n_permutations, N) copies of `labels`, each shuffled within every cluster."""
+  _, cluster_of = np.unique(clusters, return_inverse=True)
+  home = np.argsort(cluster_of, kind="stable")           # positions grouped by cluster
+  moved = np.argsort(cluster_of[None] + rng.random((n_permutations, labels.size)), axis=1)
+  shuffled = np.empty((n_permutations, labels.size), labels.dtype)
+  shuffled[:, home] = labels[moved]                      # same cluster sizes, same order
+  return shuffled
+
+
 def permutation_p_value(rng: np.random.Generator, labels, scores,
-                        n_permutations: int = 10000) -> float:
+                        n_permutations: int = 10000, clusters=None) -> float:
   """One-sided p-value of AUROC(labels, scores) against the labels shuffled over the
   same scores: (1 + #{shuffled AUROC >= observed}) / (1 + n_permutations).
 
   The scores stay fixed, so this tests the scored test set (the CNN's member-averaged
-  output or the probe's) without retraining anything.
+  output or the probe's) without retraining anything. With `clusters` the labels are
+  shuffled within each cluster only (a traveling head's acquisitions swap vendors),
+  the exchangeability the design gives under the null.
   """
   labels = np.asarray(labels).astype(int).ravel()
   scores = np.asarray(scores, np.float64).ravel()
   observed = bootstrap.resampled_auroc(labels[None], scores[None])[0]
-  shuffled = rng.permuted(np.tile(labels, (n_permutations, 1)), axis=1)
+  if clusters is None:
+    shuffled = rng.permuted(np.tile(labels, (n_permutations, 1)), axis=1)
+  else:
+    shuffled = within_cluster_shuffles(rng, labels, np.asarray(clusters).ravel(),
+                                       n_permutations)
   null = bootstrap.resampled_auroc(shuffled, np.broadcast_to(scores, shuffled.shape))
   return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))

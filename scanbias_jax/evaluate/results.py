@@ -126,18 +126,23 @@ def classification_condition(key: jax.Array, train_group: str, validation: tuple
 
 
 def segmentation_split(key: jax.Array, member_dice, averaged_dice: Mapping[str, Sequence],
-                       selected: Sequence[int], n_resamples: int = 1000) -> dict:
+                       selected: Sequence[int], n_resamples: int = 1000,
+                       clusters=None) -> dict:
   """A Split from per-member per-volume Dice (M, N) and the per-volume Dice of the
-  member-averaged output, `averaged_dice = {"selected": (N,), "all": (N,)}`."""
+  member-averaged output, `averaged_dice = {"selected": (N,), "all": (N,)}`;
+  `clusters` (N,): each volume's unit where a unit gives several (then `n_units`)."""
   member_dice = np.asarray(member_dice, dtype=np.float64)
   per_member = [metrics.segmentation(row) for row in member_dice]
   member_sets = dict(selected=list(selected), all=list(range(len(member_dice))))
   split = dict(n=int(member_dice.shape[1]), members=per_member, summary={}, averaged={})
+  if clusters is not None:
+    split["n_units"] = int(np.unique(np.asarray(clusters)).size)
   for name, chosen in member_sets.items():
     split["summary"][name] = metrics.member_summary(per_member, ("dice",), chosen)
     split["averaged"][name] = dict(
         metrics=metrics.segmentation(averaged_dice[name]),
-        ci=bootstrap.mean_ci(keys.stream(key, name), averaged_dice[name], n_resamples))
+        ci=bootstrap.mean_ci(keys.stream(key, name), averaged_dice[name], n_resamples,
+                             clusters=clusters))
   return split
 
 
@@ -154,11 +159,13 @@ def segmentation_condition(key: jax.Array, train_group: str,
   """A segmentation Condition. Flow: `chosen = select_by_dice(val_member_dice, k)`,
   then average the chosen (and all) members' probability masks per volume and
   take `metrics.dice_volume`; pass each set as
-  {"member_dice": (M, N), "averaged_dice": {"selected": (N,), "all": (N,)}}."""
+  {"member_dice": (M, N), "averaged_dice": {"selected": (N,), "all": (N,)}} and
+  optionally "clusters" (N,)."""
 
   def split(name, data):
     return segmentation_split(keys.stream(key, name), data["member_dice"],
-                              data["averaged_dice"], chosen.indices, n_resamples)
+                              data["averaged_dice"], chosen.indices, n_resamples,
+                              data.get("clusters"))
 
   condition = dict(kind="segmentation", train_group=train_group, threshold=threshold,
                    n_members=chosen.n_members, selection=chosen.to_dict(),

@@ -15,19 +15,25 @@ from scanbias_jax.experiments import datasets
 N_PERMUTATIONS = 10000
 
 
-def binary_scores(key, labels, scores, n_resamples: int) -> dict:
-  """Metrics of 0/1 labels and scores with intervals and a permutation p-value."""
+def binary_scores(key, labels, scores, n_resamples: int, clusters=None) -> dict:
+  """Metrics of 0/1 labels and scores with intervals and a permutation p-value;
+  `clusters` (a unit per study, e.g. a traveling head): intervals resample units and
+  the permutations shuffle labels within units."""
   labels = np.asarray(labels).astype(int)
   point = metrics.classification(labels, scores)
-  correct = int(round(point["accuracy"] * labels.size))
-  ci = bootstrap.classification_ci(keys.stream(key, "bootstrap"), labels, scores, n_resamples)
-  return dict(n=int(labels.size), accuracy=point["accuracy"], auroc=point["auroc"],
-              accuracy_ci=comparisons.wilson(correct, labels.size), auroc_ci=ci["auroc"],
-              accuracy_ci_method=comparisons.PROPORTION_CI, auroc_ci_method="stratified study bootstrap",
-              permutation_p=probe.permutation_p_value(
-                  keys.numpy_rng(keys.stream(key, "permutation")), labels, scores,
-                  N_PERMUTATIONS),
-              n_permutations=N_PERMUTATIONS)
+  ci = bootstrap.classification_ci(keys.stream(key, "bootstrap"), labels, scores, n_resamples,
+                                   clusters=clusters)
+  out = dict(n=int(labels.size), accuracy=point["accuracy"], auroc=point["auroc"],
+             accuracy_ci=ci["accuracy"], auroc_ci=ci["auroc"],
+             accuracy_ci_method=ci["methods"]["accuracy"],
+             auroc_ci_method=ci["methods"]["auroc"],
+             permutation_p=probe.permutation_p_value(
+                 keys.numpy_rng(keys.stream(key, "permutation")), labels, scores,
+                 N_PERMUTATIONS, clusters),
+             n_permutations=N_PERMUTATIONS)
+  if clusters is not None:
+    out.update(n_units=int(np.unique(clusters).size), permutation="within units")
+  return out
 
 
 def study_features(prepared: datasets.Prepared, rows) -> tuple[np.ndarray, list[str]]:
@@ -54,6 +60,7 @@ def texture_probe(config, prepared: datasets.Prepared, key) -> dict:
   for split in ("train", "test"):
     rows = datasets.select(prepared, split)
     features, why = study_features(prepared, rows)
+    data[f"{split}_features"] = features
     skipped += why
     kept = [(f, groups.index(r[prepared.group])) for f, r in zip(features, rows)
             if f is not None]
@@ -63,6 +70,9 @@ def texture_probe(config, prepared: datasets.Prepared, key) -> dict:
     return {"reason": "too few studies with a measurable brain texture "
                       f"({len(skipped)} without)", "skipped": skipped}
   scores = probe.fit_and_score(train_x, train_y, test_x)[:, 1]
-  out = binary_scores(key, test_y, scores, config.experiments.bootstrap_resamples)
+  test_ids = [r["study_id"] for f, r in zip(data["test_features"], datasets.select(
+      prepared, "test")) if f is not None]
+  out = binary_scores(key, test_y, scores, config.experiments.bootstrap_resamples,
+                      datasets.repeated_units(prepared, test_ids))
   return dict(out, positive_class=groups[1], features=probe.feature_names(),
               n_train=len(train_y), skipped=skipped)

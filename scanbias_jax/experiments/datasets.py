@@ -102,7 +102,25 @@ def _stack(prepared, rows, path_of, dtype):
 def _common(prepared, rows):
   return dict(study_ids=[r["study_id"] for r in rows],
               groups=np.array([prepared.group_values.index(r[prepared.group])
-                               for r in rows], np.int32))
+                               for r in rows], np.int32),
+              units=units(rows))
+
+
+def repeated_units(prepared: Prepared, study_ids) -> np.ndarray | None:
+  """`units` of these studies where some unit holds several of them (traveling heads in
+  one set), else None: the intervals then need no clusters."""
+  by_id = {r["study_id"]: r for r in prepared.rows}
+  found = units([by_id[s] for s in study_ids])
+  return found if np.unique(found).size < len(found) else None
+
+
+def units(rows) -> np.ndarray:
+  """int32 [n]: the independent unit each row belongs to, the one to resample: its
+  anatomy where prepare recorded one (a traveling head's acquisitions share it), else
+  the study."""
+  names = [r.get("anatomy") or f"study:{r['study_id']}" for r in rows]
+  return np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)[1].astype(
+      np.int32) if names else np.zeros(0, np.int32)
 
 
 def original_set(prepared: Prepared, split=None, group_value=None) -> dict:
@@ -248,7 +266,8 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
               brain_centres=base["brain_centres"],
               specs=_stack_specs(specs),
               voxel_keys=keys.stack(voxel_keys) if voxel_keys else None, spacing=spacing,
-              study_ids=[base["study_ids"][i] for i in source], groups=base["groups"][source])
+              study_ids=[base["study_ids"][i] for i in source], groups=base["groups"][source],
+              units=base["units"][source])
 
 
 def spheres_input(volume, spec: spheres.SphereSpec, key: jax.Array,

@@ -120,7 +120,8 @@ def _crop_sets(config, prepared):
   for index, value in enumerate(prepared.group_values):
     data[("test", value)] = brain_crops.select_studies(data["test"],
                                                        data["test"]["labels"] == index)
-  sets = {name: (d["x"], d["y"], d["study"], d["labels"]) for name, d in data.items()}
+  sets = {name: (d["x"], d["y"], d["study"], d["labels"], d["study_ids"])
+          for name, d in data.items()}
   return sets, [why for split in ("train", "val", "test") for why in data[split]["skipped"]]
 
 
@@ -142,11 +143,14 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
       augment=augment(config))
 
   def study_scores(name):
-    x, _, study, labels = sets[name]
+    x, _, study, labels = sets[name][:4]
     scores = common.predict(ens, variables, x)
     return labels.astype(np.float32), brain_crops.per_study_scores(scores, study, len(labels))
 
-  scored = {results.MIXED: study_scores("test")}
+  test_ids = (sets["test"][4] if len(sets["test"]) > 4 else
+              [r["study_id"] for r in datasets.select(prepared, "test")])
+  clusters = datasets.repeated_units(prepared, test_ids)  # traveling heads: both vendors
+  scored = {results.MIXED: study_scores("test") + (() if clusters is None else (clusters,))}
   scored.update({g: study_scores(("test", g)) for g in groups})
   condition = results.classification_condition(
       keys.stream(key, "evaluate"), results.MIXED, study_scores("val"), scored,
@@ -157,8 +161,8 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
         "crop_size", "train_crops_per_study", "eval_crops_per_study")})
   # Control: the member-averaged selected output against shuffled test labels, with
   # the accuracy's Wilson interval beside the bootstrap's.
-  labels, member_scores = scored[results.MIXED]
+  labels, member_scores = scored[results.MIXED][:2]
   averaged = metrics.average_scores(member_scores, condition["selection"]["selected"])
   condition["controls"] = controls.binary_scores(
-      keys.stream(key, "controls"), labels, averaged, settings.bootstrap_resamples)
+      keys.stream(key, "controls"), labels, averaged, settings.bootstrap_resamples, clusters)
   return {results.MIXED: condition}

@@ -30,7 +30,8 @@ def augment(config):  # pylint: disable=unused-argument
 
 def split_sets(config, prepared, split: str) -> dict:
   """{"mixed": (x float32 [n, *shape, 1], masks float32 [n, *shape]), group value: its
-  rows of them} of one split, read and resized once."""
+  rows of them} of one split, read and resized once; a third array, the unit of each
+  volume, where a unit (a traveling head) gives several."""
   data = datasets.skull_set(prepared, split, None, config.prepare.skull_slices)
   shape = tuple(config.experiments.segmentation_shape)
   if not len(data["volumes"]):
@@ -39,7 +40,10 @@ def split_sets(config, prepared, split: str) -> dict:
   level, width = config.prepare.spheres_window
   x = common.resize(np.asarray(datasets.skull_input(data["volumes"], level, width)), shape)
   masks = (common.resize(data["masks"], shape) >= 0.5).astype(np.float32)
-  return common.by_condition(prepared.group_values, data["groups"], x[..., None], masks)
+  arrays = (x[..., None], masks)
+  if np.unique(data["units"]).size < len(data["units"]):
+    arrays += (data["units"],)
+  return common.by_condition(prepared.group_values, data["groups"], *arrays)
 
 
 def dice_of(ens, variables, x, masks, chosen, chunk: int = 16) -> dict:
@@ -62,13 +66,18 @@ def run_condition(config, prepared, condition: str, key: jax.Array, workdir: str
   ens, variables, _ = common.fit(config, TASK, keys.stream(key, "train"),
                                  dict(x=train[0], y=train[1]), dict(x=val[0], y=val[1]),
                                  os.path.join(workdir, TASK, condition))
-  chosen = results.select_by_dice(dice_of(ens, variables, *val, None)["member_dice"],
+  chosen = results.select_by_dice(dice_of(ens, variables, *val[:2], None)["member_dice"],
                                   config.experiments.select_k)
   return results.segmentation_condition(
       keys.stream(key, "evaluate"), condition, chosen,
-      dice_of(ens, variables, *val, chosen.indices),
-      {name: dice_of(ens, variables, x, m, chosen.indices) for name, (x, m) in tests.items()},
+      dict(dice_of(ens, variables, *val[:2], chosen.indices), clusters=_clusters(val)),
+      {name: dict(dice_of(ens, variables, *data[:2], chosen.indices), clusters=_clusters(data))
+       for name, data in tests.items()},
       n_resamples=config.experiments.bootstrap_resamples)
+
+
+def _clusters(data: tuple):
+  return data[2] if len(data) > 2 else None
 
 
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:

@@ -43,17 +43,18 @@ def mirror(key: jax.Array, x):
 
 
 def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> dict:
-  """{"mixed": (x, y), group value: its rows of them} of one split, built once (a
-  group's set is the mixed set's rows of that group, in the same order). With
-  `draws` (one copy a study): the paired set, (x, y, study index per sample)."""
+  """{"mixed": (x, y[, clusters]), group value: its rows of them} of one split, built
+  once (a group's set is the mixed set's rows of that group, in the same order). With
+  `draws` (one copy a study): the paired set. Where a unit (a study, or a traveling
+  head) gives several samples, each set carries clusters: the unit of each sample."""
   if draws is None:
     data = datasets.spheres_set(prepared, difficulty, split)
-    return common.by_condition(prepared.group_values, data["groups"],
-                              *build(config, data, datasets.sphere_reach(prepared, data)))
-  data = datasets.paired_spheres_set(prepared, difficulty, draws, split)
-  return common.by_condition(prepared.group_values, data["groups"],
-                            *build(config, data, datasets.sphere_reach(prepared, data)),
-                            data["source"])
+  else:
+    data = datasets.paired_spheres_set(prepared, difficulty, draws, split)
+  arrays = build(config, data, datasets.sphere_reach(prepared, data))
+  if np.unique(data["units"]).size < len(data["units"]):
+    arrays = (*arrays, data["units"])
+  return common.by_condition(prepared.group_values, data["groups"], *arrays)
 
 
 def build(config, data: dict, reach_voxels=None):
