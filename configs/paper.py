@@ -10,6 +10,8 @@ from configs import default
 def get_config():
   config = default.get_config()
   config.synth.num_studies = 782
+  config.synth.design = "paper"                 # a patient per study
+  config.cohort.split_fractions = (0.70, 0.09, 0.21)  # the paper's
   config.synth.matrix = 512
   config.synth.thin_series_fraction = 1.0  # every study with its thin series
   config.synth.plane_mm = 0.625      # SSP of 1.25 mm slices sampled at half their width

@@ -34,7 +34,7 @@ def fake_rows(sizes, group="vendor"):
 
 
 @pytest.mark.parametrize("sizes", [{"GE": 391, "Siemens": 391}, {"A": 60, "B": 60, "C": 60}])
-def test_split_is_70_9_21_balanced_over_group_and_label(sizes):
+def test_split_follows_the_fractions_balanced_over_group_and_label(sizes):
   c = config()
   rows = prepare.plan(fake_rows(sizes), datasets.prepare_key(0), c)
   assert len({r["study_id"] for r in rows}) == len(rows)   # each study once, one split

@@ -71,11 +71,19 @@ def control_lines(control, who: str) -> list[str]:
   a_low, a_high = control["auroc_ci"]
   if not _finite(control["auroc"], a_low, a_high):
     return [f"Control, {who}: AUROC undefined on {control['n']} test studies."]
+  shuffled = (f"within each of {control['n_units']} heads"
+              if control.get("permutation") == "within units" else "")
   return [f"Control, {who}: accuracy {_pct(control['accuracy'])} "
-          f"(95% Wilson {_pct(low)}-{_pct(high)}), AUROC {control['auroc']:.3f} "
+          f"(95% {_ci_name(control)} {_pct(low)}-{_pct(high)}), AUROC {control['auroc']:.3f} "
           f"(95% bootstrap {a_low:.3f}-{a_high:.3f}), permutation p = "
           f"{control['permutation_p']:.4f} ({control['n_permutations']} shuffles of the "
-          f"{control['n']} test labels)."]
+          f"{control['n']} test labels{' ' + shuffled if shuffled else ''})."]
+
+
+def _ci_name(control: dict) -> str:
+  """"Wilson", or the clustered method's name where units repeat (traveling heads)."""
+  method = control.get("accuracy_ci_method", "Wilson score")
+  return "Wilson" if method == "Wilson score" else method
 
 
 def _drop(condition: dict, other: str, metric: str):
@@ -270,14 +278,14 @@ def headline(results: dict) -> list[str]:
     lines.append(
         f"Can the {results.get('group_attribute', 'group')} be named from the images? "
         f"{verdict}: the CNN (trained on {name}) is right on {_pct(cnn['accuracy'])} of "
-        f"{cnn['n']} test studies (95% Wilson {_pct(low)}-{_pct(high)}), AUROC "
+        f"{cnn['n']} test studies (95% {_ci_name(cnn)} {_pct(low)}-{_pct(high)}), AUROC "
         f"{cnn['auroc']:.3f} (95% {cnn['auroc_ci'][0]:.3f}-{cnn['auroc_ci'][1]:.3f}), "
         f"permutation p = {cnn['permutation_p']:.2g}" + _reached(cnn, probe) + ".")
   if probe and "accuracy_ci" in probe:
     low, high = probe["accuracy_ci"]
     lines.append(
         f"Noise-texture probe (the signal's ceiling, no deep learning): {_pct(probe['accuracy'])}"
-        f" (95% Wilson {_pct(low)}-{_pct(high)}), AUROC {probe['auroc']:.3f} (95% "
+        f" (95% {_ci_name(probe)} {_pct(low)}-{_pct(high)}), AUROC {probe['auroc']:.3f} (95% "
         f"{probe['auroc_ci'][0]:.3f}-{probe['auroc_ci'][1]:.3f}), permutation p = "
         f"{probe['permutation_p']:.2g}.")
   elif probe:
