@@ -153,3 +153,41 @@ def test_mean_ci_with_clusters_resamples_units():
   width = lambda ci: ci["dice"][1] - ci["dice"][0]
   assert width(clustered) == pytest.approx(width(by_head), rel=0.15)
   assert width(as_if_independent) < 0.85 * width(clustered)   # copies would shrink it
+
+
+def test_difference_on_the_same_heads_is_paired():
+  labels, scores = _data(40)
+  order = np.ravel(np.c_[np.arange(20), np.arange(20, 40)])
+  labels, scores = labels[order], scores[order]
+  heads = np.repeat(np.arange(20), 2)
+  other = np.clip(scores + 0.05 * np.random.default_rng(1).standard_normal(40), 0, 1)
+  diff = bootstrap.difference_ci(_key(), (labels, scores), (labels, other), 300,
+                                 clusters=(heads, heads))
+  assert diff["accuracy"]["ci_method"].startswith("Newcombe paired")
+  assert diff["accuracy"]["test"].startswith("sign-flip")
+  low, high = diff["auroc"]["ci"]
+  assert low <= diff["auroc"]["difference"] <= high and high - low < 0.2   # shared heads
+  again = bootstrap.difference_ci(_key(), (labels, scores), (labels, other), 300,
+                                  clusters=(heads, heads))
+  assert again == diff
+  # Different heads: the independent clustered comparison.
+  apart = bootstrap.difference_ci(_key(), (labels, scores), (labels, other), 300,
+                                  clusters=(heads, heads + 100))
+  assert apart["accuracy"]["ci_method"] == "Newcombe hybrid score at the effective n"
+
+
+def test_dice_difference_on_the_same_heads_is_paired():
+  from scipy import stats
+  rng = np.random.default_rng(5)
+  head = rng.normal(0.93, 0.02, 20)                   # head-to-head spread dominates
+  first, second = head + rng.normal(0.004, 0.002, 20), head + rng.normal(0, 0.002, 20)
+  order = rng.permutation(20)                          # a set's rows in any order
+  paired = bootstrap.mean_difference_ci(_key(), first, second[order], 1000,
+                                        clusters=(np.arange(20), order))
+  apart = bootstrap.mean_difference_ci(_key(), first, second[order], 1000)
+  assert paired["dice"]["ci_method"] == "paired unit bootstrap"
+  assert paired["dice"]["p_value"] == pytest.approx(stats.ttest_rel(first, second).pvalue)
+  assert paired["dice"]["difference"] == pytest.approx(first.mean() - second.mean())
+  width = lambda d: d["dice"]["ci"][1] - d["dice"]["ci"][0]
+  assert width(paired) < 0.3 * width(apart)
+  assert paired["dice"]["mdd"] < 0.3 * apart["dice"]["mdd"]

@@ -78,3 +78,35 @@ def test_clustered_methods_reduce_to_wilson_newcombe_and_the_z_test_for_singleto
       np.repeat(a, 2), np.repeat(np.arange(70), 2), np.repeat(b, 2), np.repeat(np.arange(80), 2))
   np.testing.assert_allclose(twice["ci"], out["ci"])
   assert twice["n_eff"] == [70.0, 80.0]
+
+
+def test_paired_difference_on_the_same_heads():
+  rng = np.random.default_rng(4)
+  heads = np.repeat(np.arange(25), 2)
+  easy = rng.random(25) < 0.5                         # heads easy for both vendors ...
+  a = np.repeat(easy | (rng.random(25) < 0.6), 2).astype(float)
+  b = np.repeat(easy | (rng.random(25) < 0.3), 2).astype(float)
+  paired = comparisons.paired_clustered_difference(a, heads, b, heads)
+  independent = comparisons.clustered_proportion_difference(a, heads, b, heads)
+  assert paired["difference"] == pytest.approx(independent["difference"])
+  assert paired["phi"] > 0                            # ... so the paired interval is narrower
+  assert paired["ci"][1] - paired["ci"][0] < independent["ci"][1] - independent["ci"][0]
+  assert paired["ci"][0] < paired["difference"] < paired["ci"][1]
+  # Newcombe 1998b's paired method 10 on whole counts: with no correlation it is the
+  # independent hybrid interval.
+  x = np.r_[np.ones(10), np.zeros(10)]
+  y = np.r_[np.ones(5), np.zeros(5), np.ones(5), np.zeros(5)]      # phi = 0 against x
+  zero = comparisons.paired_clustered_difference(x, np.arange(20), y, np.arange(20))
+  assert zero["phi"] == pytest.approx(0.0, abs=1e-12)
+  np.testing.assert_allclose(zero["ci"], comparisons.proportion_difference(10, 20, 10, 20)["ci"])
+  # Identical outcomes on both vendors: no difference, p = 1, interval about 0.
+  same = comparisons.paired_clustered_difference(a, heads, a, heads)
+  assert same["difference"] == 0 and same["p_value"] == 1.0
+  assert same["ci"][0] < 0 < same["ci"][1]
+  # The sign-flip p-value against scipy's exact paired test on the head differences.
+  small = comparisons.paired_clustered_difference(a[:16], heads[:16], b[:16], heads[:16],
+                                                  n_permutations=100000)
+  exact = stats.permutation_test((a[:16:2], b[:16:2]), lambda u, v, axis: np.mean(u - v, axis=axis),
+                                 permutation_type="samples", vectorized=True,
+                                 n_resamples=np.inf).pvalue
+  assert small["p_value"] == pytest.approx(exact)

@@ -74,6 +74,49 @@ def clustered_auroc(rng: np.random.Generator, labels: np.ndarray, scores: np.nda
   return np.asarray(values)
 
 
+def _paired_mean_difference(key, first, second, clusters, n_resamples, level, name) -> dict:
+  """Units resampled jointly; paired t-test; MDD = SD of the differences x Cohen's d_z."""
+  a = np.asarray(first, np.float64)[np.argsort(clusters[0], kind="stable")]
+  b = np.asarray(second, np.float64)[np.argsort(clusters[1], kind="stable")]
+  keep = np.isfinite(a) & np.isfinite(b)
+  a, b = a[keep], b[keep]
+  base = {"reasons": {}, "n_resamples": int(n_resamples), "level": float(level)}
+  if a.size < 2:
+    return {name: dict(difference=NAN, ci=[NAN, NAN]), **base,
+            "reasons": {name: "fewer than two units with values on both sides"}}
+  draws = keys.numpy_rng(key).integers(0, a.size, (n_resamples, a.size))
+  test = comparisons.paired_mean_difference_test(a, b)
+  return {name: dict(difference=float(a.mean() - b.mean()),
+                     ci=_percentile_interval((a[draws] - b[draws]).mean(axis=1), level),
+                     ci_method="paired unit bootstrap", test=comparisons.PAIRED_MEAN_TEST,
+                     mdd_method=comparisons.MDD_METHOD, n_units=int(a.size), **test), **base}
+
+
+def same_units(first, second) -> bool:
+  """Whether two sets hold the same units, each as many times in both (a traveling
+  head's acquisitions by two vendors, with the same paired samples each)."""
+  a, count_a = np.unique(np.asarray(first).ravel(), return_counts=True)
+  b, count_b = np.unique(np.asarray(second).ravel(), return_counts=True)
+  return a.size > 1 and np.array_equal(a, b) and np.array_equal(count_a, count_b)
+
+
+def joint_cluster_auroc(rng: np.random.Generator, sets, n_resamples: int) -> list[np.ndarray]:
+  """Per set (labels, scores, clusters), the AUROC of each resample of the shared units,
+  the same units drawn for every set; resamples where a set has one class are left out."""
+  index = []
+  draws = None
+  for labels, _, clusters in sets:
+    ids, cluster_of = np.unique(clusters, return_inverse=True)
+    members = np.argsort(cluster_of, kind="stable").reshape(ids.size, -1)
+    if draws is None:
+      draws = rng.integers(0, ids.size, (n_resamples, ids.size))
+    index.append(members[draws].reshape(n_resamples, -1))
+  y = [labels[i] for (labels, _, _), i in zip(sets, index)]
+  both = np.logical_and.reduce([(v.sum(1) > 0) & (v.sum(1) < v.shape[1]) for v in y])
+  return [resampled_auroc(v[both], scores[i][both]) for v, (_, scores, _), i in
+          zip(y, sets, index)]
+
+
 def resampled_auroc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
   """AUROC of each row of (B, N) labels/scores (both classes in every row)."""
   ranks = stats.rankdata(scores, axis=1)
@@ -212,12 +255,23 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
       continue
     if name in proportions[0]:
       (c1, ids1), (c2, ids2) = proportions[0][name], proportions[1][name]
-      out[name] = dict(comparisons.clustered_proportion_difference(c1, ids1, c2, ids2, level),
-                       ci_method=comparisons.CLUSTERED_DIFFERENCE_CI,
-                       test=comparisons.CLUSTERED_TEST, mdd_method=comparisons.MDD_METHOD)
+      if same_units(ids1, ids2):  # the same heads on both sides: a paired comparison
+        seed = int(keys.numpy_rng(keys.item(key, 2)).integers(2 ** 31))
+        out[name] = dict(comparisons.paired_clustered_difference(c1, ids1, c2, ids2, level,
+                                                                 seed=seed),
+                         ci_method=comparisons.PAIRED_DIFFERENCE_CI,
+                         test=comparisons.PAIRED_TEST, mdd_method=comparisons.MDD_METHOD)
+      else:
+        out[name] = dict(comparisons.clustered_proportion_difference(c1, ids1, c2, ids2, level),
+                         ci_method=comparisons.CLUSTERED_DIFFERENCE_CI,
+                         test=comparisons.CLUSTERED_TEST, mdd_method=comparisons.MDD_METHOD)
       continue
     if clusters is None:  # AUROC
       samples = [resampled_auroc(labels, scores) for labels, scores in draws]
+    elif same_units(*(d[3] for d in draws)) and np.unique(
+        np.unique(draws[0][3], return_counts=True)[1]).size == 1:  # heads drawn once for both
+      samples = joint_cluster_auroc(keys.numpy_rng(keys.item(key, 3)),
+                                    [d[1:] for d in draws], n_resamples)
     else:
       samples = [clustered_auroc(*draw, n_resamples) for draw in draws]
       size = min(len(a) for a in samples)
@@ -229,8 +283,13 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
 
 
 def mean_difference_ci(key: jax.Array, first, second, n_resamples: int = 1000,
-                       level: float = 0.95, name: str = "dice") -> dict:
-  """Interval of mean(first) - mean(second) for per-item values of disjoint sets."""
+                       level: float = 0.95, name: str = "dice", clusters=None) -> dict:
+  """Interval of mean(first) - mean(second) for per-item values of disjoint sets; with
+  `clusters` = (first's, second's) holding the same units once each (a traveling head
+  segmented on each vendor's scan), the paired comparison over units."""
+  if clusters is not None and same_units(*clusters) and np.unique(
+      np.unique(clusters[0], return_counts=True)[1]).tolist() == [1]:
+    return _paired_mean_difference(key, first, second, clusters, n_resamples, level, name)
   samples, means = [], []
   for part, values in enumerate((first, second)):
     values = np.asarray(values, dtype=np.float64).ravel()

@@ -32,6 +32,9 @@ MEAN_TEST = "Welch t"
 CLUSTERED_PROPORTION_CI = "Wilson score at the effective n (studies as clusters)"
 CLUSTERED_DIFFERENCE_CI = "Newcombe hybrid score at the effective n"
 CLUSTERED_TEST = "z test at the effective n"
+PAIRED_DIFFERENCE_CI = "Newcombe paired (method 10) at the effective n, per-head correlation"
+PAIRED_TEST = "sign-flip permutation over heads"
+PAIRED_MEAN_TEST = "paired t"
 MDD_METHOD = f"{int(POWER * 100)} % power, two-sided {ALPHA:g} (Cohen's h / d)"
 
 
@@ -98,6 +101,52 @@ def clustered_proportion_difference(correct1, clusters1, correct2, clusters2,
               n_eff=[n1, n2])
 
 
+def paired_clustered_difference(correct1, clusters1, correct2, clusters2, level: float = 0.95,
+                                n_permutations: int = 10000, seed: int = 0) -> dict:
+  """mean(correct1) - mean(correct2) where both sets hold the same units (traveling
+  heads: each head's acquisition by one vendor in the first set, by the other in the
+  second), with the same number of samples per unit in each set.
+
+  Interval: Newcombe's method 10 for paired proportions (Newcombe 1998b) from the two
+  effective-n Wilson intervals and the correlation of the heads' accuracies on the two
+  vendors (0 where undefined: the independent interval). p-value: sign-flip
+  permutation of the per-head differences (scipy.stats.permutation_test). MDD: the
+  per-head differences' SD x Cohen's d_z at 80 % power (the independent MDD where that
+  SD is 0)."""
+  from statsmodels.stats.power import TTestPower  # pylint: disable=import-outside-toplevel
+  c1, c2 = (np.asarray(c, np.float64).ravel() for c in (correct1, correct2))
+  ids = np.union1d(clusters1, clusters2)
+  per_head = [np.array([c[np.asarray(k) == h].mean() for h in ids])
+              for c, k in ((c1, clusters1), (c2, clusters2))]
+  n1, n2 = effective_n(c1, clusters1), effective_n(c2, clusters2)
+  p1, p2 = float(c1.mean()), float(c2.mean())
+  (l1, u1), (l2, u2) = wilson_at(p1, n1, level), wilson_at(p2, n2, level)
+  spread = [np.std(m) for m in per_head]
+  phi = float(np.corrcoef(*per_head)[0, 1]) if min(spread) > 0 else 0.0
+  d = p1 - p2
+  ci = [float(d - np.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2,
+                              0.0))),
+        float(d + np.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2,
+                              0.0)))]
+  differences = per_head[0] - per_head[1]
+  if np.any(differences != 0):
+    test = stats.permutation_test(
+        (per_head[0], per_head[1]), lambda a, b, axis: np.mean(a - b, axis=axis),
+        permutation_type="samples", n_resamples=n_permutations, vectorized=True,
+        random_state=np.random.default_rng(seed))
+    p_value = float(test.pvalue)
+  else:
+    p_value = 1.0
+  sd = float(np.std(differences, ddof=1)) if ids.size > 1 else 0.0
+  if sd > 0:
+    mdd = sd * float(TTestPower().solve_power(effect_size=None, nobs=ids.size, alpha=ALPHA,
+                                              power=POWER))
+  else:
+    mdd = detectable_fall(p1, n1, n2)
+  return dict(difference=d, ci=ci, p_value=p_value, mdd=mdd, n_eff=[n1, n2], phi=phi,
+              n_units=int(ids.size))
+
+
 def _detectable_effect(n1: int, n2: int) -> float:
   """Cohen's h (or d) a two-sided ALPHA test on n1 and n2 items finds with POWER."""
   return float(NormalIndPower().solve_power(effect_size=None, nobs1=n1, ratio=n2 / n1,
@@ -135,3 +184,17 @@ def mean_difference_test(values1, values2) -> dict:
   p_value = stats.ttest_ind(a, b, equal_var=False).pvalue if pooled > 0 else (
       1.0 if a.mean() == b.mean() else 0.0)
   return dict(p_value=float(p_value), mdd=float(pooled * _detectable_effect(a.size, b.size)))
+
+
+def paired_mean_difference_test(values1, values2) -> dict:
+  """Paired t p-value and the minimum detectable difference (SD of the differences x
+  Cohen's d_z) of per-unit values measured on both sides."""
+  from statsmodels.stats.power import TTestPower  # pylint: disable=import-outside-toplevel
+  a, b = np.asarray(values1, np.float64), np.asarray(values2, np.float64)
+  d = a - b
+  sd = float(np.std(d, ddof=1))
+  if sd == 0:
+    return dict(p_value=1.0 if d.mean() == 0 else 0.0, mdd=0.0)
+  return dict(p_value=float(stats.ttest_rel(a, b).pvalue),
+              mdd=sd * float(TTestPower().solve_power(effect_size=None, nobs=d.size,
+                                                      alpha=ALPHA, power=POWER)))

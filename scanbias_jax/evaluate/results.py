@@ -176,9 +176,11 @@ def segmentation_condition(key: jax.Array, train_group: str,
     own = tests[train_group]["averaged_dice"]["selected"]
     for other, data in tests.items():
       if other not in (MIXED, train_group):
+        clusters = tests[train_group].get("clusters"), data.get("clusters")
         condition["transfer"][other] = bootstrap.mean_difference_ci(
             keys.stream(key, f"transfer/{other}"), own, data["averaged_dice"]["selected"],
-            n_resamples)
+            n_resamples, clusters=None if clusters[0] is None or clusters[1] is None
+            else clusters)
   return condition
 
 

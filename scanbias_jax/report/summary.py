@@ -319,8 +319,9 @@ DESIGNS = dict(
           "different heads).",
     traveling="Design: traveling heads (every anatomy acquired on every vendor, each "
               "acquisition its own study; splits keep a head in one split). Cross-vendor "
-              "intervals treat the vendors' test sets as independent, which is conservative "
-              "for the same heads.")
+              "differences are paired over the same test heads (accuracy: Newcombe's paired "
+              "interval and a sign-flip test over heads; Dice: a paired head bootstrap and "
+              "t-test).")
 
 
 def summarise(results: dict) -> dict[str, list[str]]:

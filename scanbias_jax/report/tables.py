@@ -272,8 +272,10 @@ def transfer_table(results: dict) -> Table:
   notes = ["Member-averaged output of the selected members; positive = worse on the other "
            "group. Accuracy: Newcombe's hybrid score interval of the difference of two "
            "independent proportions, Fisher's exact p (the paired sphere test: both at the "
-           "Korn-Graubard effective n, with a z test). AUROC and Dice: 95% bootstrap "
-           "interval (the two test sets' studies resampled independently); Dice: Welch's p. "
+           "Korn-Graubard effective n, with a z test; traveling heads: Newcombe's paired "
+           "interval and a sign-flip test over the shared heads). AUROC and Dice: 95% "
+           "bootstrap interval (the two test sets' studies resampled independently, or the "
+           "shared heads jointly); Dice: Welch's p (paired t on shared heads). "
            "MDD: the smallest fall from the training group's own value that these test-set "
            "sizes detect with 80% power at two-sided 5% (Cohen's h for proportions, d for "
            "Dice)."]
