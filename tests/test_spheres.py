@@ -88,28 +88,24 @@ def test_difficulties_share_centres_and_small_sets_are_nested():
   assert float(specs[0].radius_mm) == 22.0 and float(specs[2].radius_mm) == 14.0
 
 
-def test_insert_is_jittable_vmappable_and_absent_is_identity(brain):
-  _, volume = brain
-  volume = volume[:40, :40, :6]
+def _with_and_without(volume):
+  """(volumes, specs, keys) of a two-sample batch: the volume with a sphere, and without."""
   spec = spheres.SphereSpec(jnp.array([20.0, 20.0, 3.0]), jnp.array(SPACING, jnp.float32),
                             jnp.float32(8.0), jnp.float32(50.0), jnp.float32(2.0),
                             jnp.asarray(True))
   batch = jax.tree.map(lambda a, b: jnp.stack([a, b]), spec, spheres.absent(SPACING))
-  key_batch = jax.random.split(jax.random.key(0), 2)
-  out = jax.jit(datasets.spheres_batch)(jnp.stack([volume, volume]), batch, key_batch)
+  return jnp.stack([volume, volume]), batch, jax.random.split(jax.random.key(0), 2)
+
+
+def test_insert_is_jittable_vmappable_and_absent_is_identity(brain):
+  volume = brain[1][:40, :40, :6]
+  out = jax.jit(datasets.spheres_batch)(*_with_and_without(volume))
   np.testing.assert_array_equal(out[1], window.spheres_window(volume))
   assert float(jnp.abs(out[0] - window.spheres_window(volume)).max()) > 0
 
 
 def test_batch_cut_to_a_box_is_the_whole_batch_sliced(brain):
-  _, volume = brain
-  volume = volume[:40, :40, :6]
-  spec = spheres.SphereSpec(jnp.array([20.0, 20.0, 3.0]), jnp.array(SPACING, jnp.float32),
-                            jnp.float32(8.0), jnp.float32(50.0), jnp.float32(2.0),
-                            jnp.asarray(True))
-  batch = jax.tree.map(lambda a, b: jnp.stack([a, b]), spec, spheres.absent(SPACING))
-  key_batch = jax.random.split(jax.random.key(0), 2)
-  volumes = jnp.stack([volume, volume])
+  volumes, batch, key_batch = _with_and_without(brain[1][:40, :40, :6])
   whole = np.asarray(datasets.spheres_batch(volumes, batch, key_batch))
   starts = np.array([[3, 10, 0], [12, 0, 2]], np.int32)
   cut = jax.jit(datasets.spheres_batch, static_argnums=(3, 5))(
