@@ -20,7 +20,7 @@ of it is the unclustered method again.
 """
 import numpy as np
 from scipy import stats
-from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.power import NormalIndPower, TTestPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 ALPHA, POWER = 0.05, 0.80
@@ -75,12 +75,15 @@ def wilson_at(p: float, n_eff: float, level: float = 0.95) -> list[float]:
   return [float(max(low, 0.0)), float(min(high, 1.0))]
 
 
-def newcombe(p1: float, ci1, p2: float, ci2) -> list[float]:
-  """Newcombe's hybrid score interval of p1 - p2 from the two proportions' intervals."""
+def newcombe(p1: float, ci1, p2: float, ci2, phi: float = 0.0) -> list[float]:
+  """Newcombe's hybrid score interval of p1 - p2 from the two proportions' intervals;
+  `phi`, the correlation of paired outcomes, gives his paired method 10 (Newcombe
+  1998b), and 0 the independent one (method 10 of Newcombe 1998)."""
   (l1, u1), (l2, u2) = ci1, ci2
   d = p1 - p2
-  return [float(d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)),
-          float(d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))]
+  below = (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2
+  above = (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2
+  return [float(d - np.sqrt(max(below, 0.0))), float(d + np.sqrt(max(above, 0.0)))]
 
 
 def clustered_proportion_difference(correct1, clusters1, correct2, clusters2,
@@ -113,21 +116,15 @@ def paired_clustered_difference(correct1, clusters1, correct2, clusters2, level:
   permutation of the per-head differences (scipy.stats.permutation_test). MDD: the
   per-head differences' SD x Cohen's d_z at 80 % power (the independent MDD where that
   SD is 0)."""
-  from statsmodels.stats.power import TTestPower  # pylint: disable=import-outside-toplevel
   c1, c2 = (np.asarray(c, np.float64).ravel() for c in (correct1, correct2))
   ids = np.union1d(clusters1, clusters2)
   per_head = [np.array([c[np.asarray(k) == h].mean() for h in ids])
               for c, k in ((c1, clusters1), (c2, clusters2))]
   n1, n2 = effective_n(c1, clusters1), effective_n(c2, clusters2)
   p1, p2 = float(c1.mean()), float(c2.mean())
-  (l1, u1), (l2, u2) = wilson_at(p1, n1, level), wilson_at(p2, n2, level)
   spread = [np.std(m) for m in per_head]
   phi = float(np.corrcoef(*per_head)[0, 1]) if min(spread) > 0 else 0.0
-  d = p1 - p2
-  ci = [float(d - np.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2,
-                              0.0))),
-        float(d + np.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2,
-                              0.0)))]
+  ci = newcombe(p1, wilson_at(p1, n1, level), p2, wilson_at(p2, n2, level), phi)
   differences = per_head[0] - per_head[1]
   if np.any(differences != 0):
     test = stats.permutation_test(
@@ -138,13 +135,14 @@ def paired_clustered_difference(correct1, clusters1, correct2, clusters2, level:
   else:
     p_value = 1.0
   sd = float(np.std(differences, ddof=1)) if ids.size > 1 else 0.0
-  if sd > 0:
-    mdd = sd * float(TTestPower().solve_power(effect_size=None, nobs=ids.size, alpha=ALPHA,
-                                              power=POWER))
-  else:
-    mdd = detectable_fall(p1, n1, n2)
-  return dict(difference=d, ci=ci, p_value=p_value, mdd=mdd, n_eff=[n1, n2], phi=phi,
+  mdd = sd * _detectable_paired_effect(ids.size) if sd > 0 else detectable_fall(p1, n1, n2)
+  return dict(difference=p1 - p2, ci=ci, p_value=p_value, mdd=mdd, n_eff=[n1, n2], phi=phi,
               n_units=int(ids.size))
+
+
+def _detectable_paired_effect(n: int) -> float:
+  """Cohen's d_z a two-sided ALPHA paired test on n units finds with POWER."""
+  return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=ALPHA, power=POWER))
 
 
 def _detectable_effect(n1: int, n2: int) -> float:
@@ -189,12 +187,10 @@ def mean_difference_test(values1, values2) -> dict:
 def paired_mean_difference_test(values1, values2) -> dict:
   """Paired t p-value and the minimum detectable difference (SD of the differences x
   Cohen's d_z) of per-unit values measured on both sides."""
-  from statsmodels.stats.power import TTestPower  # pylint: disable=import-outside-toplevel
   a, b = np.asarray(values1, np.float64), np.asarray(values2, np.float64)
   d = a - b
   sd = float(np.std(d, ddof=1))
   if sd == 0:
     return dict(p_value=1.0 if d.mean() == 0 else 0.0, mdd=0.0)
   return dict(p_value=float(stats.ttest_rel(a, b).pvalue),
-              mdd=sd * float(TTestPower().solve_power(effect_size=None, nobs=d.size,
-                                                      alpha=ALPHA, power=POWER)))
+              mdd=sd * _detectable_paired_effect(d.size))
