@@ -44,17 +44,24 @@ def stratified_indices(rng: np.random.Generator, labels: np.ndarray,
   return np.concatenate(blocks, axis=1)
 
 
+def cluster_members(clusters) -> np.ndarray | list[np.ndarray]:
+  """Sample indices of each cluster (sorted ids): an array (n_clusters, size) when every
+  cluster has the same size, else a list of arrays."""
+  _, cluster_of = np.unique(np.asarray(clusters).ravel(), return_inverse=True)
+  sizes = np.bincount(cluster_of)
+  if (sizes == sizes[0]).all():
+    return np.argsort(cluster_of, kind="stable").reshape(sizes.size, sizes[0])
+  return [np.flatnonzero(cluster_of == c) for c in range(sizes.size)]
+
+
 def cluster_indices(rng: np.random.Generator, clusters: np.ndarray,
                     n_resamples: int) -> list[np.ndarray] | np.ndarray:
   """Per resample, the sample indices of `n_clusters` clusters drawn with replacement:
   an array (n_resamples, N) when every cluster has the same size, else a list."""
-  _, cluster_of = np.unique(clusters, return_inverse=True)
-  sizes = np.bincount(cluster_of)
-  draws = rng.integers(0, sizes.size, (n_resamples, sizes.size))
-  if (sizes == sizes[0]).all():
-    members = np.argsort(cluster_of, kind="stable").reshape(sizes.size, sizes[0])
+  members = cluster_members(clusters)
+  draws = rng.integers(0, len(members), (n_resamples, len(members)))
+  if isinstance(members, np.ndarray):
     return members[draws].reshape(n_resamples, -1)
-  members = [np.flatnonzero(cluster_of == c) for c in range(sizes.size)]
   return [np.concatenate([members[c] for c in row]) for row in draws]
 
 
@@ -102,15 +109,11 @@ def same_units(first, second) -> bool:
 
 def joint_cluster_auroc(rng: np.random.Generator, sets, n_resamples: int) -> list[np.ndarray]:
   """Per set (labels, scores, clusters), the AUROC of each resample of the shared units,
-  the same units drawn for every set; resamples where a set has one class are left out."""
-  index = []
-  draws = None
-  for labels, _, clusters in sets:
-    ids, cluster_of = np.unique(clusters, return_inverse=True)
-    members = np.argsort(cluster_of, kind="stable").reshape(ids.size, -1)
-    if draws is None:
-      draws = rng.integers(0, ids.size, (n_resamples, ids.size))
-    index.append(members[draws].reshape(n_resamples, -1))
+  the same units drawn for every set (each set's clusters of one size); resamples where
+  a set has one class are left out."""
+  members = [cluster_members(clusters) for _, _, clusters in sets]
+  draws = rng.integers(0, len(members[0]), (n_resamples, len(members[0])))
+  index = [m[draws].reshape(n_resamples, -1) for m in members]
   y = [labels[i] for (labels, _, _), i in zip(sets, index)]
   both = np.logical_and.reduce([(v.sum(1) > 0) & (v.sum(1) < v.shape[1]) for v in y])
   return [resampled_auroc(v[both], scores[i][both]) for v, (_, scores, _), i in
@@ -179,10 +182,8 @@ def _correct(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
 
 def _proportions(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
   """{accuracy | sensitivity | specificity: (studies right, studies)}."""
-  correct = (scores >= threshold) == (labels == 1)
-  return dict(accuracy=(int(correct.sum()), labels.size),
-              sensitivity=(int(correct[labels == 1].sum()), int((labels == 1).sum())),
-              specificity=(int(correct[labels == 0].sum()), int((labels == 0).sum())))
+  return {name: (int(correct[counted].sum()), int(counted.sum()))
+          for name, (correct, counted) in _correct(labels, scores, threshold).items()}
 
 
 def mean_ci(key: jax.Array, values, n_resamples: int = 1000, level: float = 0.95,
@@ -268,8 +269,8 @@ def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int 
       continue
     if clusters is None:  # AUROC
       samples = [resampled_auroc(labels, scores) for labels, scores in draws]
-    elif same_units(*(d[3] for d in draws)) and np.unique(
-        np.unique(draws[0][3], return_counts=True)[1]).size == 1:  # heads drawn once for both
+    elif same_units(*(d[3] for d in draws)) and isinstance(
+        cluster_members(draws[0][3]), np.ndarray):  # heads drawn once for both sets
       samples = joint_cluster_auroc(keys.numpy_rng(keys.item(key, 3)),
                                     [d[1:] for d in draws], n_resamples)
     else:
@@ -287,8 +288,8 @@ def mean_difference_ci(key: jax.Array, first, second, n_resamples: int = 1000,
   """Interval of mean(first) - mean(second) for per-item values of disjoint sets; with
   `clusters` = (first's, second's) holding the same units once each (a traveling head
   segmented on each vendor's scan), the paired comparison over units."""
-  if clusters is not None and same_units(*clusters) and np.unique(
-      np.unique(clusters[0], return_counts=True)[1]).tolist() == [1]:
+  if (clusters is not None and same_units(*clusters)
+      and np.unique(clusters[0]).size == len(clusters[0])):  # each unit once a side
     return _paired_mean_difference(key, first, second, clusters, n_resamples, level, name)
   samples, means = [], []
   for part, values in enumerate((first, second)):
