@@ -60,18 +60,16 @@ def texture_probe(config, prepared: datasets.Prepared, key) -> dict:
   for split in ("train", "test"):
     rows = datasets.select(prepared, split)
     features, why = study_features(prepared, rows)
-    data[f"{split}_features"] = features
     skipped += why
-    kept = [(f, groups.index(r[prepared.group])) for f, r in zip(features, rows)
-            if f is not None]
-    data[split] = (np.array([f for f, _ in kept]), np.array([y for _, y in kept]))
-  (train_x, train_y), (test_x, test_y) = data["train"], data["test"]
+    kept = [(f, groups.index(r[prepared.group]), r["study_id"])
+            for f, r in zip(features, rows) if f is not None]
+    data[split] = (np.array([f for f, _, _ in kept]), np.array([y for _, y, _ in kept]),
+                   [study_id for _, _, study_id in kept])
+  (train_x, train_y, _), (test_x, test_y, test_ids) = data["train"], data["test"]
   if len(set(train_y.tolist())) < 2 or len(set(test_y.tolist())) < 2:
     return {"reason": "too few studies with a measurable brain texture "
                       f"({len(skipped)} without)", "skipped": skipped}
   scores = probe.fit_and_score(train_x, train_y, test_x)[:, 1]
-  test_ids = [r["study_id"] for f, r in zip(data["test_features"], datasets.select(
-      prepared, "test")) if f is not None]
   out = binary_scores(key, test_y, scores, config.experiments.bootstrap_resamples,
                       datasets.repeated_units(prepared, test_ids))
   return dict(out, positive_class=groups[1], features=probe.feature_names(),

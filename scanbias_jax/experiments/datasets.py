@@ -111,7 +111,12 @@ def repeated_units(prepared: Prepared, study_ids) -> np.ndarray | None:
   one set), else None: the intervals then need no clusters."""
   by_id = {r["study_id"]: r for r in prepared.rows}
   found = units([by_id[s] for s in study_ids])
-  return found if np.unique(found).size < len(found) else None
+  return found if repeats(found) else None
+
+
+def repeats(unit_of) -> bool:
+  """Whether some unit gives more than one sample (then intervals need clusters)."""
+  return np.unique(unit_of).size < len(unit_of)
 
 
 def units(rows) -> np.ndarray:

@@ -41,7 +41,7 @@ def split_sets(config, prepared, split: str) -> dict:
   x = common.resize(np.asarray(datasets.skull_input(data["volumes"], level, width)), shape)
   masks = (common.resize(data["masks"], shape) >= 0.5).astype(np.float32)
   arrays = (x[..., None], masks)
-  if np.unique(data["units"]).size < len(data["units"]):
+  if datasets.repeats(data["units"]):
     arrays += (data["units"],)
   return common.by_condition(prepared.group_values, data["groups"], *arrays)
 

@@ -52,7 +52,7 @@ def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> dic
   else:
     data = datasets.paired_spheres_set(prepared, difficulty, draws, split)
   arrays = build(config, data, datasets.sphere_reach(prepared, data))
-  if np.unique(data["units"]).size < len(data["units"]):
+  if datasets.repeats(data["units"]):
     arrays = (*arrays, data["units"])
   return common.by_condition(prepared.group_values, data["groups"], *arrays)
 
