@@ -41,5 +41,6 @@ def get_config():
   config.experiments.eval_crops_per_study = 2
   config.experiments.bootstrap_resamples = 100
   config.experiments.spheres_shape = (32, 32, 16)
+  config.experiments.spheres_eval_copies = 2
   config.experiments.segmentation_shape = (32, 32, 16)
   return config

@@ -164,3 +164,17 @@ def test_lesion_placed_inside_the_phantom_brain():
   surface = np.asarray(lesion.centre_mm) + float(lesion.radius_mm) * directions
   _, brain = jax.jit(phantom.head_hu)(subject, surface.astype(np.float32))
   assert np.asarray(brain).all()
+
+
+def test_eval_copies_apply_to_paired_sets_only():
+  import ml_collections
+  from scanbias_jax.experiments import spheres as experiment
+  config = ml_collections.ConfigDict(dict(experiments=dict(spheres_test="paired",
+                                                           spheres_eval_copies=4)))
+  assert experiment.eval_copies(config) == 4
+  config.experiments.spheres_test = "paper"   # the paper's sets: each study once
+  assert experiment.eval_copies(config) == 1
+  config.experiments.spheres_test = "paired"
+  config.experiments.spheres_eval_copies = 0
+  with pytest.raises(ValueError, match="spheres_eval_copies"):
+    experiment.eval_copies(config)

@@ -10,7 +10,10 @@ c times with one. `experiments.spheres_test = "paired"` scores every validation
 and test study twice, once with and once without a sphere (`paired_spheres_set`
 with one copy): twice the samples, and the anatomy cannot stand in for the label;
 the intervals then resample whole studies (evaluate/bootstrap.py). "paper": each
-study once, with its own label.
+study once, with its own label. `experiments.spheres_eval_copies` = c scores every
+paired validation and test study c times with and c times without a sphere: the
+detection rate of a head is then measured over c sphere positions, and the intervals
+still resample whole heads with all their copies.
 """
 import functools
 import os
@@ -124,7 +127,7 @@ def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Ar
   copies = settings.get("spheres_train_copies", 0)
   out["training_set"] = dict(kind="paired" if copies else "paper", copies=copies,
                              samples=int(len(train[1])), positives=int(train[1].sum()))
-  out["test_set"] = dict(kind=test_design(config))
+  out["test_set"] = dict(kind=test_design(config), copies=eval_copies(config))
   return out
 
 
@@ -135,6 +138,16 @@ def test_design(config) -> str:
   return design
 
 
+def eval_copies(config) -> int:
+  """Sphere positions per paired validation / test study (1 for the paper's sets)."""
+  if test_design(config) != "paired":
+    return 1
+  copies = int(config.experiments.get("spheres_eval_copies", 1))
+  if copies < 1:
+    raise ValueError(f"experiments.spheres_eval_copies must be >= 1, got {copies}")
+  return copies
+
+
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
   """{difficulty: {condition: Condition}}."""
   copies = config.experiments.get("spheres_train_copies", 0)
@@ -142,7 +155,8 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
            if copies else None)
   evaluated = {}
   if test_design(config) == "paired":
-    evaluated = {split: datasets.paired_draws(prepared, datasets.select(prepared, split), 1)
+    evaluated = {split: datasets.paired_draws(prepared, datasets.select(prepared, split),
+                                              eval_copies(config))
                  for split in ("val", "test")}
   out = {}
   for difficulty in config.experiments.difficulties:

@@ -206,8 +206,9 @@ def _training_set_note(spheres: dict, train_group: str) -> list[str]:
   sets = [c.get("training_set") for d in DIFFICULTIES
           if (c := spheres.get(d, {}).get(train_group))]
   paired = [s for s in sets if s and s["kind"] == "paired"]
-  tested = [c.get("test_set", {}).get("kind", "paper") for d in DIFFICULTIES
-            if (c := spheres.get(d, {}).get(train_group))]
+  test_sets = [c.get("test_set", {}) for d in DIFFICULTIES
+               if (c := spheres.get(d, {}).get(train_group))]
+  tested = [t.get("kind", "paper") for t in test_sets]
   notes = []
   if paired:
     copies, samples = paired[0]["copies"], paired[0]["samples"]
@@ -215,10 +216,13 @@ def _training_set_note(spheres: dict, train_group: str) -> list[str]:
                  f"every training study {copies}x without and {copies}x with a sphere, "
                  f"{samples} samples; the paper trained on each study once, with its own label.")
   if "paired" in tested:
-    notes.append("Validation and test sets paired (experiments.spheres_test): every study "
-                 "scored once with and once without a sphere, so a column holds twice its "
-                 "studies; intervals resample whole studies (Wilson at the Korn-Graubard "
-                 "effective n, study bootstrap for AUROC). The paper scored each study once.")
+    copies = max(t.get("copies", 1) for t in test_sets)
+    times = "once" if copies == 1 else f"{copies} times (sphere positions)"
+    notes.append(f"Validation and test sets paired (experiments.spheres_test): every study "
+                 f"scored {times} with and as often without a sphere, so a column holds "
+                 f"{2 * copies} samples a study; intervals resample whole studies (traveling "
+                 f"heads: whole heads) with all their samples (Wilson at the Korn-Graubard "
+                 f"effective n, cluster bootstrap for AUROC). The paper scored each study once.")
   elif tested:
     notes.append("Validation and test sets are the paper's: each study once, its own label.")
   return notes
