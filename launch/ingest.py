@@ -7,6 +7,12 @@ Outputs (under --out): volumes/<study_id>.nii.gz, manifest.csv, rejects.csv,
 summary.json, cohort.csv (matched studies with their split), balance_all.csv and
 balance_cohort.csv. Rerunning skips finished studies; see scanbias_jax/cohort/ingest.py.
 """
+import os
+import sys
+
+if not __package__:  # run as a file (python launch/ingest.py): configs/ is in the repository root
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 from absl import app
 from absl import flags
 from absl import logging

@@ -8,8 +8,12 @@ overlays and summary.md / summary.json (see scanbias_jax/experiments/prepare.py)
 With --truth (the synthesizer's truth/ folder) it also scores the skull stripping
 against the ground-truth brain masks. Rerunning skips finished studies.
 """
+import os
 import sys
 import time
+
+if not __package__:  # run as a file (python launch/prepare.py): configs/ is in the repository root
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app
 from absl import flags

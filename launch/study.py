@@ -8,8 +8,13 @@ Stages (each writes an inspectable folder under --workdir and resumes):
 synth/ (skipped with --dicom_root), cohort/ (ingest), prepared/ (prepare).
 """
 import json
+import os
+import sys
 import time
 from pathlib import Path
+
+if not __package__:  # run as a file (python launch/study.py): configs/ is in the repository root
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -4,9 +4,13 @@
   python -m launch.synthesize --config=configs/paper.py --out=/tmp/two --num_studies=2
   python -m launch.synthesize --config=configs/default.py --config.synth.signature_strength=0 --out=...
 """
+import os
 import sys
 import time
 from pathlib import Path
+
+if not __package__:  # run as a file (python launch/synthesize.py): configs/ is in the repository root
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -7,6 +7,10 @@ Experiments call scanbias_jax.train.loop.run directly; this is for training on
 arrays prepared elsewhere. Rerunning resumes from the newest checkpoint.
 """
 import os
+import sys
+
+if not __package__:  # run as a file (python launch/train.py): configs/ is in the repository root
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags
 from ml_collections import config_flags
