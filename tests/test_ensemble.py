@@ -113,6 +113,20 @@ def test_best_epoch_is_the_first_best_validation_score(images):
   np.testing.assert_array_equal(states[0]["best"]["metric"], scores.min(axis=1))
 
 
+def test_a_tied_validation_accuracy_goes_to_the_lower_validation_loss(images):
+  config = toys.config(num_members=2, num_epochs=6, select_metric="val_accuracy")
+  states, history = ensemble.make_train(config)(KEY, images)
+  accuracy, loss = np.asarray(history["val_accuracy"]), np.asarray(history["val_loss"])
+  # numpy's lexicographic choice: the highest accuracy, then the lowest loss among those.
+  expected = [min(np.flatnonzero(a == a.max()), key=lambda e: (l[e], e))
+              for a, l in zip(accuracy, loss)]
+  np.testing.assert_array_equal(states[0]["best"]["epoch"], expected)
+  np.testing.assert_array_equal(states[0]["best"]["loss"], loss[np.arange(2), expected])
+  ties = [np.sum(a == a.max()) for a in accuracy]
+  assert max(ties) > 1, ties   # the toy task saturates: a tie was broken
+  assert any(e != np.argmax(a) for e, a in zip(expected, accuracy))
+
+
 def test_no_recompilation_after_the_first_epoch(images):
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(

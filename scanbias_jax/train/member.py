@@ -146,7 +146,8 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
         "batch_stats": batch_stats,
         "opt_state": optimizer.init(params),
         "best": {"params": params, "batch_stats": batch_stats,
-                 "epoch": jnp.full((), -1, jnp.int32), "metric": jnp.full((), worst, jnp.float32)},
+                 "epoch": jnp.full((), -1, jnp.int32), "metric": jnp.full((), worst, jnp.float32),
+                 "loss": jnp.full((), jnp.inf, jnp.float32)},
     }
 
   def epoch_plan(state, train_y):
@@ -201,11 +202,15 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
     """
     params, batch_stats, opt_state = carry
     val = metrics_fn(val_logits, val_y)
-    score = val[config.select_metric]
-    # NaN never improves: the comparison is False.
-    improved = score > state["best"]["metric"] if maximize else score < state["best"]["metric"]
+    score = val[config.select_metric].astype(jnp.float32)
+    loss = val["val_loss"].astype(jnp.float32)
+    # NaN never improves: the comparisons are False. A tie (a small validation set's
+    # accuracy sits at 1.0 for many epochs) goes to the lower validation loss, not to
+    # the earliest epoch.
+    better = score > state["best"]["metric"] if maximize else score < state["best"]["metric"]
+    improved = better | ((score == state["best"]["metric"]) & (loss < state["best"]["loss"]))
     candidate = {"params": params, "batch_stats": batch_stats, "epoch": state["epoch"],
-                 "metric": score.astype(jnp.float32)}
+                 "metric": score, "loss": loss}
     best = jax.tree.map(lambda new, old: jnp.where(improved, new, old), candidate, state["best"])
     new_state = {"key": state["key"], "epoch": state["epoch"] + 1, "params": params,
                  "batch_stats": batch_stats, "opt_state": opt_state, "best": best}
