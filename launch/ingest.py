@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from scanbias_jax import console
 from scanbias_jax.cohort.ingest import ingest_tree
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
@@ -28,13 +29,15 @@ _GRID = flags.DEFINE_enum("grid", None, ["paper", "native"],
                           "paper: 256x256x35 at 5 mm; native: the series as assembled. "
                           "Default: config.ingest.grid (paper).")
 
+
 def main(argv):
   del argv
+  console.setup()
   # JAX (via keys) is imported after ingest: spawned workers re-import this module.
   config = _CONFIG.value
   if _GRID.value:
     config.ingest.grid = _GRID.value
-  summary = ingest_tree(_DICOM_ROOT.value, _OUT.value, config, progress=True)
+  summary = ingest_tree(_DICOM_ROOT.value, _OUT.value, config, console.progress("ingest"))
   logging.info("ingest: %s", summary)
   from scanbias_jax.cohort import balance  # pylint: disable=g-import-not-at-top
   cohort, before, after = balance.write_cohort_tables(_OUT.value, config)

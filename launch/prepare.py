@@ -10,7 +10,6 @@ against the ground-truth brain masks. Rerunning skips finished studies.
 """
 import os
 import sys
-import time
 
 if not __package__:  # run as a file (python launch/prepare.py): configs/ is in the repository root
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,6 +18,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from scanbias_jax import console
 from scanbias_jax.experiments import prepare
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
@@ -29,15 +29,9 @@ _TRUTH = flags.DEFINE_string("truth", None, "Synthesizer truth/ folder (optional
 
 def main(argv):
   del argv
-  started = time.time()
-
-  def progress(done, total):
-    sys.stderr.write(f"\rprepare: {done}/{total} studies ({done / (time.time() - started):.2f}/s)")
-    if done == total:
-      sys.stderr.write("\n")
-
+  console.setup()
   summary = prepare.prepare_cohort(_COHORT.value, _OUT.value, _CONFIG.value, _TRUTH.value,
-                                   progress)
+                                   console.progress("prepare"))
   with open(f"{_OUT.value}/summary.md") as f:
     print(f.read())
   print(f"prepare: {summary['studies']} studies ({summary['prepared_now']} now, "

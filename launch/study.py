@@ -19,6 +19,7 @@ if not __package__:  # run as a file (python launch/study.py): configs/ is in th
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from scanbias_jax import console
 from scanbias_jax.experiments import study
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py")
@@ -29,10 +30,10 @@ _DICOM_ROOT = flags.DEFINE_string("dicom_root", None,
 
 def main(argv):
   del argv
+  console.setup()
   config, workdir = _CONFIG.value, Path(_WORKDIR.value)
   started = time.time()
-  timings = study.run(config, workdir, _DICOM_ROOT.value,
-                      lambda stage, text: print(f"[{stage}] {text}", flush=True))
+  timings = study.run(config, workdir, _DICOM_ROOT.value, console.say)
   logging.info("stage seconds: %s", json.dumps(timings))
   print(f"study finished in {time.time() - started:.0f} s; outputs in {workdir}")
 

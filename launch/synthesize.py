@@ -15,7 +15,7 @@ if not __package__:  # run as a file (python launch/synthesize.py): configs/ is 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from scanbias_jax import keys
+from scanbias_jax import console, keys
 from scanbias_jax.report import figures
 from scanbias_jax.synth import cohort, export
 
@@ -26,21 +26,15 @@ _NUM_STUDIES = flags.DEFINE_integer("num_studies", None, "Override synth.num_stu
 
 def main(argv):
   del argv
+  console.setup()
   config = _CONFIG.value
   if _NUM_STUDIES.value is not None:
     config.synth.num_studies = _NUM_STUDIES.value
   out = Path(_OUT.value)
   start = time.time()
 
-  def progress(done, total, record):
-    rate = done / max(time.time() - start, 1e-9)
-    sys.stderr.write(f"\rsynthesize: {done}/{total} studies ({rate:.2f}/s) "
-                     f"last: {record['vendor']} {record['model']}   ")
-    if done == total:
-      sys.stderr.write("\n")
-
   key = keys.stream(keys.root(config.seed), "synth")
-  records = export.write_cohort(key, config.synth, out, progress)
+  records = export.write_cohort(key, config.synth, out, console.progress("synthesize"))
   preview = figures.vendor_slices(cohort.vendor_preview(key, config.synth),
                                   config.synth.fov_mm / config.synth.matrix,
                                   out / "vendor_preview.png")

@@ -25,6 +25,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  from scanbias_jax import console
+  console.setup()
   config = FLAGS.config
   from scanbias_jax.train import loop  # imports JAX; flags must be set before its backend starts
   if config.train.exact_reproducibility:

@@ -24,7 +24,9 @@ STAGES = ("synth", "cohort", "prepared")
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("smoke_study")
-  timings = study.run(smoke.get_config(), workdir, say=lambda *_: None)
+  said = []
+  timings = study.run(smoke.get_config(), workdir, say=lambda *line: said.append(line))
+  (workdir / "console.json").write_text(json.dumps(said))
   return workdir, timings
 
 
@@ -89,12 +91,31 @@ def test_no_phi_in_any_study_output(smoke_run):
       assert value not in text, (path.name, value)
 
 
+def test_each_data_stage_reports_its_progress(smoke_run):
+  workdir, _ = smoke_run
+  said = json.loads((workdir / "console.json").read_text())
+  for stage, total in (("synthesize", 12), ("ingest", 12), ("prepare", 12)):
+    counts = [text.split()[0] for s, text in said if s == stage and " studies, " in text]
+    assert counts[0] == f"1/{total}" and counts[-1] == f"{total}/{total}", said
+
+
 def test_rerun_gives_identical_results_and_matches_golden(smoke_run, tmp_path):
-  """Train + report again from the same prepared data: the same bits."""
+  """Train + report again from the same prepared data, through the launcher started as a
+  file: the same bits, and a console a person can read."""
   workdir, _ = smoke_run
   for stage in STAGES:
     shutil.copytree(workdir / stage, tmp_path / stage)
-  timings = study.run(smoke.get_config(), tmp_path, say=lambda *_: None)
+  root = Path(__file__).resolve().parents[1]
+  done = subprocess.run([sys.executable, str(root / "launch" / "study.py"),
+                         "--config=configs/smoke.py", f"--workdir={tmp_path}"],
+                        cwd=root, capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  console = done.stdout + done.stderr
+  assert re.search(r"\[train\] spheres/easy/mixed epoch 2/2 members 2", console), console
+  assert "done before" not in console and "[report]" in console
+  for chatter in ("orbax", "Closing", "CheckpointManager", "libtpu", "member metrics"):
+    assert chatter not in console, chatter
+  timings = json.loads(re.search(r"stage seconds: (\{.*\})", console).group(1))
   assert timings["synthesize"] < 5 and timings["ingest"] < 5  # skipped: done before
   first = json.loads((workdir / "results.json").read_text())
   second = json.loads((tmp_path / "results.json").read_text())

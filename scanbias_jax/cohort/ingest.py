@@ -15,7 +15,6 @@ import json
 import multiprocessing
 import os
 import secrets
-import sys
 import time
 
 import nibabel as nib
@@ -30,8 +29,9 @@ from scanbias_jax.preprocess import resample
 _INDEX_CHUNK = 64
 
 
-def ingest_tree(dicom_root, out_dir, config, progress=False) -> dict:
-  """Ingests every study under `dicom_root` into `out_dir`; returns a summary dict."""
+def ingest_tree(dicom_root, out_dir, config, progress=None) -> dict:
+  """Ingests every study under `dicom_root` into `out_dir`; returns a summary dict.
+  `progress(done, total)` is called after each study ingested now."""
   started = time.perf_counter()
   settings = config.ingest
   os.makedirs(os.path.join(out_dir, "records"), exist_ok=True)
@@ -64,7 +64,7 @@ def ingest_tree(dicom_root, out_dir, config, progress=False) -> dict:
     for done, record in enumerate(_map(pool, ingest_study, tasks), start=1):
       records.append(record)
       if progress:
-        _show_progress(done, len(tasks), started)
+        progress(done, len(tasks))
   rows = sorted((r["row"] for r in records), key=lambda row: row["study_id"])
   rejects = [manifest.reject_row("file", reject.reason, file_id=_file_id(
       reject.path, dicom_root, secret, settings.reveal_paths)) for reject in file_rejects]
@@ -236,13 +236,3 @@ def _map(pool, function, items):
   futures = [pool.submit(function, item) for item in items]
   for future in concurrent.futures.as_completed(futures):
     yield future.result()
-
-
-def _show_progress(done, total, started, width=30):
-  filled = int(width * done / max(total, 1))
-  rate = done / max(time.perf_counter() - started, 1e-9)
-  sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} studies "
-                   f"{rate:.2f}/s")
-  if done == total:
-    sys.stderr.write("\n")
-  sys.stderr.flush()

@@ -66,8 +66,10 @@ def fit(config, task: str, key: jax.Array, train: dict, val: dict, workdir: str,
   round, metrics history).
   """
   os.makedirs(workdir, exist_ok=True)
+  parts = os.path.normpath(workdir).split(os.sep)
+  label = "/".join(parts[len(parts) - 1 - parts[::-1].index(task):]) if task in parts else workdir
   result = loop.run(key, train_config(config, task), {"train": train, "val": val},
-                    workdir, augment, eval_transform)
+                    workdir, augment, eval_transform, label=label)
   return result.ensemble, ensemble.best(result.states), result.history
 
 

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from scanbias_jax import keys
+from scanbias_jax import console, keys
 from scanbias_jax.cohort import balance
 from scanbias_jax.cohort.ingest import ingest_tree
 from scanbias_jax.evaluate import results as results_lib
@@ -38,8 +38,10 @@ def _finish(path: Path, info: dict) -> None:
 def synthesize(config, workdir: Path, say) -> Path:
   out = workdir / "synth"
   if not _done(out):
+    progress = console.progress("synthesize", out=say)
     key = keys.stream(keys.root(config.seed), "synth")
-    records = export.write_cohort(key, config.synth, out)
+    records = export.write_cohort(
+        key, config.synth, out, lambda done, total, _: progress(done, total))
     figures.vendor_slices(cohort.vendor_preview(key, config.synth),
                           config.synth.fov_mm / config.synth.matrix,
                           out / "vendor_preview.png")
@@ -51,7 +53,7 @@ def synthesize(config, workdir: Path, say) -> Path:
 def ingest(config, dicom_root: Path, workdir: Path, say) -> Path:
   out = workdir / "cohort"
   if not _done(out):
-    summary = ingest_tree(str(dicom_root), str(out), config)
+    summary = ingest_tree(str(dicom_root), str(out), config, console.progress("ingest", out=say))
     cohort, _, after = balance.write_cohort_tables(str(out), config)
     _finish(out, dict(summary, cohort=len(cohort)))
     say("ingest", f"{summary['studies_ok']} of {summary['studies']} studies ok, "
@@ -64,7 +66,8 @@ def prepare(config, cohort_dir: Path, truth: Path | None, workdir: Path, say) ->
   out = workdir / "prepared"
   if not _done(out):
     summary = prepare_lib.prepare_cohort(str(cohort_dir), str(out), config,
-                                         str(truth) if truth else None)
+                                         str(truth) if truth else None,
+                                         console.progress("prepare", out=say))
     _finish(out, summary)
   say("prepare", f"masks, splits, sphere table, summary.md -> {out}")
   return out
@@ -107,7 +110,7 @@ def report(config, results: dict, prepared_dir: Path, workdir: Path, timings: di
                               samples.sample_slices(datasets.load_prepared(str(prepared_dir))))
 
 
-def run(config, workdir: Path, dicom_root: str | None = None, say=print) -> dict:
+def run(config, workdir: Path, dicom_root: str | None = None, say=console.say) -> dict:
   """Runs every stage; returns seconds per stage."""
   workdir.mkdir(parents=True, exist_ok=True)
   common.use_compilation_cache(os.environ.get(

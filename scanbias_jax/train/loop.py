@@ -119,8 +119,11 @@ def _progress(records: list[dict], epoch: int, num_epochs: int, metric: str, sec
 def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: str,
         augment: Optional[member.Augment] = None,
         eval_transform: Optional[member.Transform] = None,
-        mesh: Optional[Any] = None, stop_after_epochs: Optional[int] = None) -> RunResult:
+        mesh: Optional[Any] = None, stop_after_epochs: Optional[int] = None,
+        label: Optional[str] = None) -> RunResult:
   """Train the ensemble of `config` (a train section) on `data`, resuming in `workdir`.
+
+  `label` names the run in the console's epoch lines (default: `workdir`).
 
   `stop_after_epochs` ends the run early, as an interruption would (for tests and
   for time-sliced jobs); the next call resumes from the newest checkpoint.
@@ -171,8 +174,9 @@ def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: 
     with open(metrics_path, "a") as f:
       f.writelines(json.dumps(r) + "\n" for r in records)
     for r in records:
-      logging.info("member metrics %s", json.dumps(r))
-    logging.info("%s", _progress(records, epoch, config.num_epochs, config.select_metric, seconds))
+      logging.vlog(1, "member metrics %s", json.dumps(r))
+    logging.info("[train] %s %s", label or workdir,
+                 _progress(records, epoch, config.num_epochs, config.select_metric, seconds))
     done = epoch + 1
     if done % every == 0 or done == config.num_epochs:
       checkpoints.save(done, states)
