@@ -178,3 +178,32 @@ def test_eval_copies_apply_to_paired_sets_only():
   config.experiments.spheres_eval_copies = 0
   with pytest.raises(ValueError, match="spheres_eval_copies"):
     experiment.eval_copies(config)
+
+
+def test_build_makes_a_sample_without_sphere_once_and_every_sample_as_alone(brain):
+  """Two volumes, each with copies with and without a sphere (a paired set with repeats):
+  `build` equals inserting, windowing and resizing each sample on its own."""
+  import ml_collections
+  from scanbias_jax.experiments import common, spheres as experiment
+  base = brain[1][:40, :40, :6]
+  volumes = np.stack([base, base[::-1].copy()])
+  with_sphere, without = (jax.tree.map(lambda a: a[i], _with_and_without(base)[1]) for i in (0, 1))
+  moved = with_sphere.replace(centre=jnp.array([18.0, 22.0, 2.0]))
+  order = [(0, without), (0, with_sphere), (0, without), (1, moved), (1, without), (1, without),
+           (0, moved), (1, with_sphere), (0, without)]
+  specs = [spec for _, spec in order]
+  data = dict(volumes=volumes, source=np.array([v for v, _ in order]),
+              labels=np.array([int(bool(s.present)) for s in specs]),
+              specs=jax.tree.map(lambda *a: jnp.stack(a), *specs),
+              voxel_keys=jax.random.split(jax.random.key(3), len(order)), spacing=SPACING,
+              brain_centres=np.array([[20, 20, 3], [20, 20, 3]]))
+  config = ml_collections.ConfigDict(dict(
+      experiments=dict(spheres_shape=(16, 16, 4), spheres_crop_mm=()),
+      prepare=dict(spheres_window=(50.0, 100.0))))
+  x, y = experiment.build(config, data)
+  assert x.shape == (len(order), 16, 16, 4, 1)
+  np.testing.assert_array_equal(y, data["labels"])
+  for i, (v, spec) in enumerate(order):
+    alone = datasets.spheres_input(volumes[v], spec, data["voxel_keys"][i])
+    np.testing.assert_allclose(x[i, ..., 0], common.resize(np.asarray(alone)[None], (16, 16, 4))[0],
+                               rtol=1e-6, atol=1e-6)

@@ -63,7 +63,8 @@ def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> dic
 def build(config, data: dict, reach_voxels=None):
   """(x, y) of a `spheres_set` or `paired_spheres_set` dict: spheres inserted (in a box
   of `reach_voxels` about the centre, `spheres.insert_sphere`), windowed, cut to the
-  brain box (`crop_size`), resized to `experiments.spheres_shape`, 8 samples at a time."""
+  brain box (`crop_size`), resized to `experiments.spheres_shape`, 8 samples at a time.
+  A sample without a sphere is its volume alone: built once for all its copies."""
   shape = tuple(config.experiments.spheres_shape)
   n = len(data["labels"])
   if not n:
@@ -73,14 +74,17 @@ def build(config, data: dict, reach_voxels=None):
   starts = (None if size is None else
             datasets.crop_starts(data["brain_centres"], data["volumes"].shape[1:], size)[source])
   batch = _batcher(*config.prepare.spheres_window, reach_voxels, size)
+  sample = np.where(np.asarray(data["specs"].present), -1 - np.arange(n), source)
+  _, built, copy_of = np.unique(sample, return_index=True, return_inverse=True)
   parts = []
-  for i in range(0, n, 8):
-    rows = np.minimum(np.arange(i, i + 8), n - 1)  # the last chunk padded: one compilation
+  for i in range(0, len(built), 8):
+    rows = built[np.minimum(np.arange(i, i + 8), len(built) - 1)]  # padded: one compilation
     parts.append(common.resize(batch(data["volumes"][source[rows]],
                                      jax.tree.map(lambda a: np.asarray(a)[rows], data["specs"]),
                                      keys.take(data["voxel_keys"], rows),
                                      None if starts is None else starts[rows]), shape))
-  return np.concatenate(parts)[:n, ..., None], data["labels"].astype(np.float32)
+  x = np.concatenate(parts)[:len(built)][copy_of.ravel()]
+  return x[..., None], data["labels"].astype(np.float32)
 
 
 def crop_size(config, volume_shape, spacing) -> tuple | None:
