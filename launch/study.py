@@ -4,8 +4,9 @@
   python -m launch.study --config=configs/paper.py --workdir=runs/paper
   python -m launch.study --config=configs/default.py --workdir=runs/mine --dicom_root=/data/export
 
-Stages (each writes an inspectable folder under --workdir and resumes):
-synth/ (skipped with --dicom_root), cohort/ (ingest), prepared/ (prepare).
+Stages (each writes an inspectable folder or file under --workdir and resumes):
+synth/ (skipped with --dicom_root), cohort/ (ingest), prepared/ (prepare), train/ and
+results.json (the experiments), report.md and report.html.
 """
 import json
 import os

@@ -49,15 +49,6 @@ def _resizer(shape, method):
   return jax.jit(lambda v: jax.image.resize(v.astype(jnp.float32), shape, method))
 
 
-def with_channel(x):
-  return x[..., None]
-
-
-def train_config(config, task: str):
-  """config.train merged with config.models[task] (see train.member.task_config)."""
-  return member.task_config(config, task)
-
-
 def fit(config, task: str, key: jax.Array, train: dict, val: dict, workdir: str,
         augment=None, eval_transform=None):
   """Trains (or resumes, or reloads) the seed ensemble of one condition.
@@ -68,7 +59,7 @@ def fit(config, task: str, key: jax.Array, train: dict, val: dict, workdir: str,
   os.makedirs(workdir, exist_ok=True)
   parts = os.path.normpath(workdir).split(os.sep)
   label = "/".join(parts[len(parts) - 1 - parts[::-1].index(task):]) if task in parts else workdir
-  result = loop.run(key, train_config(config, task), {"train": train, "val": val},
+  result = loop.run(key, member.task_config(config, task), {"train": train, "val": val},
                     workdir, augment, eval_transform, label=label)
   return result.ensemble, ensemble.best(result.states), result.history
 

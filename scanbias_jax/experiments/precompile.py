@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from scanbias_jax.experiments import common, name_manufacturer, segmentation, spheres
-from scanbias_jax.train import ensemble
+from scanbias_jax.experiments import name_manufacturer, segmentation, spheres
+from scanbias_jax.train import ensemble, member
 
 TASKS = dict(name_manufacturer=name_manufacturer, spheres=spheres, segmentation=segmentation)
 
@@ -29,7 +29,7 @@ def programs(config, task: str) -> list:
   will call them (one chunk of members, on the chunk's device)."""
   module = TASKS[task]
   shapes = module.sample_shapes(config)
-  train_config = common.train_config(config, task)
+  train_config = member.task_config(config, task)
   ens = ensemble.shared_ensemble(train_config, module.augment(config))
   size, batch = ens.chunk_size, train_config.batch_size
   sharding = ens.member_shardings[0]

@@ -18,8 +18,6 @@ TABLE2 = {
     "Group 2": {"accuracy": (98.86, 1.25), "auroc": (0.99, 0.01),
                 "Siemens": (100.0, None), "GE": (97.72, 2.21)},
 }
-TABLE2_UNITS = {"accuracy": "percent", "auroc": "fraction", "Siemens": "percent",
-                "GE": "percent"}
 
 
 def _rows(validation, mixed, ge, siemens):
