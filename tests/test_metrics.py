@@ -108,3 +108,15 @@ def test_average_scores():
   scores = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
   np.testing.assert_allclose(metrics.average_scores(scores), [0.5, 0.5])
   np.testing.assert_allclose(metrics.average_scores(scores, [0, 1]), [0.25, 0.75])
+
+
+def test_skull_strip_dice_of_empty_masks_is_undefined_not_perfect():
+  """One Dice for the whole tool: prepare's skull-strip check records None where
+  metrics.dice is NaN (both masks empty), not a perfect score."""
+  from scanbias_jax.experiments import prepare
+  empty = np.zeros((4, 4, 2), bool)
+  assert prepare.truth_dice(empty, empty) is None
+  half = empty.copy()
+  half[:2] = True
+  assert prepare.truth_dice(half, half) == 1.0
+  assert prepare.truth_dice(half, np.ones_like(half)) == 2 * 16 / (16 + 32)

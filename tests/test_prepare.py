@@ -12,7 +12,7 @@ from configs import smoke
 from scanbias_jax.cohort import balance
 from scanbias_jax.dicom import deid
 from scanbias_jax.experiments import datasets, prepare, truth
-from scanbias_jax.preprocess import skullstrip
+from scanbias_jax.evaluate import metrics
 from tests.test_skullstrip import shell_phantom
 
 SPACING = (2.0, 2.0, 5.0)
@@ -79,7 +79,7 @@ def test_truth_mask_is_carried_between_grids_by_affines():
   fine[:3, 3] = [-0.5, -0.5, -1.25]   # voxel centres of a 2x finer grid, same extent
   fine_mask = np.repeat(np.repeat(np.repeat(brain, 2, 0), 2, 1), 2, 2)
   on_grid = truth.mask_on_grid(fine_mask, fine, brain.shape, np.diag([*SPACING, 1.0]))
-  assert skullstrip.dice(on_grid, brain) > 0.97
+  assert metrics.dice_volume(on_grid, brain) > 0.97
 
 
 def write_cohort(root, n_per_vendor=3):

@@ -5,6 +5,7 @@ from scipy import ndimage
 import pytest
 
 from scanbias_jax import keys
+from scanbias_jax.evaluate import metrics
 from scanbias_jax.preprocess import skullstrip
 from scanbias_jax.synth import geometry as geo
 from scanbias_jax.synth import phantom, scanner, vendors
@@ -34,7 +35,7 @@ def shell_phantom(gap_px=0, shape=(64, 64, 12), spacing=(2.0, 2.0, 5.0)):
 def test_shell_phantom_interior_found_despite_skull_gap(gap_px):
   hu, brain, spacing = shell_phantom(gap_px)
   mask = skullstrip.brain_mask(hu, spacing)
-  assert skullstrip.dice(mask, brain) > 0.97
+  assert metrics.dice_volume(mask, brain) > 0.97
   assert not (mask & (hu > 1000)).any()        # never bone
   assert not mask[:, :, 0].any() or brain[:, :, 0].any()
 
@@ -46,13 +47,13 @@ def test_wide_gap_in_a_few_slices_is_bridged_by_the_hull():
   gap[gap > 1000] = 20.0
   mask = skullstrip.brain_mask(hu, spacing)
   for k in (4, 5, 6):
-    assert skullstrip.dice(mask[..., k], brain[..., k]) > 0.95
-  assert skullstrip.dice(mask, brain) > 0.97
+    assert metrics.dice_volume(mask[..., k], brain[..., k]) > 0.95
+  assert metrics.dice_volume(mask, brain) > 0.97
 
 
 def test_helpers():
-  assert skullstrip.dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
-  assert skullstrip.dice([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)
+  assert np.isnan(metrics.dice_volume(np.zeros(3, bool), np.zeros(3, bool)))  # undefined
+  assert metrics.dice_volume([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)
   two = np.zeros((10, 10, 3), bool)
   two[1:3, 1:3] = True
   two[5:9, 5:9] = True
@@ -84,7 +85,7 @@ def acquired():
 def test_dice_against_phantom_truth_meets_aim(acquired, vendor):
   hu, truth = acquired[vendor]
   mask = skullstrip.brain_mask(hu, (FOV / MATRIX, FOV / MATRIX, 5.0))
-  assert skullstrip.dice(mask, truth) >= DICE_AIM
+  assert metrics.dice_volume(mask, truth) >= DICE_AIM
   assert (mask & ~truth).sum() < 0.02 * truth.sum()   # little outside the cavity
 
 

@@ -26,9 +26,17 @@ from absl import logging
 from scanbias_jax import keys
 from scanbias_jax.cohort import balance, manifest
 from scanbias_jax.cohort.ingest import atomic_write_text
+from scanbias_jax.evaluate import metrics
 from scanbias_jax.experiments import datasets, prepare_report, truth
 from scanbias_jax.lesions import spheres
 from scanbias_jax.preprocess import skullstrip
+
+
+def truth_dice(mask, true_mask) -> float | None:
+  """Dice of the skull-strip mask against the simulator's brain (`metrics.dice`); None
+  where it is undefined (both empty), as where there is no truth."""
+  value = metrics.dice_volume(mask, true_mask)
+  return value if np.isfinite(value) else None
 
 
 def strip_params(settings) -> skullstrip.StripParams:
@@ -138,7 +146,7 @@ def process_study(task) -> dict:
                           for kind in ("large", "small")})
   true_mask = truth.truth_on_grid(truth_path, hu.shape, image.affine) if truth_path else None
   if true_mask is not None:
-    record["dice"] = skullstrip.dice(mask, true_mask)
+    record["dice"] = truth_dice(mask, true_mask)
   if study_id in settings.get("_overlay_ids", ()):
     prepare_report.overlay(os.path.join(out_dir, "overlays", f"{study_id}.png"), hu, mask,
                            true_mask, draw, spacing, key, study_id, reach)
@@ -201,7 +209,7 @@ def prepare_cohort(cohort_dir, out_dir, config, truth_dir=None, progress=None) -
         records[r["study_id"]] = record = json.load(f)
       if record["dice"] is None and truths.get(r["study_id"]):  # truth given only now
         image = nib.load(mask)
-        record["dice"] = skullstrip.dice(np.asarray(image.dataobj) > 0, truth.truth_on_grid(
+        record["dice"] = truth_dice(np.asarray(image.dataobj) > 0, truth.truth_on_grid(
             truths[r["study_id"]], image.shape, image.affine))
         atomic_write_text(path, json.dumps(record))
     else:

@@ -206,10 +206,3 @@ def brain_mask(hu: np.ndarray, spacing_mm, params: StripParams = StripParams()) 
     brain |= rim & (hu < params.edge_hu)
   brain = fill_slices(brain)
   return ndimage.binary_fill_holes(brain)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-  """2|A n B| / (|A| + |B|); 1.0 when both are empty."""
-  a, b = np.asarray(a, bool), np.asarray(b, bool)
-  total = a.sum() + b.sum()
-  return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
