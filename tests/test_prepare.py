@@ -205,7 +205,7 @@ def test_prepare_writes_specs_and_the_sets_come_back_as_arrays(tmp_path):
 
 def test_skull_slices_resampling_keeps_constant_and_linear_profiles():
   ramp = np.broadcast_to(np.arange(35.0), (2, 2, 35))
-  out = np.asarray(datasets.resample_slices(ramp, 32))
+  out = np.asarray(datasets.resize_slices(ramp, 32))
   expected = np.clip((np.arange(32) + 0.5) * 35 / 32 - 0.5, 0, 34)
   np.testing.assert_allclose(out[0, 0], expected, atol=1e-5)
   volume, mask = datasets.skull_slices(np.full((2, 2, 35), 7.0), np.ones((2, 2, 35)))

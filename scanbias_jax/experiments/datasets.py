@@ -305,7 +305,7 @@ def sphere_reach(prepared: Prepared, data: dict) -> tuple:
   return spheres.reach(largest, data["spacing"])
 
 
-def resample_slices(x, n_out: int):
+def resize_slices(x, n_out: int):
   """Linear resampling along the last axis to `n_out` slices, keeping the slab's extent.
 
   Slice centres move to (m + 0.5) * n_in / n_out - 0.5 (pixel edges kept, as
@@ -322,8 +322,8 @@ def resample_slices(x, n_out: int):
 
 def skull_slices(volume, mask, n_out: int = 32):
   """(HU float32 [i, j, n_out], mask uint8 [i, j, n_out]): linear, mask thresholded at 0.5."""
-  return (resample_slices(volume, n_out),
-          (resample_slices(mask, n_out) >= 0.5).astype(jnp.uint8))
+  return (resize_slices(volume, n_out),
+          (resize_slices(mask, n_out) >= 0.5).astype(jnp.uint8))
 
 
 @functools.cache
