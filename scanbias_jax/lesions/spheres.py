@@ -1,6 +1,6 @@
 """Synthetic sphere "lesions" (paper 3.2): who is positive, where, how big, how bright.
 
-A study's draws come from `study_key(key, study_id)` alone (index: the CRC32 of
+A study's draws come from `study_key(key, study_id)` alone (a `keys.stream` named by
 its pseudonymous id), so they never change when the cohort grows or is re-split:
   - label: positive when its uniform draw ranks in the lowest half of its group;
   - centre: uniform over the brain voxels where the large sphere fits wholly
@@ -16,7 +16,6 @@ intensity was drawn from a normal distribution" says (replaced, not added).
 """
 import dataclasses
 import functools
-import zlib
 
 import flax.struct
 import jax
@@ -59,13 +58,9 @@ def params_from_settings(s) -> SphereParams:
       positive_fraction=float(s["positive_fraction"]))
 
 
-def study_index(study_id: str) -> int:
-  """A stable 31-bit index of a study id (CRC32), independent of the cohort."""
-  return zlib.crc32(study_id.encode()) & 0x7FFFFFFF
-
-
 def study_key(key: jax.Array, study_id: str) -> jax.Array:
-  return keys.item(keys.stream(key, "spheres"), study_index(study_id))
+  """The study's own stream: it depends on its pseudonymous id only, not on the cohort."""
+  return keys.stream(keys.stream(key, "spheres"), study_id)
 
 
 def uniform(key: jax.Array, name: str) -> float:
