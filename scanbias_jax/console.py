@@ -28,19 +28,24 @@ def say(stage: str, text: str) -> None:
 def progress(stage: str, unit: str = "studies", every_s: float = 20.0,
              out: Callable[[str, str], None] = say) -> Callable[..., None]:
   """A `(done, total, detail="")` callback printing a line at the first item, then at most
-  every `every_s` seconds, and at the last."""
-  started = time.perf_counter()
+  every `every_s` seconds, and at the last. The rate is measured from the first item on,
+  so start-up (workers spawning, files indexed, programs compiled) does not inflate it."""
+  first = []   # (time, done) of the first call
   last = [-float("inf")]
 
   def update(done: int, total: int, detail: str = "") -> None:
     now = time.perf_counter()
-    if done not in (1, total) and now - last[0] < every_s:
+    if not first:
+      first.append((now, done))
+    if done not in (first[0][1], total) and now - last[0] < every_s:
       return
     last[0] = now
-    each = (now - started) / max(done, 1)
-    line = f"{done}/{total} {unit}, {each:.2f} s each"
-    if done < total:
-      line += f", ~{(total - done) * each / 60:.1f} min left"
+    line = f"{done}/{total} {unit}"
+    if done > first[0][1]:
+      each = (now - first[0][0]) / (done - first[0][1])
+      line += f", {each:.2f} s each"
+      if done < total:
+        line += f", ~{(total - done) * each / 60:.1f} min left"
     out(stage, line + (f" ({detail})" if detail else ""))
 
   return update

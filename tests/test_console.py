@@ -19,7 +19,10 @@ def test_progress_prints_the_first_and_last_item_and_throttles_between():
   throttled = lines(every_s=3600)
   assert [text.split(",")[0] for _, text in throttled] == ["1/5 studies", "5/5 studies"]
   assert all(stage == "prepare" for stage, _ in throttled)
-  assert "min left" in throttled[0][1] and "min left" not in throttled[1][1]
+  assert throttled[0][1] == "1/5 studies"   # no rate before a second item
+  assert "s each" in throttled[1][1] and "min left" not in throttled[1][1]
+  middle = lines(every_s=0)[2][1]
+  assert "s each" in middle and "min left" in middle
   assert "\r" not in "".join(text for _, text in throttled)   # whole lines, log-friendly
   assert [text.split(",")[0] for _, text in lines(every_s=0)] == [
       f"{i}/5 studies" for i in range(1, 6)]

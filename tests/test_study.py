@@ -95,7 +95,7 @@ def test_each_data_stage_reports_its_progress(smoke_run):
   workdir, _ = smoke_run
   said = json.loads((workdir / "console.json").read_text())
   for stage, total in (("synthesize", 12), ("ingest", 12), ("prepare", 12)):
-    counts = [text.split()[0] for s, text in said if s == stage and " studies, " in text]
+    counts = [text.split()[0] for s, text in said if s == stage and re.match(r"\d+/\d+ ", text)]
     assert counts[0] == f"1/{total}" and counts[-1] == f"{total}/{total}", said
 
 
