@@ -18,10 +18,8 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from scanbias_jax.experiments import name_manufacturer, segmentation, spheres
+from scanbias_jax.experiments.tasks import TASKS
 from scanbias_jax.train import ensemble, member
-
-TASKS = dict(name_manufacturer=name_manufacturer, spheres=spheres, segmentation=segmentation)
 
 
 def programs(config, task: str) -> list:

@@ -18,9 +18,9 @@ from scanbias_jax import console, keys
 from scanbias_jax.cohort import balance
 from scanbias_jax.cohort.ingest import ingest_tree
 from scanbias_jax.evaluate import results as results_lib
-from scanbias_jax.experiments import common, controls, datasets, name_manufacturer, samples, segmentation
-from scanbias_jax.experiments import precompile, spheres
+from scanbias_jax.experiments import common, controls, datasets, precompile, samples
 from scanbias_jax.experiments import prepare as prepare_lib
+from scanbias_jax.experiments.tasks import TASKS
 from scanbias_jax.report import figures, render
 from scanbias_jax.synth import cohort, export
 
@@ -84,11 +84,9 @@ def experiments(config, prepared_dir: Path, workdir: Path, say) -> dict:
   train_dir = str(workdir / "train")
   results = dict(schema_version=results_lib.SCHEMA_VERSION, title=config.experiments.title,
                  group_attribute=prepared.group, groups=list(prepared.group_values))
-  runners = dict(name_manufacturer=name_manufacturer.run, spheres=spheres.run,
-                 segmentation=segmentation.run)
   for task in config.experiments.tasks:
     started = time.time()
-    results[task] = runners[task](config, prepared, keys.stream(key, task), train_dir)
+    results[task] = TASKS[task].run(config, prepared, keys.stream(key, task), train_dir)
     say("train", f"{task}: {time.time() - started:.0f} s")
   if "name_manufacturer" in config.experiments.tasks:
     results["controls"] = dict(texture_probe=controls.texture_probe(
