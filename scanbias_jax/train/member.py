@@ -243,8 +243,8 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
                        pool_moments=pool_moments if precise else None)
 
 
-def make_train(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,
-               eval_transform: Optional[Transform] = None) -> Callable:
+def make_member_train(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,
+                      eval_transform: Optional[Transform] = None) -> Callable:
   """The pure `train(member_key, data) -> (state, metrics per epoch)` of one member.
 
   jit it, or vmap it over member keys for an ensemble (train/ensemble.py does
