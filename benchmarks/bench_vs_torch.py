@@ -59,7 +59,7 @@ def jax_step(model, kwargs, lr, x, y):
   config = ml_collections.ConfigDict(dict(
       model=model, model_kwargs=kwargs, compute_dtype="float32", loss=loss_name(model),
       learning_rate=lr, batch_size=batch, eval_batch_size=batch, num_epochs=1,
-      select_metric="val_loss"))
+      select_metric="val_loss", bn_stats="ema", scan_unroll="never"))
   return common.member_step(config, x, y)
 
 

@@ -168,7 +168,7 @@ def out_of_memory(e: Exception) -> bool:
 def set_xla_flags(config, mode: str) -> dict:
   """Adds the deterministic GPU flags to XLA_FLAGS if asked, after checking in a child
   process that this jaxlib accepts them. Call before JAX starts a backend."""
-  wanted = {"config": bool(config.train.get("exact_reproducibility", False)), "on": True,
+  wanted = {"config": bool(config.train.exact_reproducibility), "on": True,
             "off": False}[mode]
   record = {"requested": wanted, "applied": False}
   if wanted:
@@ -494,7 +494,7 @@ def study_plan(config) -> dict:
     chunks = [-(-v // cfg.eval_batch_size) for _, v in per_task[task]]
     plan[model] = {"task": task, "conditions": len(steps), "steps_per_epoch": steps,
                    "members": cfg.num_members, "epochs": cfg.num_epochs,
-                   "batch": cfg.batch_size, "bn_stats": cfg.get("bn_stats", "ema"),
+                   "batch": cfg.batch_size, "bn_stats": cfg.bn_stats,
                    "member_steps": sum(steps) * cfg.num_epochs,
                    "member_eval_chunks": sum(chunks) * cfg.num_epochs,
                    "train_steps": sum(steps) * cfg.num_epochs * cfg.num_members}

@@ -142,7 +142,8 @@ def get_config() -> ml_collections.ConfigDict:
   train.keep_checkpoints = 2
   train.exact_reproducibility = True  # GPU: deterministic XLA flags (train/loop.py)
   train.parallel = "dispatch"        # or "shard_map" (one SPMD program; multi-host)
-  train.scan_unroll = "auto"         # pure-path loops: lax.scan ("always": unrolled)
+  train.scan_unroll = "never"        # pure-path loops: lax.scan ("always": unrolled)
+  train.first_member = 0             # index of the first member (an ensemble grown later)
   models = config.models = ml_collections.ConfigDict()
   # On 48 x 48 brain crops: global-average head (texture anywhere in the crop counts
   # the same), half the paper's widths and 8 epochs; validation accuracy reaches

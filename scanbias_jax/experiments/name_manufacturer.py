@@ -45,7 +45,7 @@ def sample_shapes(config) -> dict:
 
 
 def _uses_crops(config) -> bool:
-  choice = config.experiments.get("manufacturer_input", "slices")
+  choice = config.experiments.manufacturer_input
   if choice not in ("slices", "crops"):
     raise ValueError(f"experiments.manufacturer_input must be 'slices' or 'crops', got {choice!r}")
   return choice == "crops"
@@ -155,7 +155,7 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
   condition = results.classification_condition(
       keys.stream(key, "evaluate"), results.MIXED, study_scores("val"), scored,
       settings.select_k, positive_class=groups[1], n_resamples=settings.bootstrap_resamples)
-  condition["input"] = dict(kind=settings.get("manufacturer_input", "slices"), skipped=skipped)
+  condition["input"] = dict(kind=settings.manufacturer_input, skipped=skipped)
   if _uses_crops(config):
     condition["input"].update({name: settings[name] for name in (
         "crop_size", "train_crops_per_study", "eval_crops_per_study")})

@@ -37,7 +37,7 @@ def sample_shapes(config) -> dict:
 def augment(config):
   """A random left-right mirror per sample and epoch (`experiments.spheres_flip`): a
   head is mirror-plausible, and 60 training studies are few."""
-  return mirror if config.experiments.get("spheres_flip", False) else None
+  return mirror if config.experiments.spheres_flip else None
 
 
 def mirror(key: jax.Array, x):
@@ -92,7 +92,7 @@ def crop_size(config, volume_shape, spacing) -> tuple | None:
 
   A box of fixed millimetres, centred on each study's brain, keeps every head at
   one scale while the network's voxels cover less than the whole field of view."""
-  crop_mm = tuple(config.experiments.get("spheres_crop_mm", ()) or ())
+  crop_mm = tuple(config.experiments.spheres_crop_mm or ())
   if not crop_mm:
     return None
   size = np.minimum(np.round(np.asarray(crop_mm) / np.asarray(spacing)).astype(int),
@@ -128,7 +128,7 @@ def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Ar
       keys.stream(key, "evaluate"), condition,
       (val[1], common.predict(ens, variables, val[0]), *val[2:]), scored, settings.select_k,
       positive_class="sphere", n_resamples=settings.bootstrap_resamples)
-  copies = settings.get("spheres_train_copies", 0)
+  copies = settings.spheres_train_copies
   out["training_set"] = dict(kind="paired" if copies else "paper", copies=copies,
                              samples=int(len(train[1])), positives=int(train[1].sum()))
   out["test_set"] = dict(kind=test_design(config), copies=eval_copies(config))
@@ -136,7 +136,7 @@ def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Ar
 
 
 def test_design(config) -> str:
-  design = config.experiments.get("spheres_test", "paper")
+  design = config.experiments.spheres_test
   if design not in ("paper", "paired"):
     raise ValueError(f"experiments.spheres_test must be 'paper' or 'paired', got {design!r}")
   return design
@@ -146,7 +146,7 @@ def eval_copies(config) -> int:
   """Sphere positions per paired validation / test study (1 for the paper's sets)."""
   if test_design(config) != "paired":
     return 1
-  copies = int(config.experiments.get("spheres_eval_copies", 1))
+  copies = int(config.experiments.spheres_eval_copies)
   if copies < 1:
     raise ValueError(f"experiments.spheres_eval_copies must be >= 1, got {copies}")
   return copies
@@ -154,7 +154,7 @@ def eval_copies(config) -> int:
 
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
   """{difficulty: {condition: Condition}}."""
-  copies = config.experiments.get("spheres_train_copies", 0)
+  copies = config.experiments.spheres_train_copies
   draws = (datasets.paired_draws(prepared, datasets.select(prepared, "train"), copies)
            if copies else None)
   evaluated = {}

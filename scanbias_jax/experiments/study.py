@@ -121,7 +121,7 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=console.say) -
     # spheres: a secret derived from the seed makes the whole study reproducible.
     config.ingest.secret = f"scanbias-synthetic-seed-{config.seed}"
   compiling = None
-  if config.experiments.get("precompile", True) and not (workdir / "results.json").exists():
+  if config.experiments.precompile and not (workdir / "results.json").exists():
     compiling = precompile.start(config)  # overlaps the data stages; joined before training
   if dicom_root:
     root, truth = Path(dicom_root), None

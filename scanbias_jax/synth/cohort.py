@@ -163,7 +163,7 @@ def plan_study(key: jax.Array, index: int, synth, vendor_index: int,
   thin_only = bool(rng.random() < synth.thin_only_fraction)
   layout = str(rng.choice(LAYOUTS))
   # Drawn last, and always: the draws above do not depend on the setting.
-  with_thin = bool(rng.random() < synth.get("thin_series_fraction", 1.0)) or thin_only
+  with_thin = bool(rng.random() < synth.thin_series_fraction) or thin_only
   return StudyPlan(
       index=index, anatomy=anatomy, vendor=vendor, model=tags.model, age_years=age, female=female,
       dose=dose, thin_mm=thin_mm, thin_only=thin_only, tilt_deg=tilt, layout=layout, tags=tags,

@@ -262,11 +262,11 @@ def make_ensemble(config: ml_collections.ConfigDict, augment: Optional[member.Au
                   mesh: Optional[Mesh] = None) -> Ensemble:
   """Members `first_member` .. `first_member + num_members - 1` over `mesh` (all devices
   by default). `first_member` lets a study add members to an ensemble later."""
-  mesh = mesh or make_mesh(config.get("num_devices", 0) or None)
-  layout = plan(config.num_members, mesh.devices.size, config.get("members_per_device", 0))
+  mesh = mesh or make_mesh(config.num_devices or None)
+  layout = plan(config.num_members, mesh.devices.size, config.members_per_device)
   return Ensemble(member.make_member(config, augment, eval_transform), layout, mesh,
-                  config.batch_size, config.eval_batch_size, config.get("first_member", 0),
-                  config.get("parallel", "dispatch"))
+                  config.batch_size, config.eval_batch_size, config.first_member,
+                  config.parallel)
 
 
 _SHARED: dict = {}

@@ -33,7 +33,7 @@ def request_exact_reproducibility() -> None:
 
 
 def _check_reproducibility(config) -> None:
-  if not config.get("exact_reproducibility", False) or jax.default_backend() != "gpu":
+  if not config.exact_reproducibility or jax.default_backend() != "gpu":
     return
   missing = [f for f in DETERMINISTIC_XLA_FLAGS if f not in os.environ.get("XLA_FLAGS", "")]
   if missing:
@@ -142,7 +142,7 @@ def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: 
   _check_reproducibility(config)
   os.makedirs(workdir, exist_ok=True)
   checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"),
-                                       config.get("keep_checkpoints", 2))
+                                       config.keep_checkpoints)
   start = checkpoints.latest() or 0
   config_path = os.path.join(workdir, "train_config.json")
   if start:
@@ -164,7 +164,7 @@ def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: 
   kept = [r for r in read_metrics(metrics_path) if r["epoch"] < start]
   _write_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
-  every = config.get("checkpoint_every_epochs", 1)
+  every = config.checkpoint_every_epochs
   for epoch in range(start, config.num_epochs):
     started = time.perf_counter()
     states, metrics = ens.epoch(states, data)

@@ -57,20 +57,11 @@ def task_config(config: ml_collections.ConfigDict, task: str) -> ml_collections.
 
 
 def unrolled_loops(scan_unroll: str) -> bool:
-  """Whether the step and evaluation loops are unrolled at trace time ("auto": never).
-
-  Before models/conv.conv2d, XLA:CPU ran a step's convolution gradients 30-60x
-  slower inside a while loop (it put JAX's gradient convolutions into its fast
-  kernel's layout only outside loops), so "auto" unrolled on CPU. With conv2d a
-  4-step ShallowCNN epoch as `lax.scan` runs as fast as unrolled (483 vs 500 ms)
-  and compiles faster (2.8 vs 4.8 s; BUILD_NOTES.md). "always" remains for the
-  XLA convolutions (`conv="xla"`); `lax.scan(unroll=True)` still emits a loop for
-  length 1, so the unrolled form is a Python loop.
-  """
-  if scan_unroll == "auto":
-    return False
+  """Whether the step and evaluation loops are unrolled at trace time: "never" (lax.scan)
+  or "always" (a Python loop; for the XLA convolutions, `conv="xla"`, whose gradients
+  XLA:CPU runs slowly inside loops; BUILD_NOTES.md, session 5)."""
   if scan_unroll not in ("always", "never"):
-    raise ValueError(f"scan_unroll must be 'auto', 'always' or 'never'; got {scan_unroll!r}")
+    raise ValueError(f"scan_unroll must be 'always' or 'never'; got {scan_unroll!r}")
   return scan_unroll == "always"
 
 
@@ -107,9 +98,9 @@ def maximizes(metric: str) -> bool:
 def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,
                 eval_transform: Optional[Transform] = None) -> MemberProgram:
   """The pure per-member functions for the `config.train`-style ConfigDict `config`."""
-  model_kwargs = dict(config.get("model_kwargs", {}))
+  model_kwargs = dict(config.model_kwargs)
   model = models.build(config.model, config.compute_dtype, **model_kwargs)
-  bn_stats = config.get("bn_stats", "ema")
+  bn_stats = config.bn_stats
   if bn_stats not in ("ema", "precise"):
     raise ValueError(f"bn_stats must be 'ema' or 'precise'; got {bn_stats!r}")
   # Momentum 0: a train-mode pass stores the batch's own statistics.
@@ -121,7 +112,7 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
   batch_size, eval_batch_size = config.batch_size, config.eval_batch_size
   maximize = maximizes(config.select_metric)
   eval_transform = eval_transform or (lambda x: x)
-  unrolled = unrolled_loops(config.get("scan_unroll", "auto"))
+  unrolled = unrolled_loops(config.scan_unroll)
 
   def train_inputs(epoch_key, indices, x):
     if augment is None:
