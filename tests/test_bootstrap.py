@@ -191,3 +191,26 @@ def test_dice_difference_on_the_same_heads_is_paired():
   width = lambda d: d["dice"]["ci"][1] - d["dice"]["ci"][0]
   assert width(paired) < 0.3 * width(apart)
   assert paired["dice"]["mdd"] < 0.3 * apart["dice"]["mdd"]
+
+
+def test_perfect_separation_gets_an_auroc_interval_that_is_not_a_point():
+  """AUROC 1: every bootstrap resample is 1 too; the score interval at the units is not."""
+  from scanbias_jax.evaluate import comparisons
+  labels = np.array([0, 1] * 10)
+  scores = np.where(labels == 1, 0.9, 0.1) + np.linspace(0, 0.05, 20)
+  ci = bootstrap.classification_ci(keys.root(0), labels, scores, n_resamples=200)
+  assert ci["methods"]["auroc"] == comparisons.AUROC_EDGE_CI
+  np.testing.assert_allclose(ci["auroc"], comparisons.auroc_score_interval(1.0, 10, 10))
+  # With clusters (a head = one positive and one negative) the units are the heads.
+  heads = np.repeat(np.arange(10), 2)
+  clustered = bootstrap.classification_ci(keys.root(0), labels, scores, n_resamples=200,
+                                          clusters=heads)
+  np.testing.assert_allclose(clustered["auroc"], comparisons.auroc_score_interval(1.0, 10, 10))
+  copies = bootstrap.classification_ci(keys.root(0), np.tile(labels, 2), np.tile(scores, 2),
+                                       n_resamples=200, clusters=np.tile(heads, 2))
+  np.testing.assert_allclose(copies["auroc"], clustered["auroc"])   # copies add no units
+  # Away from the edge the bootstrap stays.
+  noisy = scores.copy()
+  noisy[:2] = noisy[1::-1]
+  assert bootstrap.classification_ci(keys.root(0), labels, noisy, n_resamples=200)[
+      "methods"]["auroc"] != comparisons.AUROC_EDGE_CI

@@ -110,3 +110,17 @@ def test_paired_difference_on_the_same_heads():
                                  permutation_type="samples", vectorized=True,
                                  n_resamples=np.inf).pvalue
   assert small["p_value"] == pytest.approx(exact)
+
+
+def test_auroc_score_interval_keeps_a_width_at_the_edges():
+  from scanbias_jax.evaluate import comparisons as c
+  low, high = c.auroc_score_interval(1.0, 20, 20)
+  assert high == 1.0 and 0.85 < low < 0.95
+  assert c.auroc_score_interval(1.0, 80, 80)[0] > low          # narrower with more units
+  mirrored = c.auroc_score_interval(0.0, 20, 20)               # the same interval, flipped
+  np.testing.assert_allclose(mirrored, [1 - high, 1 - low], atol=1e-9)
+  # Inside (0, 1) and at large n it approaches the Wald interval of the same variance.
+  wald = 0.8 + np.array([-1, 1]) * 1.959964 * np.sqrt(c.hanley_mcneil_variance(0.8, 2000, 2000))
+  np.testing.assert_allclose(c.auroc_score_interval(0.8, 2000, 2000), wald, atol=2e-3)
+  # Hanley & McNeil's variance at AUROC 0.5 with equal groups: (1/12)(1/n+1/n) + O(1/n^2).
+  assert c.hanley_mcneil_variance(0.5, 1000, 1000) == pytest.approx(2 / 12 / 1000, rel=0.01)

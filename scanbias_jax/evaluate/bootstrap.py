@@ -170,6 +170,13 @@ def classification_ci(key: jax.Array, labels, scores, n_resamples: int = 1000,
     else:
       values = clustered_auroc(rng, labels, scores, clusters, n_resamples)
     out["auroc"] = _percentile_interval(values, level)
+    if out["auroc"][0] == out["auroc"][1]:
+      # Every resample ranks the classes alike (AUROC 0 or 1): the bootstrap has
+      # conditioned the uncertainty away. The score interval at the units does not.
+      units = np.arange(labels.size) if clusters is None else clusters
+      n_pos, n_neg = (len(np.unique(units[labels == c])) for c in (1, 0))
+      out["auroc"] = comparisons.auroc_score_interval(point["auroc"], n_pos, n_neg, level)
+      out["methods"]["auroc"] = comparisons.AUROC_EDGE_CI
   return out
 
 

@@ -19,7 +19,7 @@ style correction), and the MDD the effective sizes. With one sample per cluster 
 of it is the unclustered method again.
 """
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 from statsmodels.stats.power import NormalIndPower, TTestPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
@@ -64,6 +64,30 @@ def effective_n(correct, clusters) -> float:
   if variance <= 0:
     return float(n)
   return float(np.clip(p * (1 - p) / variance, n_clusters, n))
+
+
+AUROC_EDGE_CI = "Hanley-McNeil score interval (Newcombe 2006) at the units"
+
+
+def hanley_mcneil_variance(auc: float, n_pos: float, n_neg: float) -> float:
+  """Hanley & McNeil's (1982) variance of an AUROC estimated from n_pos and n_neg samples."""
+  q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+  return (auc * (1 - auc) + (n_pos - 1) * (q1 - auc ** 2)
+          + (n_neg - 1) * (q2 - auc ** 2)) / (n_pos * n_neg)
+
+
+def auroc_score_interval(auc: float, n_pos: float, n_neg: float,
+                         level: float = 0.95) -> list[float]:
+  """The AUROC values theta not rejected by (auc - theta)^2 <= z^2 V(theta), V the
+  Hanley-McNeil variance at theta (Newcombe's 2006 score-type method): unlike a
+  bootstrap or a Wald interval it keeps a width where auc is 0 or 1."""
+  z2 = stats.norm.ppf(0.5 + level / 2) ** 2
+  def excess(theta):
+    return (auc - theta) ** 2 - z2 * hanley_mcneil_variance(theta, n_pos, n_neg)
+  tiny = 1e-9
+  low = 0.0 if auc <= tiny else optimize.brentq(excess, 0.0, auc - tiny)
+  high = 1.0 if auc >= 1 - tiny else optimize.brentq(excess, auc + tiny, 1.0)
+  return [float(low), float(high)]
 
 
 def wilson_at(p: float, n_eff: float, level: float = 0.95) -> list[float]:

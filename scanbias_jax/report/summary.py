@@ -75,9 +75,18 @@ def control_lines(control, who: str) -> list[str]:
               if control.get("permutation") == "within units" else "")
   return [f"Control, {who}: accuracy {_pct(control['accuracy'])} "
           f"(95% {_ci_name(control)} {_pct(low)}-{_pct(high)}), AUROC {control['auroc']:.3f} "
-          f"(95% bootstrap {a_low:.3f}-{a_high:.3f}), permutation p = "
+          f"({_auroc_ci(control, 'bootstrap ')}), permutation p = "
           f"{control['permutation_p']:.4f} ({control['n_permutations']} shuffles of the "
           f"{control['n']} test labels{' ' + shuffled if shuffled else ''})."]
+
+
+def _auroc_ci(control: dict, bootstrap_name: str = "") -> str:
+  """"95% low-high" of the AUROC, naming the method where it is not the bootstrap (the
+  score interval that replaces a bootstrap collapsed at AUROC 0 or 1)."""
+  low, high = control["auroc_ci"]
+  method = control.get("auroc_ci_method", "bootstrap")
+  name = bootstrap_name if "bootstrap" in method else method + " "
+  return f"95% {name}{low:.3f}-{high:.3f}"
 
 
 def _ci_name(control: dict) -> str:
@@ -279,14 +288,14 @@ def headline(results: dict) -> list[str]:
         f"Can the {results.get('group_attribute', 'group')} be named from the images? "
         f"{verdict}: the CNN (trained on {name}) is right on {_pct(cnn['accuracy'])} of "
         f"{cnn['n']} test studies (95% {_ci_name(cnn)} {_pct(low)}-{_pct(high)}), AUROC "
-        f"{cnn['auroc']:.3f} (95% {cnn['auroc_ci'][0]:.3f}-{cnn['auroc_ci'][1]:.3f}), "
+        f"{cnn['auroc']:.3f} ({_auroc_ci(cnn)}), "
         f"permutation p = {cnn['permutation_p']:.2g}" + _reached(cnn, probe) + ".")
   if probe and "accuracy_ci" in probe:
     low, high = probe["accuracy_ci"]
     lines.append(
         f"Noise-texture probe (the signal's ceiling, no deep learning): {_pct(probe['accuracy'])}"
-        f" (95% {_ci_name(probe)} {_pct(low)}-{_pct(high)}), AUROC {probe['auroc']:.3f} (95% "
-        f"{probe['auroc_ci'][0]:.3f}-{probe['auroc_ci'][1]:.3f}), permutation p = "
+        f" (95% {_ci_name(probe)} {_pct(low)}-{_pct(high)}), AUROC {probe['auroc']:.3f} "
+        f"({_auroc_ci(probe)}), permutation p = "
         f"{probe['permutation_p']:.2g}.")
   elif probe:
     lines.append(f"Noise-texture probe: n/a ({probe.get('reason', 'not run')}).")
