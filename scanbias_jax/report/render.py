@@ -55,8 +55,31 @@ def collect_environment() -> dict:
     except importlib.metadata.PackageNotFoundError:
       versions[name] = "not installed"
   return dict(python=platform.python_version(), platform=platform.platform(),
-              packages=versions, git=git_revision(),
-              devices=[str(d) for d in jax.devices()])
+              packages=versions, git=git_revision(), cpu=cpu_description(),
+              devices=[str(d) for d in jax.devices()],
+              device_kinds=sorted({d.device_kind for d in jax.devices()}))
+
+
+# The instruction sets XLA:CPU picks kernels by: a result's last bits can follow them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
+             "amx_tile", "amx_bf16", "asimd", "sve")
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict:
+  """The CPU model and the instruction sets among ISA_FLAGS it offers (Linux; elsewhere
+  the model from `platform` and no flags)."""
+  try:
+    with open(cpuinfo) as f:
+      text = f.read()
+  except OSError:
+    return dict(model=platform.processor() or platform.machine(), isa=[])
+  fields = {}
+  for line in text.splitlines():
+    key, _, value = line.partition(":")
+    fields.setdefault(key.strip().lower(), value.strip())
+  flags = set((fields.get("flags") or fields.get("features") or "").split())
+  model = fields.get("model name") or fields.get("cpu model") or platform.machine()
+  return dict(model=model, isa=[f for f in ISA_FLAGS if f in flags])
 
 
 def git_revision() -> str:
