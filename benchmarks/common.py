@@ -1,5 +1,4 @@
 """What the training benchmarks share: synthetic batches, the engine's step, timing."""
-import statistics
 import time
 
 import jax

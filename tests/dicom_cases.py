@@ -8,7 +8,6 @@ ingest output may contain.
 import dataclasses
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom import uid as dicom_uid

@@ -7,7 +7,6 @@ from sklearn.metrics import roc_auc_score
 from configs import default
 from scanbias_jax import keys
 from scanbias_jax.evaluate import probe
-from scanbias_jax.experiments import controls
 from scanbias_jax.synth import cohort, scanner
 
 

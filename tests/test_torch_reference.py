@@ -1,6 +1,5 @@
 """The PyTorch twins in benchmarks/ match the Flax networks: parameters, shapes, outputs."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -10,9 +10,8 @@ import os
 
 import numpy as np
 
-from scanbias_jax import keys
+from scanbias_jax import files, keys
 from scanbias_jax.cohort import manifest
-from scanbias_jax.cohort.ingest import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 
@@ -178,9 +177,9 @@ def write_cohort_tables(out_dir, config):
   cohort, before, after = build_cohort(rows, keys.stream(keys.root(config.seed), "cohort"),
                                        config.cohort)
   columns = (config.cohort.group,) + BALANCE_COLUMNS
-  atomic_write_text(os.path.join(out_dir, "balance_all.csv"), manifest.to_csv(before, columns))
-  atomic_write_text(os.path.join(out_dir, "balance_cohort.csv"),
+  files.write_text(os.path.join(out_dir, "balance_all.csv"), manifest.to_csv(before, columns))
+  files.write_text(os.path.join(out_dir, "balance_cohort.csv"),
                     manifest.to_csv(after, columns))
-  atomic_write_text(os.path.join(out_dir, "cohort.csv"),
+  files.write_text(os.path.join(out_dir, "cohort.csv"),
                     manifest.to_csv(cohort, manifest.MANIFEST_COLUMNS + ("split",)))
   return cohort, before, after

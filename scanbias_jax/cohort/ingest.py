@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 from absl import logging
 
+from scanbias_jax import files
 from scanbias_jax.cohort import manifest
 from scanbias_jax.dicom import deid, scan
 from scanbias_jax.dicom import volume as volume_lib
@@ -69,9 +70,9 @@ def ingest_tree(dicom_root, out_dir, config, progress=None) -> dict:
   rejects = [manifest.reject_row("file", reject.reason, file_id=_file_id(
       reject.path, dicom_root, secret, settings.reveal_paths)) for reject in file_rejects]
   rejects += [row for r in records for row in r["rejects"]]
-  atomic_write_text(os.path.join(out_dir, "manifest.csv"),
+  files.write_text(os.path.join(out_dir, "manifest.csv"),
                     manifest.to_csv(rows, manifest.MANIFEST_COLUMNS))
-  atomic_write_text(os.path.join(out_dir, "rejects.csv"),
+  files.write_text(os.path.join(out_dir, "rejects.csv"),
                     manifest.to_csv(rejects, manifest.REJECT_COLUMNS))
   summary = {
       "files": len(paths), "files_rejected": len(file_rejects), "studies": len(studies),
@@ -81,7 +82,7 @@ def ingest_tree(dicom_root, out_dir, config, progress=None) -> dict:
       "seconds": round(time.perf_counter() - started, 3),
       "index_seconds": round(indexed - started, 3), "grid": settings.grid,
   }
-  atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
+  files.write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
   return summary
 
 
@@ -124,7 +125,7 @@ def ingest_study(task) -> dict:
     row = manifest.rejected_row(study_id, patient_id, all_refs, len(series), reason, "error")
     return {"row": row, "rejects": rejects + [manifest.reject_row("study", reason, study_id)]}
   record = {"row": row, "rejects": rejects}
-  atomic_write_text(os.path.join(out_dir, "records", f"{study_id}.json"), json.dumps(record))
+  files.write_text(os.path.join(out_dir, "records", f"{study_id}.json"), json.dumps(record))
   return record
 
 
@@ -137,19 +138,7 @@ def write_nifti(path, vol: volume_lib.Volume):
   image.set_qform(affine, code=1)
   image.header.set_xyzt_units("mm", "sec")
   image.header["descrip"] = b"scanbias_jax HU"
-  name = os.path.basename(path).removesuffix(".nii.gz")
-  temporary = os.path.join(os.path.dirname(path), f".{name}.{os.getpid()}.tmp.nii.gz")
-  nib.save(image, temporary)
-  os.replace(temporary, path)
-
-
-def atomic_write_text(path, text: str):
-  temporary = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
-  with open(temporary, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(temporary, path)
+  files.save_nifti(path, image)
 
 
 def resolve_secret(configured: str, out_dir) -> bytes:
@@ -164,7 +153,7 @@ def resolve_secret(configured: str, out_dir) -> bytes:
     logging.warning("No ingest.secret given: generated one in %s. Keep it private, do not "
                     "share it with the data, and pass --config.ingest.secret=file:%s to get "
                     "the same pseudonyms in later runs.", path, path)
-    atomic_write_text(path, secrets.token_hex(32))
+    files.write_text(path, secrets.token_hex(32))
     os.chmod(path, 0o600)
   with open(path, "rb") as f:
     return f.read().strip()
@@ -195,7 +184,7 @@ def _check_settings(out_dir, settings, secret):
         raise ValueError(f"{out_dir} holds studies ingested with other settings or another "
                          "secret; use a new output directory")
   else:
-    atomic_write_text(path, json.dumps(fingerprint, indent=1, sort_keys=True))
+    files.write_text(path, json.dumps(fingerprint, indent=1, sort_keys=True))
 
 
 def _series_reject(study_id, series, series_uid, reason, secret) -> dict:

@@ -4,7 +4,6 @@ Used by the synthesizer only; ingest never imports it. Every file is written to
 a temporary name and renamed, so a killed run leaves no half file.
 """
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_f
 from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless,
                          RLELossless, generate_uid)
 
+from scanbias_jax import files
 from scanbias_jax.synth.geometry import SeriesGeometry
 from scanbias_jax.synth.vendors import Profile
 
@@ -172,10 +172,8 @@ def save(ds: Dataset, path: Path, transfer_syntax: str = "explicit") -> int:
   ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
   if syntax != ExplicitVRLittleEndian:
     ds.compress(syntax, generate_instance_uid=False)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp")
-  pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
-  os.replace(tmp, path)
+  with files.atomic_path(path) as temporary:
+    pydicom.dcmwrite(temporary, ds, enforce_file_format=True)
   return path.stat().st_size
 
 
@@ -241,13 +239,9 @@ def save_series(datasets: list[Dataset], paths: list[Path],
     for tag, run in zip(own, runs[1:]):
       parts += [_encoded([ds[tag]], encodings), run]
     data = b"".join(parts)
-    _write_atomic(path, data)
+    files.write_bytes(path, data)
     size += len(data)
   return size
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_bytes(data)
-  os.replace(tmp, path)
+

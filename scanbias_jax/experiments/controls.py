@@ -9,7 +9,7 @@ accuracy interval Wilson's (it does not collapse to a point at 0 or 100 %).
 import numpy as np
 
 from scanbias_jax import keys
-from scanbias_jax.evaluate import bootstrap, comparisons, metrics, probe
+from scanbias_jax.evaluate import bootstrap, metrics, probe
 from scanbias_jax.experiments import datasets
 
 N_PERMUTATIONS = 10000

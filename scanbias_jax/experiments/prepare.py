@@ -23,9 +23,8 @@ import nibabel as nib
 import numpy as np
 from absl import logging
 
-from scanbias_jax import keys
+from scanbias_jax import files, keys
 from scanbias_jax.cohort import balance, manifest
-from scanbias_jax.cohort.ingest import atomic_write_text
 from scanbias_jax.evaluate import metrics
 from scanbias_jax.experiments import datasets, prepare_report, truth
 from scanbias_jax.lesions import spheres
@@ -106,10 +105,7 @@ def write_mask(path, mask, affine):
   image.set_sform(affine, code=1)
   image.set_qform(affine, code=1)
   image.header.set_xyzt_units("mm", "sec")
-  name = os.path.basename(path).removesuffix(".nii.gz")
-  temporary = os.path.join(os.path.dirname(path), f".{name}.{os.getpid()}.tmp.nii.gz")
-  nib.save(image, temporary)
-  os.replace(temporary, path)
+  files.save_nifti(path, image)
 
 
 def measure_sphere(hu, draw, kind, spacing, key, study_id, reach) -> dict:
@@ -151,7 +147,7 @@ def process_study(task) -> dict:
     prepare_report.overlay(os.path.join(out_dir, "overlays", f"{study_id}.png"), hu, mask,
                            true_mask, draw, spacing, key, study_id, reach)
   record["seconds"] = round(time.perf_counter() - started, 3)
-  atomic_write_text(os.path.join(out_dir, "records", f"{study_id}.json"), json.dumps(record))
+  files.write_text(os.path.join(out_dir, "records", f"{study_id}.json"), json.dumps(record))
   return record
 
 
@@ -211,7 +207,7 @@ def prepare_cohort(cohort_dir, out_dir, config, truth_dir=None, progress=None) -
         image = nib.load(mask)
         record["dice"] = truth_dice(np.asarray(image.dataobj) > 0, truth.truth_on_grid(
             truths[r["study_id"]], image.shape, image.affine))
-        atomic_write_text(path, json.dumps(record))
+        files.write_text(path, json.dumps(record))
     else:
       tasks.append((r["study_id"], os.path.join(cohort_dir, r["path"]), out_dir, config.seed,
                     _Settings(task_settings), truths.get(r["study_id"])))
@@ -220,12 +216,12 @@ def prepare_cohort(cohort_dir, out_dir, config, truth_dir=None, progress=None) -
     records[record["study_id"]] = record
     if progress:
       progress(done, len(tasks))
-  atomic_write_text(os.path.join(out_dir, datasets.SETTINGS_FILE),
+  files.write_text(os.path.join(out_dir, datasets.SETTINGS_FILE),
                     json.dumps(fingerprint, indent=1, sort_keys=True))
   summary = prepare_report.write_tables(out_dir, rows, records, group, config)
   summary.update(studies=len(rows), prepared_now=len(tasks), skipped_as_done=skipped,
                  seconds=round(time.perf_counter() - started, 3))
-  atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
+  files.write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
   return summary
 
 

@@ -5,8 +5,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from scanbias_jax import files
 from scanbias_jax.cohort import balance, manifest
-from scanbias_jax.cohort.ingest import atomic_write_text
 from scanbias_jax.experiments import datasets
 from scanbias_jax.lesions import spheres
 from scanbias_jax.preprocess import window
@@ -42,21 +42,21 @@ def write_tables(out_dir, rows, records, group, config) -> dict:
                               **{k: record["sphere"][k] for k in _DRAW}, **measured))
   smalls = tuple(f"small_{d}" for d in spheres.DIFFICULTIES)
   extra = tuple(c for c in _EXTRA if c != group and rows and c in rows[0])
-  atomic_write_text(os.path.join(out_dir, datasets.SPLITS_FILE), manifest.to_csv(
+  files.write_text(os.path.join(out_dir, datasets.SPLITS_FILE), manifest.to_csv(
       split_rows, ("study_id", group, "label", "split", *smalls, "path", "mask", *extra)))
   measured_columns = tuple(f"measured_{k}_{n}" for k in ("large", "small")
                            for n in ("voxels", "mean_hu", "std_hu"))
-  atomic_write_text(os.path.join(out_dir, datasets.SPHERES_FILE), manifest.to_csv(
+  files.write_text(os.path.join(out_dir, datasets.SPHERES_FILE), manifest.to_csv(
       sphere_rows, ("study_id", group, "split", *smalls, *_DRAW, *measured_columns)))
   dice_rows = [dict(study_id=r["study_id"], **{group: r[group]},
                     dice=records[r["study_id"]]["dice"],
                     brain_ml=records[r["study_id"]]["brain_ml"]) for r in split_rows]
-  atomic_write_text(os.path.join(out_dir, "dice.csv"),
+  files.write_text(os.path.join(out_dir, "dice.csv"),
                     manifest.to_csv(dice_rows, ("study_id", group, "dice", "brain_ml")))
   summary = dict(group=group, counts=counts(split_rows, group),
                  spheres=sphere_stats(sphere_rows),
                  skullstrip=dice_stats(dice_rows, group))
-  atomic_write_text(os.path.join(out_dir, "summary.md"), markdown(summary))
+  files.write_text(os.path.join(out_dir, "summary.md"), markdown(summary))
   return summary
 
 
@@ -147,7 +147,5 @@ def overlay(path, hu, mask, true_mask, draw, spacing, key, study_id, reach_voxel
   for ax in axes:
     ax.axis("off")
   figure.suptitle(f"{study_id}: skull strip (red), truth (green)", fontsize=10)
-  temporary = os.path.join(os.path.dirname(path),
-                           f".{os.path.basename(path)}.{os.getpid()}.tmp.png")
-  figure.savefig(temporary, dpi=80)
-  os.replace(temporary, path)
+  with files.atomic_path(path) as temporary:
+    figure.savefig(temporary, dpi=80, format="png")

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from scanbias_jax import console, keys
+from scanbias_jax import console, files, keys
 from scanbias_jax.cohort import balance
 from scanbias_jax.cohort.ingest import ingest_tree
 from scanbias_jax.evaluate import results as results_lib
@@ -30,9 +30,7 @@ def _done(path: Path) -> bool:
 
 
 def _finish(path: Path, info: dict) -> None:
-  tmp = path / ".done.tmp"
-  tmp.write_text(json.dumps(info, indent=1, default=str))
-  os.replace(tmp, path / ".done")
+  files.write_json(path / ".done", info, indent=1, default=str)
 
 
 def synthesize(config, workdir: Path, say) -> Path:
@@ -91,9 +89,7 @@ def experiments(config, prepared_dir: Path, workdir: Path, say) -> dict:
   if "name_manufacturer" in config.experiments.tasks:
     results["controls"] = dict(texture_probe=controls.texture_probe(
         config, prepared, keys.stream(key, "controls/probe")))
-  tmp = workdir / "results.json.tmp"
-  tmp.write_text(json.dumps(results_lib.to_jsonable(results), indent=1, sort_keys=True))
-  os.replace(tmp, path)
+  files.write_json(path, results_lib.to_jsonable(results), indent=1, sort_keys=True)
   return json.loads(path.read_text())
 
 

@@ -1,5 +1,4 @@
 """Figures: PNG files made with matplotlib's Agg backend (no display needed)."""
-import os
 from pathlib import Path
 
 import matplotlib
@@ -7,6 +6,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from scanbias_jax import files
 
 
 def vendor_slices(volumes: dict[str, np.ndarray], pixel_mm: float, path: Path,
@@ -144,11 +145,9 @@ def sample_slices(samples: dict, path: Path, window=(50, 100)) -> Path:
 def _save(fig, path: Path) -> Path:
   """Writes atomically (temp file + rename) so a killed run leaves no half PNG."""
   path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  partial = path.with_name(f".{path.name}.partial")
-  fig.savefig(partial, dpi=90, format="png")
+  with files.atomic_path(path) as temporary:
+    fig.savefig(temporary, dpi=90, format="png")
   plt.close(fig)
-  os.replace(partial, path)
   return path
 
 

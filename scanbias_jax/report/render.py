@@ -17,7 +17,6 @@ import base64
 import html
 import importlib.metadata
 import json
-import os
 import platform
 import re
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import jax
 
+from scanbias_jax import files
 from scanbias_jax.evaluate.results import to_jsonable
 from scanbias_jax.report import figures, summary, tables
 
@@ -132,12 +132,6 @@ def roc_curves(results: dict) -> dict[str, dict]:
   return figures_by_name
 
 
-def _atomic_write(path: Path, text: str) -> None:
-  partial = path.with_name(f".{path.name}.partial")
-  partial.write_text(text, encoding="utf-8")
-  os.replace(partial, path)
-
-
 def _provenance(results: dict, environment: dict) -> dict:
   provenance = results.get("provenance", {})
   config = provenance.get("config", {})
@@ -210,7 +204,7 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
     md += [f"![{caption}](figures/{path.name})", "", f"*{caption}*", ""]
   md += missing_figures + ["", "## Provenance", "", tables.to_markdown(stage_table),
                            "```json", provenance, "```", ""]
-  _atomic_write(run_dir / "report.md", "\n".join(md))
+  files.write_text(run_dir / "report.md", "\n".join(md))
   written["report.md"] = run_dir / "report.md"
 
   body = [f"<h1>{html.escape(title)}</h1>",
@@ -230,7 +224,7 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
            f"<pre>{html.escape(provenance)}</pre>"]
   page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
           f"</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
-  _atomic_write(run_dir / "report.html", page)
+  files.write_text(run_dir / "report.html", page)
   written["report.html"] = run_dir / "report.html"
   written.update({f"figures/{p.name}": p for p in [forest, *figure_paths.values()]})
   return written

@@ -29,6 +29,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from scanbias_jax import files
 from scanbias_jax.synth import phantom as tissue
 
 VERSION = "atlas-v1"
@@ -244,9 +245,8 @@ def reference() -> Reference:
   ref = build()
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, volume=ref.volume, origin_lps=ref.origin_lps, centre_lps=ref.centre_lps)
-    os.replace(tmp, path)
+    with files.atomic_path(path) as temporary, open(temporary, "wb") as f:
+      np.savez(f, volume=ref.volume, origin_lps=ref.origin_lps, centre_lps=ref.centre_lps)
   except OSError:
     pass  # a read-only home only costs the rebuild
   return ref

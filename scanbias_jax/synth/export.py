@@ -15,13 +15,13 @@ import csv
 import hashlib
 import json
 import multiprocessing
-import os
 from pathlib import Path
 
 import jax
 import nibabel as nib
 import numpy as np
 
+from scanbias_jax import files
 from scanbias_jax.dicom import write
 from scanbias_jax.synth import cohort, geometry as geo
 
@@ -46,20 +46,12 @@ def file_path(plan: cohort.StudyPlan, series: write.SeriesTags, ds) -> Path:
   return Path(f"EXPORT_{t.accession}") / name
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_bytes(data)
-  os.replace(tmp, path)
-
-
 def write_mask(path: Path, mask: np.ndarray, geometry: geo.SeriesGeometry) -> None:
   """Brain mask [slices, rows, cols] as NIfTI (col, row, slice) with a RAS affine."""
   image = nib.Nifti1Image(np.transpose(mask.astype(np.uint8), (2, 1, 0)),
                           LPS_TO_RAS @ geo.affine_lps(geometry))
   image.header.set_xyzt_units("mm")
-  tmp = path.with_name(f".tmp.{path.name}")  # keeps the .nii.gz suffix nibabel needs
-  nib.save(image, tmp)
-  os.replace(tmp, path)
+  files.save_nifti(path, image)
 
 
 def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
@@ -101,7 +93,7 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
       study_uid=write.uid(plan.tags, "study"), files=files, bytes=size,
       physics=profile.physics._asdict(), series=series_records,
       lesion_in_anatomy=lesion_record(rendered))
-  _atomic_bytes(truth_root / f"study_{plan.index:04d}.json",
+  files.write_bytes(truth_root / f"study_{plan.index:04d}.json",
                 json.dumps(record, indent=1).encode())
   return record
 
@@ -127,12 +119,10 @@ def write_table(out: Path, records: list[dict]) -> Path:
              "dose", "thin_mm", "thin_only", "with_thin", "tilt_deg", "layout", "study_uid",
              "files", "bytes"]
   path = out / "truth" / "studies.csv"
-  tmp = path.with_name(".studies.csv.tmp")
-  with open(tmp, "w", newline="") as f:
+  with files.atomic_path(path) as temporary, open(temporary, "w", newline="") as f:
     writer = csv.DictWriter(f, columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(records)
-  os.replace(tmp, path)
   return path
 
 

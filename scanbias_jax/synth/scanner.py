@@ -30,7 +30,6 @@ import numpy as np
 from scanbias_jax import keys
 from scanbias_jax.lesions import anatomy
 from scanbias_jax.synth import geometry as geo
-from scanbias_jax.synth import phantom
 from scanbias_jax.synth.vendors import Physics, Profile
 
 REFERENCE_THICKNESS_MM = 5.0

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from scanbias_jax import files
 from scanbias_jax.train import checkpoint, ensemble, member
 
 # Run-to-run identical bits on GPU: deterministic kernels only (scatter, reductions,
@@ -77,14 +78,6 @@ def _check_resume(config: ml_collections.ConfigDict, config_path: str, workdir: 
                      f"config (stored -> new): {'; '.join(differing)}. Use the stored config "
                      "or a new directory.")
 
-
-def _write_atomic(path: str, text: str) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -151,7 +144,7 @@ def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: 
     except ValueError:
       checkpoints.close()
       raise
-  _write_atomic(config_path, config.to_json(indent=2))
+  files.write_text(config_path, config.to_json(indent=2))
   ens = ensemble.shared_ensemble(config, augment, eval_transform, mesh)
   data = ens.place_data(data)
   states = ens.init(key, data)
@@ -162,7 +155,7 @@ def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: 
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   # Epochs after the checkpoint will be recomputed, bit for bit: drop their lines.
   kept = [r for r in read_metrics(metrics_path) if r["epoch"] < start]
-  _write_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+  files.write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
   every = config.checkpoint_every_epochs
   for epoch in range(start, config.num_epochs):

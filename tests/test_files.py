@@ -1,0 +1,45 @@
+"""files.py: every write lands whole or not at all, beside its target."""
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from scanbias_jax import files
+
+
+def test_writes_replace_the_target_and_leave_no_temporary(tmp_path):
+  target = tmp_path / "deep" / "record.json"
+  files.write_json(target, {"a": 1}, indent=1)
+  files.write_json(target, {"a": 2})
+  assert json.loads(target.read_text()) == {"a": 2}
+  files.write_bytes(tmp_path / "x.dcm", b"\x00\x01", sync=True)
+  assert (tmp_path / "x.dcm").read_bytes() == b"\x00\x01"
+  assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "record.json", "x.dcm"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+  target = tmp_path / "summary.md"
+  files.write_text(target, "old")
+  with pytest.raises(RuntimeError):
+    with files.atomic_path(target) as temporary:
+      temporary.write_text("half")
+      raise RuntimeError("killed")
+  assert target.read_text() == "old"
+  assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]
+
+
+def test_nifti_is_written_with_the_callers_header_under_its_own_suffix(tmp_path):
+  seen = []
+  affine = np.diag([0.9, 0.9, 5.0, 1.0])
+  image = nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), affine)
+  image.set_sform(affine, code=1)
+  with files.atomic_path(tmp_path / "w.nii.gz") as temporary:
+    seen.append(temporary.name)
+    nib.save(image, temporary)   # nibabel picks the format by the suffix
+  assert seen[0].endswith(".nii.gz") and seen[0].startswith(".")
+  files.save_nifti(tmp_path / "v.nii.gz", image)
+  back = nib.load(tmp_path / "v.nii.gz")
+  np.testing.assert_array_equal(np.asarray(back.dataobj), np.asarray(image.dataobj))
+  np.testing.assert_allclose(back.affine, affine)
+  assert int(back.header["sform_code"]) == 1
