@@ -59,7 +59,7 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
   profile = cohort.profiles(synth)[plan.vendor]
   dicom_root, truth_root = out / "dicom", out / "truth"
   truth_root.mkdir(parents=True, exist_ok=True)
-  files = size = 0
+  file_count = size = 0
   series_records = []
   for series in rendered:
     thickness = series.geometry.thickness_mm
@@ -71,7 +71,7 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
                                   profile)
     size += write.save_series(images, [dicom_root / file_path(plan, tags, ds) for ds in images],
                               profile.transfer_syntax)
-    files += len(images)
+    file_count += len(images)
     mask_name = f"study_{plan.index:04d}_{series.kind}_brain.nii.gz"
     write_mask(truth_root / mask_name, series.acquired.brain, series.geometry)
     series_records.append(dict(kind=series.kind, thickness_mm=thickness,
@@ -84,13 +84,13 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
     for ds in write.scout_datasets(plan.tags, tags, *cohort.scout_images(rendered[0]),
                                    profile):
       size += write.save(ds, dicom_root / file_path(plan, tags, ds))
-      files += 1
+      file_count += 1
   record = dict(
       index=plan.index, anatomy=plan.anatomy, design=synth.design, vendor=plan.vendor, manufacturer=profile.manufacturer,
       model=plan.model, kernel="\\".join(profile.kernel), age_years=plan.age_years,
       sex=plan.tags.sex, dose=plan.dose, thin_mm=plan.thin_mm,
       thin_only=plan.thin_only, with_thin=plan.with_thin, tilt_deg=plan.tilt_deg, layout=plan.layout,
-      study_uid=write.uid(plan.tags, "study"), files=files, bytes=size,
+      study_uid=write.uid(plan.tags, "study"), files=file_count, bytes=size,
       physics=profile.physics._asdict(), series=series_records,
       lesion_in_anatomy=lesion_record(rendered))
   files.write_bytes(truth_root / f"study_{plan.index:04d}.json",
