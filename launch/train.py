@@ -15,6 +15,8 @@ if not __package__:  # run as a file (python launch/train.py): configs/ is in th
 from absl import app, flags
 from ml_collections import config_flags
 
+from scanbias_jax import console  # JAX-free: the backend still starts after the flags
+
 config_flags.DEFINE_config_file("config", None, "ml_collections config file", lock_config=True)
 flags.DEFINE_string("task", None, "entry of config.models (name_manufacturer, spheres, segmentation)")
 flags.DEFINE_string("data", None, ".npz with train_x, train_y, val_x, val_y")
@@ -25,7 +27,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from scanbias_jax import console
   console.setup()
   config = FLAGS.config
   from scanbias_jax.train import loop  # imports JAX; flags must be set before its backend starts

@@ -229,7 +229,7 @@ def test_summary_never_claims_what_its_intervals_contradict():
     claims += claimed
     # A trend claim and an overlap (or no-trend) caveat never share a comparison.
     assert not (claimed and ("overlap" in line or "no clear" in line)), line
-    (easy, easy_low, easy_high), (hard, hard_low, hard_high) = drops[0], drops[2]
+    (_, easy_low, easy_high), (_, hard_low, hard_high) = drops[0], drops[2]
     if "grows" in line:
       assert values[0] <= values[1] <= values[2] and hard_low > easy_high and hard_low > 0
     if "shrinks" in line:

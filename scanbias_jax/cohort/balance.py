@@ -179,7 +179,7 @@ def write_cohort_tables(out_dir, config):
   columns = (config.cohort.group,) + BALANCE_COLUMNS
   files.write_text(os.path.join(out_dir, "balance_all.csv"), manifest.to_csv(before, columns))
   files.write_text(os.path.join(out_dir, "balance_cohort.csv"),
-                    manifest.to_csv(after, columns))
+                   manifest.to_csv(after, columns))
   files.write_text(os.path.join(out_dir, "cohort.csv"),
-                    manifest.to_csv(cohort, manifest.MANIFEST_COLUMNS + ("split",)))
+                   manifest.to_csv(cohort, manifest.MANIFEST_COLUMNS + ("split",)))
   return cohort, before, after

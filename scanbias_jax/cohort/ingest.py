@@ -71,9 +71,9 @@ def ingest_tree(dicom_root, out_dir, config, progress=None) -> dict:
       reject.path, dicom_root, secret, settings.reveal_paths)) for reject in file_rejects]
   rejects += [row for r in records for row in r["rejects"]]
   files.write_text(os.path.join(out_dir, "manifest.csv"),
-                    manifest.to_csv(rows, manifest.MANIFEST_COLUMNS))
+                   manifest.to_csv(rows, manifest.MANIFEST_COLUMNS))
   files.write_text(os.path.join(out_dir, "rejects.csv"),
-                    manifest.to_csv(rejects, manifest.REJECT_COLUMNS))
+                   manifest.to_csv(rejects, manifest.REJECT_COLUMNS))
   summary = {
       "files": len(paths), "files_rejected": len(file_rejects), "studies": len(studies),
       "studies_ok": sum(row["status"] == "ok" for row in rows),

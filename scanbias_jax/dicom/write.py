@@ -242,6 +242,3 @@ def save_series(datasets: list[Dataset], paths: list[Path],
     files.write_bytes(path, data)
     size += len(data)
   return size
-
-
-

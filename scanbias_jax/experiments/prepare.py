@@ -217,7 +217,7 @@ def prepare_cohort(cohort_dir, out_dir, config, truth_dir=None, progress=None) -
     if progress:
       progress(done, len(tasks))
   files.write_text(os.path.join(out_dir, datasets.SETTINGS_FILE),
-                    json.dumps(fingerprint, indent=1, sort_keys=True))
+                   json.dumps(fingerprint, indent=1, sort_keys=True))
   summary = prepare_report.write_tables(out_dir, rows, records, group, config)
   summary.update(studies=len(rows), prepared_now=len(tasks), skipped_as_done=skipped,
                  seconds=round(time.perf_counter() - started, 3))

@@ -52,7 +52,7 @@ def write_tables(out_dir, rows, records, group, config) -> dict:
                     dice=records[r["study_id"]]["dice"],
                     brain_ml=records[r["study_id"]]["brain_ml"]) for r in split_rows]
   files.write_text(os.path.join(out_dir, "dice.csv"),
-                    manifest.to_csv(dice_rows, ("study_id", group, "dice", "brain_ml")))
+                   manifest.to_csv(dice_rows, ("study_id", group, "dice", "brain_ml")))
   summary = dict(group=group, counts=counts(split_rows, group),
                  spheres=sphere_stats(sphere_rows),
                  skullstrip=dice_stats(dice_rows, group))

@@ -36,10 +36,9 @@ def _finish(path: Path, info: dict) -> None:
 def synthesize(config, workdir: Path, say) -> Path:
   out = workdir / "synth"
   if not _done(out):
-    progress = console.progress("synthesize", out=say)
     key = keys.stream(keys.root(config.seed), "synth")
-    records = export.write_cohort(
-        key, config.synth, out, lambda done, total, _: progress(done, total))
+    records = export.write_cohort(key, config.synth, out,
+                                  console.progress("synthesize", out=say))
     figures.vendor_slices(cohort.vendor_preview(key, config.synth),
                           config.synth.fov_mm / config.synth.matrix,
                           out / "vendor_preview.png")

@@ -244,7 +244,6 @@ def reference() -> Reference:
       return Reference(f["volume"], f["origin_lps"], f["centre_lps"])
   ref = build()
   try:
-    path.parent.mkdir(parents=True, exist_ok=True)
     with files.atomic_path(path) as temporary, open(temporary, "wb") as f:
       np.savez(f, volume=ref.volume, origin_lps=ref.origin_lps, centre_lps=ref.centre_lps)
   except OSError:

@@ -94,7 +94,7 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
       physics=profile.physics._asdict(), series=series_records,
       lesion_in_anatomy=lesion_record(rendered))
   files.write_bytes(truth_root / f"study_{plan.index:04d}.json",
-                json.dumps(record, indent=1).encode())
+                    json.dumps(record, indent=1).encode())
   return record
 
 
@@ -175,7 +175,7 @@ def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
           records[record["index"]] = record
           done += 1
           if progress:
-            progress(done, len(plans), record)
+            progress(done, len(plans))
   else:
     # Study i is written (pydicom: Python, holding the GIL) while study i + 1 renders
     # (XLA, which releases it): one writer thread, at most one study waiting.
@@ -191,7 +191,7 @@ def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
             records[record["index"]] = record
             done += 1
             if progress:
-              progress(done, len(plans), record)
+              progress(done, len(plans))
         pending = writer.submit(write_group, group, rendered) if group else None
   ordered = [records[p.index] for p in plans]
   write_table(out, ordered)

@@ -79,7 +79,6 @@ def _check_resume(config: ml_collections.ConfigDict, config_path: str, workdir: 
                      "or a new directory.")
 
 
-
 def read_metrics(path: str) -> list[dict]:
   if not os.path.exists(path):
     return []
