@@ -1,10 +1,14 @@
 """Synthesis throughput, against the pre-atlas implementation measured in the same run.
 
   python -m benchmarks.bench_synthesize [--studies=3] [--paper_studies=1]
-      [--baseline=c2d2add]
+      [--cohort_studies=20] [--baseline=c2d2add]
 
 Each size is timed after one warm-up study (compilation excluded) and split into
-rendering (anatomy + scanner) and writing (DICOM encode + disk), on one process.
+rendering (anatomy + scanner) and writing (DICOM encode + disk), on one process
+pinned to one core, each study rendered alone. A last line times the default cohort
+as `make study` writes it (`export.write_cohort`: a traveling head's anatomy sampled
+once for its acquisitions, a thread writing study i while study i + 1 renders), on one
+core and on every core; the baseline has no traveling heads, so that line has no ratio.
 The baseline is the package at git revision --baseline (the analytic phantom,
 sampled per series at full resolution), extracted to a temporary folder and run
 in a subprocess with the same configs' sizes; the ratio baseline / now is printed.
@@ -22,6 +26,7 @@ from absl import app, flags
 
 _STUDIES = flags.DEFINE_integer("studies", 3, "Timed studies at the default size.")
 _PAPER_STUDIES = flags.DEFINE_integer("paper_studies", 1, "Timed studies at paper size.")
+_COHORT = flags.DEFINE_integer("cohort_studies", 20, "Timed studies of the default cohort.")
 _BASELINE = flags.DEFINE_string("baseline", "c2d2add", "git revision of the baseline.")
 _WORKER = flags.DEFINE_string("worker", "", "internal: run one measurement, print JSON")
 
@@ -52,14 +57,38 @@ def measure(config_name: str, matrix: int, count: int) -> dict:
               peak_rss_mb=peak_mb)
 
 
-def run_worker(root: Path, config_name: str, matrix: int, count: int) -> dict:
-  env = dict(os.environ, PYTHONPATH=str(root), XLA_FLAGS="--xla_cpu_multi_thread_eigen=false",
-             JAX_PLATFORMS="cpu")
+def measure_cohort(count: int) -> dict:
+  """Seconds a study of the default cohort through `export.write_cohort`, after a
+  two-study warm-up (compilation) of the same config."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from scanbias_jax import keys  # pylint: disable=g-import-not-at-top
+  from scanbias_jax.synth import export  # pylint: disable=g-import-not-at-top
+  key = keys.stream(keys.root(0), "bench")
+  with tempfile.TemporaryDirectory() as tmp:
+    warm = default.get_config().synth
+    warm.num_studies = 2
+    export.write_cohort(key, warm, Path(tmp) / "warm")
+    synth = default.get_config().synth
+    synth.num_studies = count
+    started = time.perf_counter()
+    export.write_cohort(key, synth, Path(tmp) / "cohort")
+    seconds = time.perf_counter() - started
+  return dict(s_per_study=seconds / count,
+              peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def run_worker(root: Path, config_name: str, matrix: int, count: int,
+               one_core: bool = True, call: str = "") -> dict:
+  env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
+  if one_core:
+    env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
+  call = call or f"measure({config_name!r}, {matrix}, {count})"
   script = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); "
-            f"from benchmarks.bench_synthesize import measure; "
-            f"print(json.dumps(measure({config_name!r}, {matrix}, {count})))")
+            f"from benchmarks.bench_synthesize import measure, measure_cohort; "
+            f"print(json.dumps({call}))")
   # taskset: one core, as the issue asks; the baseline's package shadows ours first.
-  command = ["taskset", "-c", "0", sys.executable, "-c",
+  pin = ["taskset", "-c", "0"] if one_core else []
+  command = pin + [sys.executable, "-c",
              script.replace(f"sys.path.insert(0, {str(ROOT)!r})",
                             f"sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(root)!r})")]
   out = subprocess.run(command, env=env, capture_output=True, text=True, cwd=root)
@@ -84,6 +113,11 @@ def main(argv):
             f"{now['render_share']:.0%}, peak RSS {now['peak_rss_mb']:.0f} MB)  baseline "
             f"{_BASELINE.value} {old['s_per_study']:6.2f} s/study  ratio "
             f"x{old['s_per_study'] / now['s_per_study']:.1f}", flush=True)
+  for one_core in (True, False):
+    now = run_worker(ROOT, "default", 256, 0, one_core, f"measure_cohort({_COHORT.value})")
+    print(f"default cohort ({_COHORT.value} studies, write_cohort, "
+          f"{'one core' if one_core else f'{os.cpu_count()} cores'}) now "
+          f"{now['s_per_study']:6.2f} s/study (peak RSS {now['peak_rss_mb']:.0f} MB)", flush=True)
 
 
 if __name__ == "__main__":
