@@ -47,6 +47,23 @@ def test_noise_has_requested_std_and_nps_peak(peak):
   assert power[0] < 0.2 * power.max()  # FBP noise: little power at low frequency
 
 
+def test_noise_power_per_frequency_is_the_analytic_nps_in_every_column():
+  """The spectral draw's power in each 2-D frequency bin, the first and Nyquist columns
+  (Hermitian, half their bins dropped by irfft2) included, is sigma^2 R C NPS(f) / mean
+  NPS: checked with numpy's full fft2 over many draws."""
+  size, pixel, peak, sigma = 32, 1.0, 0.25, 4.0   # Nyquist 0.5 / mm: power in every column
+  noise = jax.vmap(lambda k: scanner.correlated_noise(k, (size, size), pixel, peak, sigma))(
+      jax.random.split(jax.random.key(7), 2000))
+  power = (np.abs(np.fft.fft2(np.asarray(noise, np.float64))) ** 2).mean(0)
+  f = np.hypot(*np.meshgrid(np.fft.fftfreq(size, pixel), np.fft.fftfreq(size, pixel)))
+  nps = np.asarray(scanner.nps_shape(jnp.asarray(f), peak), np.float64)
+  want = sigma**2 * size * size * nps / nps.mean()
+  for columns in (slice(0, 1), slice(size // 2, size // 2 + 1), slice(1, size // 2)):
+    assert power[:, columns].sum() == pytest.approx(want[:, columns].sum(), rel=0.05), columns
+  hot = want > 0.2 * want.max()
+  assert np.median(power[hot] / want[hot]) == pytest.approx(1.0, abs=0.05)
+
+
 def test_vendor_nps_differ_in_the_profiles_direction_and_not_at_strength_zero():
   """NPS measured on the full pipeline: two noise draws of one subject differ by noise only."""
   subject = phantom.draw_subject(jax.random.key(3), 50, True)
