@@ -45,11 +45,12 @@ def mirror(key: jax.Array, x):
   return jax.numpy.where(jax.random.bernoulli(key), x[::-1], x)
 
 
-def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> dict:
-  """{"mixed": (x, y[, clusters]), group value: its rows of them} of one split, built
-  once (a group's set is the mixed set's rows of that group, in the same order). With
-  `draws` (one copy a study): the paired set. Where a unit (a study, or a traveling
-  head) gives several samples, each set carries clusters: the unit of each sample."""
+def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> tuple[dict, np.ndarray]:
+  """({"mixed": (x, y[, clusters]), group value: its rows of them}, groups) of one split,
+  built once (a group's set is the mixed set's rows of that group, in the same order;
+  `groups` indexes prepared.group_values per mixed sample). With `draws` (one copy a
+  study): the paired set. Where a unit (a study, or a traveling head) gives several
+  samples, each set carries clusters: the unit of each sample."""
   if draws is None:
     data = datasets.spheres_set(prepared, difficulty, split)
   else:
@@ -57,7 +58,7 @@ def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> dic
   arrays = build(config, data, datasets.sphere_reach(prepared, data))
   if datasets.repeats(data["units"]):
     arrays = (*arrays, data["units"])
-  return common.by_condition(prepared.group_values, data["groups"], *arrays)
+  return common.by_condition(prepared.group_values, data["groups"], *arrays), data["groups"]
 
 
 def build(config, data: dict, reach_voxels=None):
@@ -103,7 +104,7 @@ def crop_size(config, volume_shape, spacing) -> tuple | None:
 def training_sets(config, prepared, difficulty: str, draws) -> dict:
   """condition -> (x, y) training set: the paper's, or paired when `draws` is given."""
   if draws is None:
-    return split_sets(config, prepared, difficulty, "train")
+    return split_sets(config, prepared, difficulty, "train")[0]
   paired = datasets.paired_spheres_set(prepared, difficulty, draws, "train")
   return common.by_condition(prepared.group_values, paired["groups"],
                             *build(config, paired, datasets.sphere_reach(prepared, paired)))
@@ -116,13 +117,17 @@ def _batcher(level: float, width: float, reach_voxels, size):
 
 
 def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Array,
-                  workdir: str, train: tuple, val: tuple, tests: dict) -> dict:
+                  workdir: str, train: tuple, val: tuple, tests: tuple[dict, np.ndarray]) -> dict:
+  """`tests`: `split_sets`' (sets, groups) of the test split; the mixed set is scored
+  once and each group's scores are its rows (the groups' sets are its rows too)."""
   ens, variables, _ = common.fit(config, TASK, keys.stream(key, "train"),
                                  dict(x=train[0], y=train[1]), dict(x=val[0], y=val[1]),
                                  os.path.join(workdir, TASK, difficulty, condition),
                                  augment=augment(config))
-  scored = {name: (data[1], common.predict(ens, variables, data[0]), *data[2:])
-            for name, data in tests.items()}
+  sets, groups = tests
+  scores = common.by_condition(prepared.group_values, groups,
+                               common.predict(ens, variables, sets[results.MIXED][0]).T)
+  scored = {name: (data[1], scores[name][0].T, *data[2:]) for name, data in sets.items()}
   settings = config.experiments
   out = results.classification_condition(
       keys.stream(key, "evaluate"), condition,
@@ -165,7 +170,7 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
   out = {}
   for difficulty in config.experiments.difficulties:
     tests = split_sets(config, prepared, difficulty, "test", evaluated.get("test"))
-    val = split_sets(config, prepared, difficulty, "val", evaluated.get("val"))
+    val, _ = split_sets(config, prepared, difficulty, "val", evaluated.get("val"))
     train = training_sets(config, prepared, difficulty, draws)
     out[difficulty] = {
         condition: run_condition(config, prepared, difficulty, condition,
