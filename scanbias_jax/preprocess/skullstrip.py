@@ -12,6 +12,7 @@ and holes (falx, calcifications) are filled. Arrays are [i, j, k], k the slice a
 """
 import dataclasses
 
+import edt
 import numpy as np
 from scipy import ndimage
 from scipy import spatial
@@ -35,7 +36,8 @@ def disk(radius_mm: float, spacing_mm) -> np.ndarray:
   """An in-plane disk [i, j, 1] of `radius_mm` on anisotropic voxels."""
   ri, rj = (max(int(radius_mm / s), 0) for s in spacing_mm[:2])
   di, dj = np.mgrid[-ri:ri + 1, -rj:rj + 1]
-  inside = (di * spacing_mm[0]) ** 2 + (dj * spacing_mm[1]) ** 2 <= radius_mm ** 2 + 1e-6
+  dist2 = (di * spacing_mm[0]) ** 2 + (dj * spacing_mm[1]) ** 2
+  inside = dist2 <= radius_mm ** 2 + _TOLERANCE_MM2
   return inside[..., None]
 
 
@@ -44,7 +46,7 @@ def ball(radius_mm: float, spacing_mm) -> np.ndarray:
   r = [max(int(radius_mm / s), 0) for s in spacing_mm]
   grid = np.mgrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
   dist2 = sum((g * s) ** 2 for g, s in zip(grid, spacing_mm))
-  return dist2 <= radius_mm ** 2 + 1e-6
+  return dist2 <= radius_mm ** 2 + _TOLERANCE_MM2
 
 
 # Dilation and erosion by a disk or ball of radius r, through the Euclidean distance
@@ -54,6 +56,18 @@ def ball(radius_mm: float, spacing_mm) -> np.ndarray:
 # not grow with r, and only over the mask's bounding box (the head, not the air):
 # at ~1 mm pixels an 8 mm closing by structuring element took ~1.8 s a study.
 _IN_PLANE = 1e9  # a slice spacing that puts every other slice beyond any radius
+# Squared distances come from `edt` (seung-lab's anisotropic 3-D EDT, float32: within
+# ~1e-5 mm of scipy's distance_transform_edt, 3-4x faster on these volumes); the
+# threshold tolerance covers its rounding (distinct squared distances of voxel grids
+# near r^2 lie much further apart).
+_TOLERANCE_MM2 = 1e-4
+
+
+def distance_mm(mask: np.ndarray, sampling) -> np.ndarray:
+  """float64: each True voxel's distance (mm) to the nearest False voxel of the array
+  (scipy.ndimage.distance_transform_edt's meaning: the outside is not background)."""
+  return edt.edt(np.ascontiguousarray(mask, bool), anisotropy=tuple(sampling),
+                 black_border=False, parallel=1).astype(np.float64)
 
 
 def _sampling(spacing_mm, in_plane: bool):
@@ -86,9 +100,8 @@ def dilate(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = Fals
   out = np.zeros_like(mask)
   box = bounding_box(mask, _reach(radius_mm, spacing_mm, in_plane))
   if box is not None:  # every voxel within r of the mask lies in its grown box
-    distance = ndimage.distance_transform_edt(~mask[box],
-                                              sampling=_sampling(spacing_mm, in_plane))
-    out[box] = distance ** 2 <= radius_mm ** 2 + 1e-6
+    distance = distance_mm(~mask[box], _sampling(spacing_mm, in_plane))
+    out[box] = distance ** 2 <= radius_mm ** 2 + _TOLERANCE_MM2
   return out
 
 
@@ -102,15 +115,14 @@ def depth_mm(mask: np.ndarray, spacing_mm, in_plane: bool = False) -> np.ndarray
     # Everything outside the box is background; a one-voxel background frame is as
     # near to each voxel inside as any background beyond it.
     framed = np.pad(mask[box], 1)
-    depth[box] = ndimage.distance_transform_edt(
-        framed, sampling=_sampling(spacing_mm, in_plane))[1:-1, 1:-1, 1:-1]
+    depth[box] = distance_mm(framed, _sampling(spacing_mm, in_plane))[1:-1, 1:-1, 1:-1]
   return depth
 
 
 def erode(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
   """binary_erosion(mask, disk(r) if in_plane else ball(r)): outside the array is
   background, as scipy's default border_value=0 has it."""
-  return depth_mm(mask, spacing_mm, in_plane) ** 2 > radius_mm ** 2 + 1e-6
+  return depth_mm(mask, spacing_mm, in_plane) ** 2 > radius_mm ** 2 + _TOLERANCE_MM2
 
 
 def close(mask: np.ndarray, radius_mm: float, spacing_mm, in_plane: bool = False):
