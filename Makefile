@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 WORKDIR ?= runs/default
 CONFIG ?= configs/default.py
 
-.PHONY: study test install lock clean bench
+.PHONY: study audit test install lock clean bench
 
 install: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 study: $(STAMP)
 	$(PY) -m launch.study --config=$(CONFIG) --workdir=$(WORKDIR)
+
+audit: $(STAMP)
+	$(PY) -m launch.audit --config=$(CONFIG) --workdir=runs/audit
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests

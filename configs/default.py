@@ -214,4 +214,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.models.segmentation.model_kwargs = ml_collections.ConfigDict(
       dict(widths=(4, 8, 16, 32)))
   config.models.segmentation.num_members = 2
+
+  # Bias audit of an export (launch/audit.py, scanbias_jax/experiments/audit.py).
+  config.audit = ml_collections.ConfigDict(dict(
+      min_group=10,                  # studies a group needs for its attribute to be tested
+      folds=5,                       # cross-fitting folds, grouped by patient
+      n_permutations=200,            # label shuffles, each redoing the cross-fitting
+      n_resamples=1000))             # patient bootstrap of the intervals
   return config

@@ -21,7 +21,9 @@ from ml_collections import config_flags
 from scanbias_jax import console
 from scanbias_jax.experiments import prepare
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/default.py", "ml_collections config file (a get_config() module).",
+    lock_config=True)
 _COHORT = flags.DEFINE_string("cohort", None, "Ingest output directory.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
 _TRUTH = flags.DEFINE_string("truth", None, "Synthesizer truth/ folder (optional).")

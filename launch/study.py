@@ -23,7 +23,9 @@ from ml_collections import config_flags
 from scanbias_jax import console
 from scanbias_jax.experiments import study
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/default.py", "ml_collections config file (a get_config() module).",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.", required=True)
 _DICOM_ROOT = flags.DEFINE_string("dicom_root", None,
                                   "Your own DICOM export instead of the synthetic cohort.")

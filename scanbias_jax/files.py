@@ -5,12 +5,15 @@ unique to the process), then renamed over it: a run killed at any moment leaves 
 old file or the new one, never half of one. `sync=True` also flushes the data to disk
 before the rename, for the small files that mark work as done (records, `.done`,
 results.json); bulk outputs (DICOM slices, figures, volumes) skip it, as an
-interrupted stage redoes its unfinished studies anyway.
+interrupted stage redoes its unfinished studies anyway. NIfTI files are built here
+too (`save_nifti`: one header convention for volumes, masks and truth).
 """
 import contextlib
 import json
 import os
 from pathlib import Path
+
+import numpy as np
 
 _KEEP_SUFFIXES = (".nii.gz",)  # suffixes a reader (nibabel) needs on the temporary name
 
@@ -54,8 +57,23 @@ def write_json(path, value, sync: bool = True, **dump_args) -> None:
   write_text(path, json.dumps(value, **dump_args), sync)
 
 
-def save_nifti(path, image) -> None:
-  """`nibabel.save` of a built image (its header as the caller set it), atomically."""
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # DICOM's patient axes -> NIfTI's world axes
+
+
+def ras_affine(affine_lps: np.ndarray) -> np.ndarray:
+  """A voxel -> LPS mm affine (DICOM) as the voxel -> RAS mm affine NIfTI stores."""
+  return LPS_TO_RAS @ np.asarray(affine_lps, float)
+
+
+def save_nifti(path, data: np.ndarray, affine_ras: np.ndarray, description: str = "") -> None:
+  """`data` as NIfTI with `affine_ras` in sform and qform (code 1, scanner), units mm
+  and s, and nothing else in the header but `description` (no patient information
+  ever enters a header), atomically."""
   import nibabel as nib  # pylint: disable=g-import-not-at-top  (only stages that write NIfTI)
+  image = nib.Nifti1Image(data, affine_ras)
+  image.set_sform(affine_ras, code=1)
+  image.set_qform(affine_ras, code=1)
+  image.header.set_xyzt_units("mm", "sec")
+  image.header["descrip"] = description.encode()
   with atomic_path(path) as temporary:
     nib.save(image, temporary)

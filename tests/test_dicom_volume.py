@@ -16,6 +16,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
 from configs import default
+from scanbias_jax import files
 from scanbias_jax.dicom import scan
 from scanbias_jax.dicom import volume as volume_lib
 
@@ -139,7 +140,7 @@ def test_gantry_tilt_rejected_or_corrected(tmp_path, policy):
   finally:
     settings.enable_validate_orthogonal()
   ijk = np.stack(np.meshgrid(*[np.arange(n) for n in vol.hu.shape], indexing="ij"), -1)
-  world_ras = (volume_lib.ras_affine(vol.affine) @ np.concatenate(
+  world_ras = (files.ras_affine(vol.affine) @ np.concatenate(
       [ijk, np.ones(ijk.shape[:-1] + (1,))], -1)[..., None])[..., 0]
   theirs = (np.linalg.inv(nii.affine) @ world_ras[..., None])[..., :3, 0]
   sampled = ndimage.map_coordinates(np.asarray(nii.dataobj, float), np.moveaxis(theirs, -1, 0),

@@ -1,5 +1,6 @@
 """files.py: every write lands whole or not at all, beside its target."""
 import json
+import os
 
 import nibabel as nib
 import numpy as np
@@ -29,17 +30,30 @@ def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
   assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]
 
 
-def test_nifti_is_written_with_the_callers_header_under_its_own_suffix(tmp_path):
+def test_nifti_is_written_atomically_with_one_header_convention(tmp_path):
   seen = []
   affine = np.diag([0.9, 0.9, 5.0, 1.0])
   image = nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), affine)
-  image.set_sform(affine, code=1)
   with files.atomic_path(tmp_path / "w.nii.gz") as temporary:
     seen.append(temporary.name)
     nib.save(image, temporary)   # nibabel picks the format by the suffix
   assert seen[0].endswith(".nii.gz") and seen[0].startswith(".")
-  files.save_nifti(tmp_path / "v.nii.gz", image)
+  data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+  files.save_nifti(tmp_path / "v.nii.gz", data, affine, "scanbias_jax HU")
   back = nib.load(tmp_path / "v.nii.gz")
-  np.testing.assert_array_equal(np.asarray(back.dataobj), np.asarray(image.dataobj))
+  np.testing.assert_array_equal(np.asarray(back.dataobj), data)
   np.testing.assert_allclose(back.affine, affine)
-  assert int(back.header["sform_code"]) == 1
+  np.testing.assert_allclose(back.get_qform(), affine)
+  header = back.header
+  assert int(header["sform_code"]) == 1 and int(header["qform_code"]) == 1
+  assert header.get_xyzt_units() == ("mm", "sec")
+  assert bytes(header["descrip"]).rstrip(b"\0") == b"scanbias_jax HU"
+  assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+
+
+def test_ras_affine_flips_the_first_two_world_axes():
+  lps = np.array([[0.5, 0, 0, -120.0], [0, 0.5, 0, -110.0], [0, 0, 5.0, 30.0], [0, 0, 0, 1]])
+  ras = files.ras_affine(lps)
+  voxel = np.array([10.0, 20.0, 3.0, 1.0])
+  x, y, z, _ = lps @ voxel
+  np.testing.assert_allclose(ras @ voxel, [-x, -y, z, 1.0])

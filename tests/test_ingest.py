@@ -11,8 +11,8 @@ import pydicom
 import pytest
 
 from configs import default
+from scanbias_jax import files
 from scanbias_jax.cohort import ingest, manifest
-from scanbias_jax.dicom import volume as volume_lib
 
 FIVE = np.arange(10) * 5.0
 THIN = np.arange(20) * 2.5
@@ -139,7 +139,7 @@ def test_native_grid_matches_independent_converters(tree, tmp_path):
   image = nib.load(tmp_path / five["path"])
   reference, affine = dicom_cases.sitk_reference(tree / "x" / "y")
   np.testing.assert_array_equal(np.asarray(image.dataobj), np.maximum(reference, -1024))
-  np.testing.assert_allclose(volume_lib.ras_affine(image.affine), affine, atol=1e-3)
+  np.testing.assert_allclose(files.ras_affine(image.affine), affine, atol=1e-3)
   # dicom2nifti writes its own NIfTI (RAS, possibly reoriented): compare in canonical RAS.
   import dicom2nifti  # pylint: disable=g-import-not-at-top
   theirs = dicom2nifti.dicom_series_to_nifti(str(tree / "f"), str(tmp_path / "f.nii.gz"),
@@ -211,7 +211,7 @@ def test_synthesized_cohort(smoke_cohort, tmp_path):
     reference = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
     ours = nib.load(tmp_path / row["path"])
     np.testing.assert_array_equal(np.asarray(ours.dataobj), np.maximum(reference, -1024))
-    np.testing.assert_allclose(volume_lib.ras_affine(ours.affine)[:3, 3], image.GetOrigin(),
+    np.testing.assert_allclose(files.ras_affine(ours.affine)[:3, 3], image.GetOrigin(),
                                atol=1e-3)
   needles = set()
   for path in dicom_root.rglob("*"):

@@ -14,7 +14,7 @@ import train_toys as toys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-LAUNCHERS = ("study", "synthesize", "ingest", "prepare", "train")
+LAUNCHERS = ("study", "synthesize", "ingest", "prepare", "train", "audit")
 
 
 def run_launcher(data, workdir, epochs, as_file=False):

@@ -206,7 +206,7 @@ def test_thin_series_fraction_drops_thin_series_and_nothing_else():
 @pytest.mark.parametrize("vendor", ["GE", "Siemens"])
 def test_series_writer_gives_the_bytes_pydicom_writes(tmp_path, vendor):
   """write.save_series (shared elements encoded once) against pydicom.dcmwrite, file by file."""
-  from scanbias_jax.dicom import write  # pylint: disable=g-import-not-at-top
+  from scanbias_jax.synth import dicom_write as write  # pylint: disable=g-import-not-at-top
   synth = smoke_synth(1, vendors=(vendor,), vendor_mix=(1.0,), tilt_fraction=0.0,
                       write_scout=False)
   plan = cohort.plan_cohort(synth_key(), synth)[0]

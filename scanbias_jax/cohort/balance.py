@@ -81,7 +81,7 @@ def match_cohort(rows, key, size=0, group="vendor", age_bin_years=5.0,
   matchable = np.array([min(len(members.get(g, [])) for g in groups)
                         for members in strata.values()])
   per_group = int(matchable.sum()) if not size else min(size // len(groups), int(matchable.sum()))
-  quota = _largest_remainder(matchable, per_group)
+  quota = _proportional(matchable, per_group)
   chosen = []
   for (sex, age_bin), members, count in zip(strata, strata.values(), quota):
     for value in groups:
@@ -117,24 +117,29 @@ def stratified_split(rows, key, fractions=(0.70, 0.09, 0.21), strata=("vendor",)
     study_ids = sorted(study_ids)
     rng = keys.numpy_rng(keys.stream(key, "split/" + "/".join(stratum)))
     order = [study_ids[i] for i in rng.permutation(len(study_ids))]
-    counts = _largest_remainder(np.asarray(fractions, float), len(order))
+    counts = _proportional(np.asarray(fractions, float), len(order))
     bounds = np.cumsum(counts)
     for index, study_id in enumerate(order):
       assignment[study_id] = SPLITS[int(np.searchsorted(bounds, index, side="right"))]
   return assignment
 
 
-def _largest_remainder(weights, total) -> np.ndarray:
-  """Integers proportional to `weights` summing to `total` (ties to the earlier entry)."""
+def largest_remainder(exact, total) -> np.ndarray:
+  """Integers near `exact` summing to `total` (the largest remainders rounded up, ties
+  to the earlier entry)."""
+  exact = np.asarray(exact, float)
+  counts = np.floor(exact).astype(int)
+  for index in np.argsort(-(exact - counts), kind="stable")[:max(total - counts.sum(), 0)]:
+    counts[index] += 1
+  return counts
+
+
+def _proportional(weights, total) -> np.ndarray:
+  """Integers proportional to `weights` summing to `total`."""
   weights = np.asarray(weights, float)
   if total <= 0 or weights.sum() == 0:
     return np.zeros(len(weights), int)
-  exact = weights / weights.sum() * total
-  counts = np.floor(exact).astype(int)
-  remainder = exact - counts
-  for index in np.argsort(-remainder, kind="stable")[: total - counts.sum()]:
-    counts[index] += 1
-  return counts
+  return largest_remainder(weights / weights.sum() * total, total)
 
 
 def _smd(a, b, binary=False) -> float:

@@ -17,7 +17,6 @@ import os
 import secrets
 import time
 
-import nibabel as nib
 import numpy as np
 from absl import logging
 
@@ -114,6 +113,7 @@ def ingest_study(task) -> dict:
         why += f" (after {rank} better-ranked series failed)"
       row = manifest.study_row(study_id, patient_id, refs, why, len(series), vol, source,
                                settings.grid, relative)
+      row.update(manifest.acquisition(refs[0], secret))
       break
     else:
       reason = "no usable series" + ("" if choice.ranked else " (no axial 5 mm or thin series)")
@@ -132,13 +132,7 @@ def ingest_study(task) -> dict:
 def write_nifti(path, vol: volume_lib.Volume):
   """int16 HU with the RAS affine in sform and qform and an otherwise blank header."""
   data = np.clip(np.round(vol.hu), -32768, 32767).astype(np.int16)
-  affine = volume_lib.ras_affine(vol.affine)
-  image = nib.Nifti1Image(data, affine)
-  image.set_sform(affine, code=1)
-  image.set_qform(affine, code=1)
-  image.header.set_xyzt_units("mm", "sec")
-  image.header["descrip"] = b"scanbias_jax HU"
-  files.save_nifti(path, image)
+  files.save_nifti(path, data, files.ras_affine(vol.affine), "scanbias_jax HU")
 
 
 def resolve_secret(configured: str, out_dir) -> bytes:

@@ -33,6 +33,12 @@ MANIFEST_COLUMNS = (
     "shape",               # i x j x k of the written volume
     "spacing_mm",          # i x j x k voxel size of the written volume
     "path",                # the NIfTI, relative to the output directory
+    # Acquisition attributes (the bias audit's questions), from the chosen series:
+    "kvp",                 # KVP
+    "institution",         # keyed hash of InstitutionName ("institution-<hex>")
+    "station",             # keyed hash of StationName
+    "recon_diameter_mm",   # ReconstructionDiameter
+    "study_year",          # year of StudyDate (a year alone identifies no one)
 )
 REJECT_COLUMNS = ("level", "study_id", "series_number", "series_id", "file_id", "reason")
 
@@ -62,6 +68,18 @@ def study_row(study_id, patient_id, refs, choice_reason, n_series, vol, source_v
       "spacing_mm": "x".join(f"{s:.4g}" for s in vol.spacing),
       "path": path,
   }
+
+
+def acquisition(ref, secret: bytes) -> dict:
+  """The acquisition columns of a series' first image; site names as keyed hashes."""
+  def hashed(kind, value):
+    return deid.pseudonym(secret, kind, value, length=8) if value else ""
+
+  return {"kvp": "" if ref.kvp is None else f"{ref.kvp:g}",
+          "institution": hashed("institution", ref.institution),
+          "station": hashed("station", ref.station),
+          "recon_diameter_mm": "" if ref.recon_diameter_mm is None else f"{ref.recon_diameter_mm:g}",
+          "study_year": ref.study_year}
 
 
 def rejected_row(study_id, patient_id, refs, n_series, reason, status="rejected") -> dict:

@@ -5,7 +5,7 @@ InstanceNumber or file name). Missing slices and uneven spacing are found from
 those positions; gantry tilt is found from the angle between the slice normal
 and the line the slice positions lie on. Arrays are indexed [i, j, k] =
 [column, row, slice] and `affine` maps (i, j, k, 1) to DICOM patient
-coordinates (LPS, mm), so `ras_affine` is all a NIfTI writer needs.
+coordinates (LPS, mm), so `files.ras_affine` is all a NIfTI writer needs.
 """
 import collections
 import dataclasses
@@ -79,10 +79,6 @@ def correct_tilt(hu, affine, air_hu):
   corrected = ndimage.affine_transform(hu, to_input[:3, :3], offset=to_input[:3, 3],
                                        order=1, mode="constant", cval=air_hu)
   return corrected, out
-
-
-def ras_affine(affine_lps: np.ndarray) -> np.ndarray:
-  return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps
 
 
 def _check_same_plane(refs):

@@ -14,8 +14,6 @@ depend on the data-set sizes and compile in a fraction of a second.
 import threading
 import time
 
-import jax
-import jax.numpy as jnp
 from absl import logging
 
 from scanbias_jax.experiments.tasks import TASKS
@@ -24,38 +22,11 @@ from scanbias_jax.train import ensemble, member
 
 def programs(config, task: str) -> list:
   """[(name, jitted program, abstract arguments)] of one task's ensemble, as training
-  will call them (one chunk of members, on the chunk's device)."""
+  will call them (`Ensemble.batch_programs`)."""
   module = TASKS[task]
   shapes = module.sample_shapes(config)
-  train_config = member.task_config(config, task)
-  ens = ensemble.shared_ensemble(train_config, module.augment(config))
-  size, batch = ens.chunk_size, train_config.batch_size
-  sharding = ens.member_shardings[0]
-
-  def spec(shape, dtype=jnp.float32):
-    return jax.ShapeDtypeStruct(tuple(shape), dtype, sharding=sharding)
-
-  def placed(tree):
-    """Abstract arrays committed to the chunk's device, as training's arguments are:
-    the sharding is part of the lowered program, hence of its cache key."""
-    return jax.tree.map(lambda a: spec(a.shape, a.dtype), tree)
-
-  member_keys = jax.device_put(ensemble.member_keys(jax.random.key(0), range(size)), sharding)
-  x = spec((size, batch) + shapes["train_x"])
-  y = spec((size, batch) + shapes["y"])
-  first = {"train": {"x": x, "y": y}}
-  state = placed(jax.eval_shape(ens._init, member_keys, first))
-  params, batch_stats = state["params"], state["batch_stats"]
-  # The engine passes each step's indices as a host (numpy) array: not committed.
-  epoch_keys, indices = state["key"], jax.ShapeDtypeStruct((size, batch), jnp.int32)
-  out = [("init", ens._init, (member_keys, first)),
-         ("step", ens._step, ((params, batch_stats, state["opt_state"]), epoch_keys, indices,
-                              x, y)),
-         ("eval", ens._eval, ({"params": params, "batch_stats": batch_stats},
-                              spec((train_config.eval_batch_size,) + shapes["eval_x"])))]
-  if ens.program.batch_moments is not None:
-    out.append(("moments", ens._moments, (params, batch_stats, epoch_keys, indices, x)))
-  return out
+  ens = ensemble.shared_ensemble(member.task_config(config, task), module.augment(config))
+  return ens.batch_programs(shapes["train_x"], shapes["y"], shapes["eval_x"])
 
 
 def compile_all(config) -> dict:

@@ -101,11 +101,7 @@ def plan(rows, key, config, anatomies: dict | None = None) -> list[dict]:
 
 
 def write_mask(path, mask, affine):
-  image = nib.Nifti1Image(np.asarray(mask, np.uint8), affine)
-  image.set_sform(affine, code=1)
-  image.set_qform(affine, code=1)
-  image.header.set_xyzt_units("mm", "sec")
-  files.save_nifti(path, image)
+  files.save_nifti(path, np.asarray(mask, np.uint8), affine)
 
 
 def measure_sphere(hu, draw, kind, spacing, key, study_id, reach) -> dict:

@@ -34,7 +34,12 @@ def _finish(path: Path, info: dict) -> None:
 
 
 def synthesize(config, workdir: Path, say) -> Path:
-  out = workdir / "synth"
+  return synthesize_into(config, workdir / "synth", say)
+
+
+def synthesize_into(config, out: Path, say) -> Path:
+  """The synthetic export in `out` (dicom/, truth/, vendor_preview.png; `.done` holds
+  each vendor's counts), unless it is there already (launch/synthesize.py too)."""
   if not _done(out):
     key = keys.stream(keys.root(config.seed), "synth")
     records = export.write_cohort(key, config.synth, out,
@@ -48,7 +53,12 @@ def synthesize(config, workdir: Path, say) -> Path:
 
 
 def ingest(config, dicom_root: Path, workdir: Path, say) -> Path:
-  out = workdir / "cohort"
+  return ingest_into(config, dicom_root, workdir / "cohort", say)
+
+
+def ingest_into(config, dicom_root: Path, out: Path, say) -> Path:
+  """Ingest of `dicom_root` into `out` (volumes, manifest, rejects, matched cohort),
+  unless it is there already (launch/ingest.py too)."""
   if not _done(out):
     summary = ingest_tree(str(dicom_root), str(out), config, console.progress("ingest", out=say))
     cohort, _, after = balance.write_cohort_tables(str(out), config)

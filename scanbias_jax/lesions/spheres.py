@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scanbias_jax import keys
+from scanbias_jax.cohort.balance import largest_remainder
 from scanbias_jax.preprocess import skullstrip
 
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -70,15 +71,6 @@ def uniform(key: jax.Array, name: str) -> float:
 def ranked(ids, key, name) -> list:
   """`ids` ordered by each study's own uniform draw `name` (ties by id)."""
   return sorted(ids, key=lambda s: (uniform(study_key(key, s), name), s))
-
-
-def largest_remainder(exact, total) -> np.ndarray:
-  """Integers near `exact` summing to `total` (ties to the earlier entry)."""
-  exact = np.asarray(exact, float)
-  counts = np.floor(exact).astype(int)
-  for index in np.argsort(-(exact - counts), kind="stable")[:max(total - counts.sum(), 0)]:
-    counts[index] += 1
-  return counts
 
 
 def assign_labels(rows, key, group: str, positive_fraction: float = 0.5) -> dict:

@@ -94,7 +94,7 @@ def roc_curves(curves: dict, path: Path, title: str = "ROC of member-averaged ou
       ax.tick_params(labelsize=7)
   fig.suptitle(title)
   fig.tight_layout()
-  return _save(fig, path)
+  return save(fig, path)
 
 
 SAMPLE_ROWS = (("without_sphere", "no sphere"), ("with_sphere", "with sphere"),
@@ -139,10 +139,10 @@ def sample_slices(samples: dict, path: Path, window=(50, 100)) -> Path:
       ax.set_title(f"{group}: {label}", fontsize=9)
   fig.suptitle(f"Sample slices per group (W {width} / L {level})")
   fig.tight_layout()
-  return _save(fig, path)
+  return save(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
   """Writes atomically (temp file + rename) so a killed run leaves no half PNG."""
   path = Path(path)
   with files.atomic_path(path) as temporary:
@@ -166,7 +166,7 @@ def forest_plot(panels: dict, path: Path,
     fig, ax = plt.subplots(figsize=(6, 1.2))
     ax.text(0.5, 0.5, "n/a: no cross-group comparison was run", ha="center", va="center")
     ax.axis("off")
-    return _save(fig, path)
+    return save(fig, path)
   heights = [max(len(panels[m]["rows"]), 1) * 0.32 + 0.9 for m in names]
   fig, axes = plt.subplots(len(names), 1, squeeze=False, figsize=(7.5, sum(heights)),
                            gridspec_kw=dict(height_ratios=heights))
@@ -192,4 +192,4 @@ def forest_plot(panels: dict, path: Path,
     ax.set_ylim(-0.7, len(rows) - 0.3)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  return _save(fig, path)
+  return save(fig, path)

@@ -38,7 +38,7 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scip
 _SECRET = re.compile(r"secret|password|passwd|token|credential", re.IGNORECASE)
 _IDENTITY = re.compile(r"patient|birth|accession|physician|operator|name_of",
                        re.IGNORECASE)
-_STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
           "table{border-collapse:collapse;font-size:12px;margin:0.5em 0}"
           "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
           "th{background:#eee}ul.notes{font-size:12px;color:#555}"
@@ -149,7 +149,7 @@ def _stage_rows(stages: dict) -> list[list[str]]:
   return rows or [["n/a (no stages recorded)", "", ""]]
 
 
-def _embedded(path: Path, caption: str) -> str:
+def embedded(path: Path, caption: str) -> str:
   encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
   return (f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>"
           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
@@ -211,19 +211,19 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
           f"<p>Groups ({html.escape(attribute)}): {html.escape(groups)}.</p>",
           "<h2>The answer</h2><ul class='answer'>"
           + "".join(f"<li>{html.escape(line)}</li>" for line in first_lines) + "</ul>",
-          _embedded(forest, forest_caption),
+          embedded(forest, forest_caption),
           "<h2>Summary</h2>"]
   for question, lines in answers.items():
     body.append(f"<h4>{html.escape(question)}</h4><ul>"
                 + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
   body += ["<h2>Tables</h2>"] + [tables.to_html(t) for t in all_tables]
   body.append("<h2>Figures</h2>")
-  body += [_embedded(path, caption) for caption, path in figure_paths.items()]
+  body += [embedded(path, caption) for caption, path in figure_paths.items()]
   body += [f"<p>{html.escape(m)}</p>" for m in missing_figures]
   body += ["<h2>Provenance</h2>", tables.to_html(stage_table),
            f"<pre>{html.escape(provenance)}</pre>"]
   page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-          f"</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+          f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
   files.write_text(run_dir / "report.html", page)
   written["report.html"] = run_dir / "report.html"
   written.update({f"figures/{p.name}": p for p in [forest, *figure_paths.values()]})

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from scanbias_jax import keys
-from scanbias_jax.dicom.write import StudyTags
+from scanbias_jax.synth.dicom_write import StudyTags
 from scanbias_jax.synth import geometry as geo
 from scanbias_jax.lesions import anatomy as lesion_anatomy
 from scanbias_jax.synth import atlas_head, phantom, scanner, vendors

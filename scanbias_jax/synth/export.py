@@ -18,15 +18,13 @@ import multiprocessing
 from pathlib import Path
 
 import jax
-import nibabel as nib
 import numpy as np
 
 from scanbias_jax import files
-from scanbias_jax.dicom import write
+from scanbias_jax.synth import dicom_write as write
 from scanbias_jax.synth import cohort, geometry as geo
 
 SERIES_NUMBERS = {"scout": 1, "routine": 2, "thin": 3}
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def _safe(text: str) -> str:
@@ -48,10 +46,8 @@ def file_path(plan: cohort.StudyPlan, series: write.SeriesTags, ds) -> Path:
 
 def write_mask(path: Path, mask: np.ndarray, geometry: geo.SeriesGeometry) -> None:
   """Brain mask [slices, rows, cols] as NIfTI (col, row, slice) with a RAS affine."""
-  image = nib.Nifti1Image(np.transpose(mask.astype(np.uint8), (2, 1, 0)),
-                          LPS_TO_RAS @ geo.affine_lps(geometry))
-  image.header.set_xyzt_units("mm")
-  files.save_nifti(path, image)
+  files.save_nifti(path, np.transpose(mask.astype(np.uint8), (2, 1, 0)),
+                   files.ras_affine(geo.affine_lps(geometry)))
 
 
 def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:

@@ -247,6 +247,35 @@ class Ensemble:
     return scipy.special.expit(_gather_members(outputs, self.layout.num_members))
 
 
+  def batch_programs(self, train_x: tuple, y: tuple, eval_x: tuple) -> list:
+    """[(name, jitted program, abstract arguments)]: the per-batch programs (init, step,
+    BatchNorm moments, evaluation) as training calls them for one chunk of members on
+    its device, from per-sample shapes alone (float32), for compiling ahead of the data
+    (experiments/precompile.py). The committed sharding is part of a lowered program,
+    hence of its cache key, so the abstract arguments carry the chunk's."""
+    size, batch = self.chunk_size, self.batch_size
+    sharding = self.member_shardings[0]
+
+    def spec(shape, dtype=jnp.float32):
+      return jax.ShapeDtypeStruct(tuple(shape), dtype, sharding=sharding)
+
+    keys_ = jax.device_put(member_keys(jax.random.key(0), range(size)), sharding)
+    x, labels = spec((size, batch) + tuple(train_x)), spec((size, batch) + tuple(y))
+    first = {"train": {"x": x, "y": labels}}
+    state = jax.tree.map(lambda a: spec(a.shape, a.dtype), jax.eval_shape(self._init, keys_, first))
+    params, batch_stats = state["params"], state["batch_stats"]
+    # Training passes each step's indices as a host (numpy) array: not committed.
+    epoch_keys, indices = state["key"], jax.ShapeDtypeStruct((size, batch), jnp.int32)
+    out = [("init", self._init, (keys_, first)),
+           ("step", self._step, ((params, batch_stats, state["opt_state"]), epoch_keys,
+                                 indices, x, labels)),
+           ("eval", self._eval, ({"params": params, "batch_stats": batch_stats},
+                                 spec((self.eval_batch_size,) + tuple(eval_x))))]
+    if self.program.batch_moments is not None:
+      out.append(("moments", self._moments, (params, batch_stats, epoch_keys, indices, x)))
+    return out
+
+
 def best(states: list) -> list:
   """The variables of each member's best validation epoch."""
   return [{"params": s["best"]["params"], "batch_stats": s["best"]["batch_stats"]} for s in states]

@@ -1,0 +1,164 @@
+"""The bias audit: which acquisition attributes can be named from the images, and which
+of them line up with each other and with the labels (issue 17).
+
+For every attribute of the manifest (`ATTRIBUTES`) with at least two groups of
+`min_group` studies, "Name the X" by the noise-texture probe (evaluate/probe.py):
+a standardised multinomial logistic regression on each study's brain texture,
+cross-fitted over folds grouped by patient (every study is scored by a model that
+never saw its patient), then
+  - balanced accuracy and macro one-vs-rest AUROC (scikit-learn) with 95 % intervals
+    from a bootstrap over patients, and the confusion matrix;
+  - a permutation p-value: the labels shuffled over studies and the whole
+    cross-fitting redone, so the null includes what fitting can find in noise.
+Associations: Cramer's V with the chi-square p-value between categorical columns
+(scipy.stats), the correlation ratio with a Kruskal-Wallis p-value for a numeric one.
+Everything here is numbers in, numbers out; launch/audit.py reads the volumes.
+"""
+import dataclasses
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+
+from scanbias_jax.evaluate import probe
+
+# Manifest columns asked about, and what the report calls them.
+ATTRIBUTES = {"vendor": "vendor", "model": "scanner model", "kernel": "reconstruction kernel",
+              "institution": "institution", "station": "station", "kvp": "tube voltage (kVp)",
+              "source_thickness_mm": "slice thickness of the chosen series",
+              "recon_diameter_mm": "reconstruction diameter", "study_year": "study year"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  min_group: int = 10            # studies a group needs to be tested
+  folds: int = 5
+  n_permutations: int = 200
+  n_resamples: int = 1000
+
+
+def testable_groups(values, min_group: int) -> tuple[list[str], str | None]:
+  """(the groups with >= min_group studies, sorted; None) or ([], why the attribute
+  cannot be tested)."""
+  present = [v for v in values if v not in ("", None)]
+  if not present:
+    return [], "tag missing in every study"
+  names, counts = np.unique(present, return_counts=True)
+  groups = [str(n) for n, c in zip(names, counts) if c >= min_group]
+  if len(names) == 1:
+    return [], f"one group only ({names[0]})"
+  if len(groups) < 2:
+    return [], (f"fewer than two groups with >= {min_group} studies "
+                f"({len(names)} groups, largest {int(counts.max())})")
+  return groups, None
+
+
+def cross_fitted_scores(features, labels, patients, folds: int, seed: int) -> np.ndarray:
+  """Out-of-fold probabilities [n, classes]: each study scored by the probe fitted on
+  the folds that hold none of its patient's studies."""
+  labels = np.asarray(labels)
+  scores = np.zeros((len(labels), int(labels.max()) + 1))
+  splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+  for train, test in splitter.split(features, labels, patients):
+    fitted = probe.fit_and_score(features[train], labels[train], features[test])
+    scores[np.ix_(test, np.unique(labels[train]))] = fitted
+  return scores
+
+
+def macro_auroc(labels, scores) -> float:
+  if scores.shape[1] == 2:
+    return float(roc_auc_score(labels, scores[:, 1]))
+  return float(roc_auc_score(labels, scores, multi_class="ovr", average="macro",
+                             labels=np.arange(scores.shape[1])))
+
+
+def _bootstrap(rng, labels, scores, patients, n_resamples: int) -> dict:
+  """95 % percentile intervals of balanced accuracy and macro AUROC, patients resampled
+  (a resample missing a class is drawn again)."""
+  _, unit = np.unique(patients, return_inverse=True)
+  members = [np.flatnonzero(unit == u) for u in range(unit.max() + 1)]
+  classes = scores.shape[1]
+  values = {"balanced_accuracy": [], "auroc": []}
+  while len(values["auroc"]) < n_resamples:
+    rows = np.concatenate([members[u] for u in rng.integers(0, len(members), len(members))])
+    if np.unique(labels[rows]).size < classes:
+      continue
+    values["balanced_accuracy"].append(
+        balanced_accuracy_score(labels[rows], scores[rows].argmax(1)))
+    values["auroc"].append(macro_auroc(labels[rows], scores[rows]))
+  return {name: [float(v) for v in np.percentile(draws, [2.5, 97.5])]
+          for name, draws in values.items()}
+
+
+def name_attribute(features, values, patients, settings: Settings, seed: int = 0) -> dict:
+  """"Name the X" for one attribute: `values` the attribute per study (strings, ""
+  missing), `features` [n, f] the probe's, `patients` the grouping of the folds."""
+  groups, reason = testable_groups(values, settings.min_group)
+  if reason:
+    return {"testable": False, "reason": reason}
+  keep = np.flatnonzero(np.isin(values, groups))
+  labels = np.array([groups.index(values[i]) for i in keep])
+  x, units = np.asarray(features)[keep], np.asarray(patients)[keep]
+  folds = min(settings.folds, int(np.bincount(labels).min()))
+  if folds < 2:
+    return {"testable": False, "reason": "too few studies a group to cross-fit"}
+  scores = cross_fitted_scores(x, labels, units, folds, seed)
+  rng = np.random.default_rng(seed)
+  observed = balanced_accuracy_score(labels, scores.argmax(1))
+  null = [balanced_accuracy_score(shuffled, cross_fitted_scores(
+      x, shuffled, units, folds, seed).argmax(1))
+          for shuffled in (rng.permutation(labels) for _ in range(settings.n_permutations))]
+  return {
+      "testable": True, "groups": groups, "n": int(len(labels)),
+      "n_per_group": [int(c) for c in np.bincount(labels, minlength=len(groups))],
+      "chance_balanced_accuracy": 1.0 / len(groups),
+      "balanced_accuracy": float(observed), "auroc": macro_auroc(labels, scores),
+      "ci": _bootstrap(rng, labels, scores, units, settings.n_resamples),
+      "permutation_p": float((1 + np.sum(np.asarray(null) >= observed - 1e-12))
+                             / (1 + settings.n_permutations)),
+      "n_permutations": settings.n_permutations, "folds": folds,
+      "confusion": confusion_matrix(labels, scores.argmax(1),
+                                    labels=np.arange(len(groups))).tolist()}
+
+
+def association(a, b, numeric_b: bool = False) -> dict:
+  """Cramer's V and the chi-square p of two categorical columns, or (numeric `b`) the
+  correlation ratio eta and the Kruskal-Wallis p; studies missing either are left out."""
+  a, b = np.asarray(a, object), np.asarray(b, object)
+  keep = np.array([x not in ("", None) and y not in ("", None) for x, y in zip(a, b)], bool)
+  a, b = a[keep].astype(str), b[keep]
+  if np.unique(a).size < 2 or (not numeric_b and np.unique(b.astype(str)).size < 2):
+    return {"n": int(keep.sum()), "reason": "fewer than two values"}
+  if numeric_b:
+    y = b.astype(float)
+    samples = [y[a == g] for g in np.unique(a)]
+    between = sum(len(s) * (s.mean() - y.mean()) ** 2 for s in samples)
+    total = ((y - y.mean()) ** 2).sum()
+    return {"n": int(len(y)), "measure": "eta",
+            "value": float(np.sqrt(between / total)) if total else 0.0,
+            "p": float(stats.kruskal(*samples).pvalue) if total else 1.0}
+  table = stats.contingency.crosstab(a, b.astype(str)).count
+  return {"n": int(keep.sum()), "measure": "cramers_v",
+          "value": float(stats.contingency.association(table, method="cramer")),
+          "p": float(stats.chi2_contingency(table).pvalue)}
+
+
+def shortcut_risks(named: dict, associations: dict, labels: list[str],
+                   alpha: float = 0.05) -> list[str]:
+  """Plain sentences: an attribute nameable from the images (p < alpha, AUROC interval
+  above 0.5) that is associated with a label (p < alpha)."""
+  lines = []
+  for attribute, result in named.items():
+    if not result.get("testable") or result["permutation_p"] >= alpha \
+        or result["ci"]["auroc"][0] <= 0.5:
+      continue
+    low, high = result["ci"]["auroc"]
+    for label in labels:
+      found = associations.get((attribute, label), {})
+      if found.get("p", 1.0) < alpha:
+        lines.append(f"{ATTRIBUTES.get(attribute, attribute)} is nameable from the images "
+                     f"(AUROC {result['auroc']:.2f} [{low:.2f}, {high:.2f}]) and associated "
+                     f"with {label} ({found['measure']} {found['value']:.2f}, "
+                     f"p {found['p']:.3g})")
+  return lines

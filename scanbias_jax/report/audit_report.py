@@ -1,0 +1,145 @@
+"""The bias audit's report.md and self-contained report.html (experiments/audit.py).
+
+It opens with the answer: the shortcut risks in plain words, then which attributes
+the images name (a bar chart of AUROC with intervals), what could not be tested and
+why, the confusion matrices and the association heat map. Only attribute names,
+group values the manifest already holds (pseudonyms for sites) and numbers appear.
+"""
+import html
+from pathlib import Path
+
+import numpy as np
+
+from scanbias_jax import files
+from scanbias_jax.evaluate import audit
+from scanbias_jax.report import figures, render, tables
+
+
+def _interval(values) -> str:
+  return f"[{values[0]:.2f}, {values[1]:.2f}]"
+
+
+def verdict(result: dict, alpha: float = 0.05) -> str:
+  if not result["testable"]:
+    return f"not tested: {result['reason']}"
+  if result["permutation_p"] < alpha and result["ci"]["auroc"][0] > 0.5:
+    return "nameable from the images"
+  return "not nameable (interval contains chance)"
+
+
+def naming_table(named: dict) -> tables.Table:
+  rows = []
+  for attribute, r in named.items():
+    label = audit.ATTRIBUTES.get(attribute, attribute)
+    if not r["testable"]:
+      rows.append([label, "-", "-", "-", "-", "-", verdict(r)])
+      continue
+    groups = ", ".join(f"{g} ({n})" for g, n in zip(r["groups"], r["n_per_group"]))
+    rows.append([label, groups,
+                 f"{r['balanced_accuracy']:.2f} {_interval(r['ci']['balanced_accuracy'])}",
+                 f"{r['chance_balanced_accuracy']:.2f}",
+                 f"{r['auroc']:.2f} {_interval(r['ci']['auroc'])}",
+                 f"{r['permutation_p']:.3g}", verdict(r)])
+  return tables.Table(
+      "Name the X: the noise-texture probe, cross-fitted over patient-grouped folds",
+      ["Attribute", "Groups (studies)", "Balanced accuracy [95% CI]", "Chance",
+       "Macro AUROC [95% CI]", "Permutation p", "Verdict"], rows,
+      ["Intervals: bootstrap over patients; p: labels shuffled over studies and the "
+       "cross-fitting redone."])
+
+
+def association_table(found: list[dict], alpha: float = 0.05) -> tables.Table:
+  rows = [[a["a"], a["b"], a["measure"], f"{a['value']:.2f}", f"{a['p']:.3g}", a["n"]]
+          for a in found if "value" in a and a["p"] < alpha]
+  return tables.Table(f"Associations with p < {alpha} (Cramer's V; eta for age)",
+                      ["Attribute", "With", "Measure", "Value", "p", "Studies"], rows)
+
+
+def _bar_chart(named: dict, path: Path) -> Path:
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  tested = [(a, r) for a, r in named.items() if r["testable"]]
+  fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(tested), 1) + 1.2))
+  for y, (attribute, r) in enumerate(tested[::-1]):
+    low, high = r["ci"]["auroc"]
+    color = "#c0392b" if verdict(r).startswith("nameable") else "#7f8c8d"
+    ax.barh(y, r["auroc"] - 0.5, left=0.5, color=color, height=0.6)
+    ax.plot([low, high], [y, y], color="black", linewidth=1.2)
+  ax.set_yticks(range(len(tested)))
+  ax.set_yticklabels([audit.ATTRIBUTES.get(a, a) for a, _ in tested[::-1]], fontsize=8)
+  ax.axvline(0.5, color="0.3", linewidth=0.8)
+  ax.set_xlim(0.3, 1.0)
+  ax.set_xlabel("macro one-vs-rest AUROC of the probe, 95% interval (0.5: chance)")
+  fig.tight_layout()
+  return figures.save(fig, path)
+
+
+def _heat_map(found: list[dict], path: Path) -> Path:
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  names = list(dict.fromkeys([a["a"] for a in found] + [a["b"] for a in found]))
+  grid = np.full((len(names), len(names)), np.nan)
+  for a in found:
+    if "value" in a:
+      grid[names.index(a["a"]), names.index(a["b"])] = a["value"]
+  fig, ax = plt.subplots(figsize=(0.5 * len(names) + 2.5, 0.5 * len(names) + 1.5))
+  image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
+  ax.set_xticks(range(len(names)))
+  ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+  ax.set_yticks(range(len(names)))
+  ax.set_yticklabels(names, fontsize=7)
+  fig.colorbar(image, ax=ax, label="Cramer's V (eta for numeric columns)")
+  fig.tight_layout()
+  return figures.save(fig, path)
+
+
+def _confusions(named: dict) -> list[tables.Table]:
+  out = []
+  for attribute, r in named.items():
+    if r["testable"]:
+      out.append(tables.Table(
+          f"Confusion matrix: {audit.ATTRIBUTES.get(attribute, attribute)} (rows true, "
+          "columns predicted)", ["", *r["groups"]],
+          [[g, *map(str, row)] for g, row in zip(r["groups"], r["confusion"])]))
+  return out
+
+
+def headline(results: dict) -> list[str]:
+  named = results["named"]
+  nameable = [audit.ATTRIBUTES.get(a, a) for a, r in named.items()
+              if verdict(r).startswith("nameable")]
+  lines = [f"{results['n_studies']} studies audited ({results['source']})."]
+  lines.append("Nameable from the images: " + (", ".join(nameable) or "none") + ".")
+  lines += results["shortcut_risks"] or [
+      "No attribute is both nameable from the images and associated with a label, age or "
+      "sex at p < 0.05."]
+  return lines
+
+
+def render_audit(results: dict, out_dir) -> dict:
+  out_dir = Path(out_dir)
+  (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+  bars = _bar_chart(results["named"], out_dir / "figures" / "auroc.png")
+  heat = _heat_map(results["associations"], out_dir / "figures" / "associations.png")
+  all_tables = [naming_table(results["named"]), association_table(results["associations"]),
+                *_confusions(results["named"])]
+  bar_caption = "Which attributes the images name: the probe's AUROC with its 95% interval"
+  heat_caption = "Associations between attributes, demographics and labels"
+  lines = headline(results)
+  md = ["# Bias audit", "", "## The answer", ""] + [f"- {line}" for line in lines]
+  md += ["", f"![{bar_caption}](figures/{bars.name})", "", f"*{bar_caption}*", "",
+         "## Tables", ""] + [tables.to_markdown(t) for t in all_tables]
+  md += [f"![{heat_caption}](figures/{heat.name})", "", f"*{heat_caption}*", ""]
+  if results["skipped"]:
+    md += ["## Studies without a measurable brain texture", ""]
+    md += [f"- {s}" for s in results["skipped"]] + [""]
+  files.write_text(out_dir / "report.md", "\n".join(md))
+  body = ["<h1>Bias audit</h1><h2>The answer</h2><ul class='answer'>"
+          + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>",
+          render.embedded(bars, bar_caption),
+          "<h2>Tables</h2>", *[tables.to_html(t) for t in all_tables],
+          render.embedded(heat, heat_caption)]
+  body += [f"<p>{html.escape(s)}</p>" for s in results["skipped"]]
+  page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Bias audit</title>"
+          f"<style>{render.STYLE}</style></head><body>{''.join(body)}</body></html>")
+  files.write_text(out_dir / "report.html", page)
+  return {"report.md": out_dir / "report.md", "report.html": out_dir / "report.html",
+          "figures/auroc.png": bars, "figures/associations.png": heat}

@@ -1,0 +1,91 @@
+"""The bias audit's statistics (evaluate/audit.py) against hand-computed cases and sklearn."""
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from scanbias_jax.evaluate import audit
+
+FAST = audit.Settings(min_group=5, folds=4, n_permutations=60, n_resamples=200)
+
+
+def test_untestable_attributes_say_why():
+  assert audit.testable_groups(["", ""], 5) == ([], "tag missing in every study")
+  assert audit.testable_groups(["120"] * 9, 5) == ([], "one group only (120)")
+  groups, reason = audit.testable_groups(["a"] * 6 + ["b"] * 2 + ["c"] * 3, 5)
+  assert groups == [] and "fewer than two groups with >= 5" in reason
+  assert audit.testable_groups(["a"] * 6 + ["b"] * 5 + ["c"] * 1 + [""], 5) == (["a", "b"], None)
+
+
+def _cohort(rng, n_groups, per_group, signal):
+  """Probe-like features: group g shifts the first two features by signal x g."""
+  labels = np.repeat(np.arange(n_groups), per_group)
+  features = rng.normal(size=(labels.size, 11))
+  features[:, :2] += signal * labels[:, None]
+  values = [f"g{g}" for g in labels]
+  patients = [f"p{i}" for i in range(labels.size)]
+  return features, values, patients
+
+
+def test_a_real_signal_is_named_and_a_planted_null_is_not():
+  rng = np.random.default_rng(0)
+  features, values, patients = _cohort(rng, 3, 30, signal=2.0)
+  named = audit.name_attribute(features, values, patients, FAST)
+  assert named["testable"] and named["groups"] == ["g0", "g1", "g2"]
+  assert named["balanced_accuracy"] > 0.8 and named["auroc"] > 0.9
+  assert named["ci"]["auroc"][0] > 0.5 and named["permutation_p"] < 0.05
+  assert np.asarray(named["confusion"]).sum() == 90
+  # The same features under labels drawn at random (a station name, say).
+  shuffled = list(rng.permutation(values))
+  null = audit.name_attribute(features, shuffled, patients, FAST)
+  assert null["permutation_p"] > 0.05
+  low, high = null["ci"]["balanced_accuracy"]
+  assert low <= null["chance_balanced_accuracy"] <= high
+
+
+def test_folds_keep_a_patient_together_and_scores_are_out_of_fold():
+  rng = np.random.default_rng(1)
+  features, values, _ = _cohort(rng, 2, 20, signal=1.0)
+  patients = [f"p{i // 2}" for i in range(40)]   # two studies a patient
+  labels = np.array([int(v[1]) for v in values])
+  scores = audit.cross_fitted_scores(features, labels, np.array(patients), 4, seed=0)
+  assert scores.shape == (40, 2) and np.allclose(scores.sum(1), 1.0)
+  from sklearn.model_selection import StratifiedGroupKFold
+  for train, test in StratifiedGroupKFold(4, shuffle=True, random_state=0).split(
+      features, labels, patients):
+    assert not set(np.array(patients)[train]) & set(np.array(patients)[test])
+
+
+def test_macro_auroc_is_the_mean_of_one_vs_rest_aurocs():
+  rng = np.random.default_rng(2)
+  labels = np.repeat(np.arange(3), 10)
+  scores = rng.dirichlet(np.ones(3), size=30)
+  by_hand = np.mean([roc_auc_score(labels == c, scores[:, c]) for c in range(3)])
+  assert audit.macro_auroc(labels, scores) == pytest.approx(by_hand)
+  two = rng.dirichlet(np.ones(2), size=30)
+  binary = (np.arange(30) % 2)
+  assert audit.macro_auroc(binary, two) == pytest.approx(roc_auc_score(binary, two[:, 1]))
+
+
+def test_associations_against_hand_computed_tables():
+  same = audit.association(["a"] * 10 + ["b"] * 10, ["x"] * 10 + ["y"] * 10)
+  assert same["measure"] == "cramers_v" and same["value"] == pytest.approx(1.0)
+  assert same["p"] < 0.001
+  # A 2 x 2 table [[5, 5], [5, 5]]: no association at all.
+  none = audit.association(["a"] * 10 + ["b"] * 10, ["x", "y"] * 10)
+  assert none["value"] == pytest.approx(0.0) and none["p"] > 0.5
+  # Numeric: eta^2 is the between-group share of the variance (hand-computed: 8 / 10).
+  eta = audit.association(["a", "a", "b", "b"], ["1", "3", "5", "7"], numeric_b=True)
+  assert eta["measure"] == "eta" and eta["value"] == pytest.approx(np.sqrt(16 / 20))
+  assert audit.association(["a", "a", ""], ["x", "y", "z"])["reason"] == "fewer than two values"
+
+
+def test_shortcut_risk_sentence_names_attribute_interval_and_label():
+  named = {"vendor": {"testable": True, "permutation_p": 0.001, "auroc": 0.97,
+                      "ci": {"auroc": [0.91, 1.0]}},
+           "station": {"testable": True, "permutation_p": 0.6, "auroc": 0.5,
+                       "ci": {"auroc": [0.4, 0.6]}}}
+  found = {("vendor", "diagnosis"): {"measure": "cramers_v", "value": 0.4, "p": 0.002},
+           ("station", "diagnosis"): {"measure": "cramers_v", "value": 0.5, "p": 0.001}}
+  lines = audit.shortcut_risks(named, found, ["diagnosis"])
+  assert lines == ["vendor is nameable from the images (AUROC 0.97 [0.91, 1.00]) and "
+                   "associated with diagnosis (cramers_v 0.40, p 0.002)"]

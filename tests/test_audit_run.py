@@ -1,0 +1,71 @@
+"""The bias audit end to end on a small synthetic export (launch/audit.py's library)."""
+import json
+
+import pytest
+
+from configs import smoke
+from scanbias_jax.cohort import manifest
+from scanbias_jax.experiments import audit as audit_run
+from scanbias_jax.synth import cohort
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+  config = smoke.get_config()
+  config.synth.num_studies = 40
+  config.synth.matrix = 128                     # 1.95 mm: the vendors' texture partly kept
+  config.ingest.paper_grid.in_plane = 128
+  config.audit.update(min_group=6, folds=3, n_permutations=40, n_resamples=200)
+  workdir = tmp_path_factory.mktemp("audit")
+  said = []
+  audit_run.run(config, workdir, None, None, lambda *a: None)
+  # A label that follows the vendor (a site that scans its stroke patients on the GE):
+  # the audit must flag the vendor as a shortcut for it.
+  rows = manifest.from_csv((workdir / "cohort" / "manifest.csv").read_text())
+  labels = workdir / "labels.csv"
+  labels.write_text("study_id,stroke\n" + "".join(
+      f"{r['study_id']},{int(r['vendor'] == 'GE')}\n" for r in rows))
+  results = audit_run.run(config, workdir, None, str(labels), lambda *a: said.append(a))
+  return config, workdir, results, said
+
+
+def test_vendor_is_named_and_constant_tags_are_reported_untestable(audited):
+  _, workdir, results, said = audited
+  vendor = results["named"]["vendor"]
+  assert vendor["testable"] and vendor["groups"] == ["GE", "Siemens"]
+  assert vendor["permutation_p"] < 0.05 and vendor["ci"]["auroc"][0] > 0.5
+  assert results["named"]["kvp"] == {"testable": False, "reason": "one group only (120)"}
+  assert not results["named"]["recon_diameter_mm"]["testable"]
+  on_disk = json.loads((workdir / "audit" / "results.json").read_text())
+  assert on_disk["named"]["vendor"]["auroc"] == pytest.approx(vendor["auroc"])
+  assert any(stage == "audit" and text.startswith("vendor:") for stage, text in said)
+  report = (workdir / "audit" / "report.md").read_text()
+  assert "## The answer" in report and "vendor" in report.split("## Tables")[0]
+
+
+def test_a_label_that_follows_the_vendor_is_flagged_as_a_shortcut(audited):
+  results = audited[2]
+  assert results["label_columns"] == ["stroke"]
+  assert any(line.startswith("vendor is nameable from the images") and "stroke" in line
+             for line in results["shortcut_risks"]), results["shortcut_risks"]
+  assert not any(line.startswith("institution") for line in results["shortcut_risks"])
+
+
+def test_institution_drawn_at_random_is_not_named(audited):
+  """The synthetic export draws each study's institution at random: a planted attribute
+  with no image signal."""
+  institution = audited[2]["named"]["institution"]
+  assert institution["testable"]
+  assert institution["permutation_p"] > 0.05
+  low, high = institution["ci"]["balanced_accuracy"]
+  assert low <= institution["chance_balanced_accuracy"] <= high
+
+
+def test_no_site_name_or_patient_information_leaves_the_audit(audited):
+  _, workdir, _, _ = audited
+  # report.html is report.md's text around base64 figures, where any short string can occur.
+  outputs = "".join(p.read_text(errors="ignore") for p in (workdir / "audit").rglob("*")
+                    if p.suffix in (".json", ".md", ".csv"))
+  outputs += (workdir / "cohort" / "manifest.csv").read_text()
+  for name in (*cohort.INSTITUTIONS, *cohort.LAST, "MRN", "ACC"):
+    assert name not in outputs, name
