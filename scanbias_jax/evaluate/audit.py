@@ -155,7 +155,7 @@ def shortcut_risks(named: dict, associations: dict, labels: list[str],
       continue
     low, high = result["ci"]["auroc"]
     for label in labels:
-      found = associations.get((attribute, label), {})
+      found = associations.get((attribute, label)) or associations.get((label, attribute), {})
       if found.get("p", 1.0) < alpha:
         lines.append(f"{ATTRIBUTES.get(attribute, attribute)} is nameable from the images "
                      f"(AUROC {result['auroc']:.2f} [{low:.2f}, {high:.2f}]) and associated "

@@ -60,15 +60,15 @@ def read_labels(path: str | None, study_ids) -> tuple[dict, list[str]]:
 
 
 def associations(columns: dict, numeric: set) -> dict:
-  """{(a, b): association} for every ordered pair of distinct columns whose first one
-  is categorical (a numeric second one gets the correlation ratio)."""
+  """{(a, b): association}: every unordered pair of categorical columns once (Cramer's V
+  is symmetric), and every categorical column with each numeric one (eta)."""
+  names = list(columns)
   out = {}
-  for a, values_a in columns.items():
+  for i, a in enumerate(names):
     if a in numeric:
       continue
-    for b, values_b in columns.items():
-      if b != a:
-        out[(a, b)] = audit.association(values_a, values_b, numeric_b=b in numeric)
+    for b in names[i + 1:] + [n for n in names[:i] if n in numeric]:
+      out[(a, b)] = audit.association(columns[a], columns[b], numeric_b=b in numeric)
   return out
 
 

@@ -47,7 +47,7 @@ def synthesize_into(config, out: Path, say) -> Path:
     figures.vendor_slices(cohort.vendor_preview(key, config.synth),
                           config.synth.fov_mm / config.synth.matrix,
                           out / "vendor_preview.png")
-    _finish(out, export.summarize(records))
+    _finish(out, export.summarise(records))
   say("synthesize", f"{config.synth.num_studies} studies -> {out / 'dicom'}")
   return out
 

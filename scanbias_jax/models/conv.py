@@ -1,8 +1,8 @@
 """3D convolution written as a 2D one with the depth taps folded into channels.
 
-XLA:CPU runs 3D convolutions with few channels far below the machine's speed
-(3x3x3, 4 -> 4 channels, 16 x 32x32x16: 250 ms forward where a 2D convolution of
-the same work takes 20 ms; BUILD_NOTES.md, "3D convolutions on XLA:CPU"). The same
+XLA:CPU runs 3D convolutions with few channels far below the machine's speed, an
+order of magnitude behind a 2D convolution of the same work (measured in
+BUILD_NOTES.md, "Performance: where the time went"). The same
 sum is a 2D convolution over (H, W) whose input channels are the kd depth-shifted
 copies of the input: out[d] = sum_k conv2d(x[d * sd + k - pad], w[:, :, k]). Same
 multiply-adds and the same parameters (the kernel keeps its [kh, kw, kd, C, O]
@@ -144,8 +144,8 @@ def _kernel_grad(x, dy, strides, padding, precision, kernel):
                                    precision=precision, preferred_element_type=accumulate)
     return out.transpose(1, 2, 0, 3)
 
-  # XLA:CPU computes this tiny-output, batch-deep product 2-3x faster in chunks of
-  # the batch whose operands fit in cache, summed (BUILD_NOTES.md, "Session 5").
+  # XLA:CPU computes this tiny-output, batch-deep product faster in chunks of the
+  # batch whose operands fit in cache, summed (measured: BUILD_NOTES.md, "Session 5").
   parts = [one(x[i:i + rows], dy[i:i + rows]) for i in range(0, x.shape[0], rows)]
   return functools.reduce(jnp.add, parts).astype(jnp.result_type(x, dy))
 

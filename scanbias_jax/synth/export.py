@@ -122,7 +122,7 @@ def write_table(out: Path, records: list[dict]) -> Path:
   return path
 
 
-def summarize(records: list[dict]) -> dict:
+def summarise(records: list[dict]) -> dict:
   per_vendor = {}
   for r in records:
     v = per_vendor.setdefault(r["vendor"], dict(studies=0, series=0, files=0, bytes=0))

@@ -199,26 +199,26 @@ def _inside(x, y, z, centre, axes, yaw=0., pitch=0.):
   return (u / axes[0]) ** 2 + (v / axes[1]) ** 2 + (w / axes[2]) ** 2 < 1.
 
 
-def _tentorium(xa, y):
+def _tentorium(x_abs, y):
   """z of the tentorium: highest at the incisura, sloping down to back and sides."""
-  return -14. - 0.3 * jax.nn.relu(y - 10.) - 0.004 * xa ** 2
+  return -14. - 0.3 * jax.nn.relu(y - 10.) - 0.004 * x_abs ** 2
 
 
-def _cavity(x, xa, y, z):
+def _cavity(x, x_abs, y, z):
   """Signed distance-like value to the inner table (negative inside), and its parts."""
   # Orbital roofs dome up laterally, the cribriform plate dips at the midline.
-  front = -29. + 7. * jnp.exp(-((xa - 26.) / 13.) ** 2) - 4. * jnp.exp(-(xa / 7.) ** 2)
+  front = -29. + 7. * jnp.exp(-((x_abs - 26.) / 13.) ** 2) - 4. * jnp.exp(-(x_abs / 7.) ** 2)
   front += 0.15 * (y + 38.)
   anterior = jax.nn.sigmoid((-38. - y) / 4.)
   # The tentorium is the floor only where the posterior fossa reaches up to it; this
   # leaves the notch open for the midbrain and puts the petrous ridges where they meet.
-  h = 1. - (xa / PF_A[0]) ** 2 - ((y - PF_C[1]) / PF_A[1]) ** 2
+  h = 1. - (x_abs / PF_A[0]) ** 2 - ((y - PF_C[1]) / PF_A[1]) ** 2
   fossa_top = PF_C[2] + PF_A[2] * jnp.sqrt(jnp.maximum(h, 1e-6)) - 99. * (h <= 0.)
-  posterior = jax.nn.sigmoid(fossa_top - _tentorium(xa, y) - 2.)
+  posterior = jax.nn.sigmoid(fossa_top - _tentorium(x_abs, y) - 2.)
   # Middle fossa: a bowl under the temporal lobes; sella and clivus medially.
-  bowl = jnp.minimum(-52. + 0.008 * (y + 10.) ** 2 + 0.008 * (xa - 36.) ** 2, -30.)
-  middle = -36. + (bowl + 36.) * jax.nn.sigmoid((xa - 18.) / 3.)
-  floor = _tentorium(xa, y) * posterior + middle * (1. - posterior)
+  bowl = jnp.minimum(-52. + 0.008 * (y + 10.) ** 2 + 0.008 * (x_abs - 36.) ** 2, -30.)
+  middle = -36. + (bowl + 36.) * jax.nn.sigmoid((x_abs - 18.) / 3.)
+  floor = _tentorium(x_abs, y) * posterior + middle * (1. - posterior)
   floor = anterior * front + (1. - anterior) * floor
   q = jnp.stack([x, y, z], -1)
   supra = jnp.maximum(_radial(q, A_REF), floor - z)
@@ -227,32 +227,33 @@ def _cavity(x, xa, y, z):
   return jnp.minimum(jnp.minimum(supra, fossa), canal), fossa
 
 
-def _skull(subject, u, xa, y, z):
-  """Skull thickness (mm) by direction and the frontal sinus weight."""
+def _skull(subject, u, x_abs, y, z):
+  """Skull thickness (mm) by direction `u` (unit vector from the head centre) and the
+  frontal sinus weight; x_abs is |x|, for structures mirrored left-right."""
   front, back = jax.nn.relu(-u[1]) ** 2, jax.nn.relu(u[1]) ** 2
   temporal = u[0] ** 2 * jnp.exp(-((u[2] + 0.15) / 0.35) ** 2)
   # Frontal and occipital bone are thickest, squamous temporal bone thinnest (~3-4 mm).
   shape = 1. + 0.2 * front + 0.35 * back - 0.45 * temporal
   noise = _cos_field(SKULL_R0 * jnp.stack(u, -1), subject.skull_k, subject.skull_phase)
-  sinus = subject.frontal_sinus * jnp.exp(-(xa / 13.) ** 2 - ((z + 14.) / 9.) ** 2)
+  sinus = subject.frontal_sinus * jnp.exp(-(x_abs / 13.) ** 2 - ((z + 14.) / 9.) ** 2)
   sinus *= jax.nn.sigmoid((-50. - y) / 4.)
   thickness = jnp.maximum(subject.skull_mm * shape + 0.8 * noise, 2.5) + 7. * sinus
   return thickness, temporal, sinus
 
 
-def _face(hu, x, xa, y, z, subject):
+def _face(hu, x, x_abs, y, z, subject):
   """Orbits, paranasal sinuses, nasopharynx and mastoids, below the cranial cavity."""
-  hu = jnp.where(_inside(xa, y, z, (30., -58., -45.), (15., 22., 14.)), FAT, hu)
-  hu = jnp.where(_inside(xa, y, z, (32., -70., -45.), (12., 12., 12.)), EYE, hu)
+  hu = jnp.where(_inside(x_abs, y, z, (30., -58., -45.), (15., 22., 14.)), FAT, hu)
+  hu = jnp.where(_inside(x_abs, y, z, (32., -70., -45.), (12., 12., 12.)), EYE, hu)
   for c, a, mirror in (((0., -66., -72.), (8., 22., 22.), False),    # nasal cavity
                        ((28., -55., -78.), (14., 17., 17.), True),    # maxillary sinus
                        ((0., -20., -52.), (10., 12., 9.), False),     # sphenoid sinus
                        ((0., -16., -90.), (13., 7., 12.), False)):    # nasopharynx
-    wall = _inside(xa if mirror else x, y, z, c, tuple(ai + 1.5 for ai in a))  # thin bony wall
-    hu = jnp.where(_inside(xa if mirror else x, y, z, c, a), AIR, jnp.where(wall, CORTICAL, hu))
-  mastoid = _inside(xa, y, z, (47., 24., -58.), (11., 13., 13.))
+    wall = _inside(x_abs if mirror else x, y, z, c, tuple(ai + 1.5 for ai in a))  # thin bony wall
+    hu = jnp.where(_inside(x_abs if mirror else x, y, z, c, a), AIR, jnp.where(wall, CORTICAL, hu))
+  mastoid = _inside(x_abs, y, z, (47., 24., -58.), (11., 13., 13.))
   cells = jnp.cos(1.3 * x) + jnp.cos(1.3 * y) + jnp.cos(1.3 * z) > 0.6
-  cells &= _inside(xa, y, z, (47., 24., -58.), (9., 11., 11.)) & (subject.mastoid_air > 0.5)
+  cells &= _inside(x_abs, y, z, (47., 24., -58.), (9., 11., 11.)) & (subject.mastoid_air > 0.5)
   return jnp.where(mastoid, jnp.where(cells, AIR, 1000.), hu)
 
 
@@ -267,16 +268,16 @@ def _skin_depth(d, thickness, scalp, x, y, z, mm):
   return jnp.maximum(cranium, lower)
 
 
-def _fissures(x, xa, y, z, mm, width):
+def _fissures(x, x_abs, y, z, mm, width):
   """Signed distances (mm) of the interhemispheric and Sylvian fissures, and the CC roof."""
   roof = 32. - 0.012 * y ** 2
-  interhemispheric = jnp.maximum(xa * mm - 0.5 * width - 0.5, (roof - z) * mm)
+  interhemispheric = jnp.maximum(x_abs * mm - 0.5 * width - 0.5, (roof - z) * mm)
   zr = z - (-8. + 0.15 * y)
   insula = 38. - 0.006 * (y + 2.) ** 2
   # The lateral sulcus runs out from the insula as a near-vertical sheet.
-  stem = jnp.maximum(jnp.maximum(jnp.abs(y + 2. + 0.3 * (xa - 38.)) * mm - 0.5 * width,
-                                 (insula - xa) * mm), (jnp.abs(zr) - 9.) * mm)
-  cleft = jnp.maximum(jnp.maximum(jnp.abs(xa - insula) * mm - 0.5 * width,
+  stem = jnp.maximum(jnp.maximum(jnp.abs(y + 2. + 0.3 * (x_abs - 38.)) * mm - 0.5 * width,
+                                 (insula - x_abs) * mm), (jnp.abs(zr) - 9.) * mm)
+  cleft = jnp.maximum(jnp.maximum(jnp.abs(x_abs - insula) * mm - 0.5 * width,
                                   (jnp.abs(zr) - 11.) * mm),
                       (jnp.abs(y + 2.) - 20.) * mm)
   return interhemispheric, jnp.minimum(stem, cleft), roof
@@ -317,40 +318,40 @@ def _cerebellum(x, y, z, depth, sulcus_mm):
   return jnp.where((jnp.abs(x) < 1. + 0.5 * sulcus_mm) & (y > 50.), CSF, hu)
 
 
-def _deep(hu, x, xa, y, z, vs):
+def _deep(hu, x, x_abs, y, z, ventricle_scale):
   """Basal cisterns, deep grey nuclei, ventricles and brainstem (reference frame)."""
   hu = jnp.where(_inside(x, y, z, (0., -8., -26.), (11., 10., 6.)), CSF, hu)
-  caudate = _inside(xa, y, z, (15., -15., 8.), (5., 10., 8.))
-  nuclei = (caudate | _inside(xa, y, z, (24., -2., -2.), (6., 15., 10.), yaw=10.)
-            | _inside(xa, y, z, (9., 12., 0.), (8., 14., 9.)))
+  caudate = _inside(x_abs, y, z, (15., -15., 8.), (5., 10., 8.))
+  nuclei = (caudate | _inside(x_abs, y, z, (24., -2., -2.), (6., 15., 10.), yaw=10.)
+            | _inside(x_abs, y, z, (9., 12., 0.), (8., 14., 9.)))
   hu = jnp.where(nuclei, DEEP_GREY, hu)
-  s = (vs, vs ** 0.25, vs ** 0.5)  # ventricles widen more than they lengthen
+  s = (ventricle_scale, ventricle_scale ** 0.25, ventricle_scale ** 0.5)  # ventricles widen more than they lengthen
   lateral = False
   for c, a, yaw, pitch in (((10., -20., 12.), (5., 15., 8.), 15., 0.),   # frontal horn
                            ((13., 8., 18.), (5., 20., 6.), -8., 0.),     # body
                            ((20., 32., 10.), (8., 12., 9.), -30., 0.),   # atrium
                            ((20., 48., 5.), (4., 12., 5.), 10., 0.),     # occipital horn
                            ((28., 4., -16.), (3., 16., 4.), 10., 25.)):  # temporal horn
-    lateral |= _inside(xa, y, z, c, tuple(ai * si for ai, si in zip(a, s)), yaw, pitch)
-  third = _inside(x, y, z, (0., 4., -4.), (1.2 * vs ** 1.5, 13., 10.))
-  hu = jnp.where((lateral & ~caudate & (xa > 0.8)) | third, CSF, hu)
+    lateral |= _inside(x_abs, y, z, c, tuple(ai * si for ai, si in zip(a, s)), yaw, pitch)
+  third = _inside(x, y, z, (0., 4., -4.), (1.2 * ventricle_scale ** 1.5, 13., 10.))
+  hu = jnp.where((lateral & ~caudate & (x_abs > 0.8)) | third, CSF, hu)
   low = jax.nn.sigmoid((z + 68.) / 4.)  # medulla and cord are narrower than the pons
   stem = (x / (7. + 5. * low)) ** 2 + ((y - 14.) / (6. + 4. * low)) ** 2 < 1.
   cistern = (x / (9. + 5. * low)) ** 2 + ((y - 13.) / (8. + 5. * low)) ** 2 < 1.
   hu = jnp.where(cistern & (y < 16.) & (z < -12.), CSF, hu)  # prepontine, ambient
   hu = jnp.where(stem & (z < -12.), BRAINSTEM, hu)
-  fourth = _inside(x, y, z, (0., 25., -46.), (5. * vs ** 0.5, 3.5, 7.))
+  fourth = _inside(x, y, z, (0., 25., -46.), (5. * ventricle_scale ** 0.5, 3.5, 7.))
   return jnp.where(fourth, CSF, hu)
 
 
 def head_hu(subject: Subject, points_mm: jax.Array) -> tuple[jax.Array, jax.Array]:
   """True HU and brain (intracranial) mask at patient LPS points [..., 3] in mm."""
   p = jnp.asarray(points_mm, jnp.float32)
-  q = ((p - subject.centre) @ subject.rotation) / subject.scale
+  q = ((p - subject.centre) @ subject.rotation) / subject.scale   # head-frame mm
   x, y, z = q[..., 0], q[..., 1], q[..., 2]
-  xa = jnp.abs(x)
+  x_abs = jnp.abs(x)
   mm = jnp.prod(subject.scale) ** (1. / 3.)  # reference mm -> subject mm
-  u = q / jnp.maximum(jnp.linalg.norm(q, axis=-1, keepdims=True), 1e-3)
+  u = q / jnp.maximum(jnp.linalg.norm(q, axis=-1, keepdims=True), 1e-3)  # unit direction
   # Forward-mode derivatives of the cavity give the inner-table normal at every point.
   d_ref, tangent, fossa = jax.linearize(lambda *v: _cavity(v[0], jnp.abs(v[0]), *v[1:]),
                                         x, y, z, has_aux=True)
@@ -358,24 +359,24 @@ def head_hu(subject: Subject, points_mm: jax.Array) -> tuple[jax.Array, jax.Arra
                       for i in range(3)], -1)
   normal /= jnp.maximum(jnp.linalg.norm(normal, axis=-1, keepdims=True), 1e-6)
   d = d_ref * mm
-  thickness, temporal, sinus = _skull(subject, (u[..., 0], u[..., 1], u[..., 2]), xa, y, z)
+  thickness, temporal, sinus = _skull(subject, (u[..., 0], u[..., 1], u[..., 2]), x_abs, y, z)
   skin = _skin_depth(d, thickness, subject.scalp_mm + 7. * temporal, x, y, z, mm)
   hu = jnp.where(skin < 0., AIR, jnp.where((skin > 1.5) & (skin < 3.), FAT, SOFT))
-  hu = jnp.where(skin > 3., _face(hu, x, xa, y, z, subject), hu)
+  hu = jnp.where(skin > 3., _face(hu, x, x_abs, y, z, subject), hu)
 
   table = (d < TABLE) | (d > thickness - TABLE)
   # The sinus keeps a 2.5 mm posterior wall so the cranial vault stays closed.
   bone = jnp.where(table, CORTICAL, jnp.where((sinus > 0.35) & (d > 2.5), AIR, DIPLOE))
   hu = jnp.where((d >= 0.) & (d < thickness), bone, hu)
   # Petrous ridges: dense bone wedged between the middle and posterior fossae.
-  petrous = _inside(xa, y, z, (28., 9., -51.), (7., 22., 7.), yaw=-51., pitch=-14.)
+  petrous = _inside(x_abs, y, z, (28., 9., -51.), (7., 22., 7.), yaw=-51., pitch=-14.)
   hu = jnp.where(petrous & (d >= 0.), PETROUS, hu)
 
   depth = -d - subject.csf_mm
-  cerebellum = (fossa < 0.) & (z < _tentorium(xa, y)) & (y > 6.)
+  cerebellum = (fossa < 0.) & (z < _tentorium(x_abs, y)) & (y > 6.)
   brain_hu = jnp.where(cerebellum, _cerebellum(x, y, z, depth, subject.sulcus_mm),
                        _cerebrum(subject, q, d_ref, normal, depth, mm))
   inside = jnp.where(depth >= 0., brain_hu, CSF)
-  inside = _deep(inside, x, xa, y, z, subject.ventricle_scale)
+  inside = _deep(inside, x, x_abs, y, z, subject.ventricle_scale)
   hu = jnp.where(d < 0., inside, hu)
   return hu.astype(jnp.float32), (d < 0.) & (z > Z_FM)

@@ -92,7 +92,7 @@ def pool_moments(stacked):
   return {name: pool_moments(child) for name, child in stacked.items()}
 
 
-def maximizes(metric: str) -> bool:
+def maximises(metric: str) -> bool:
   """Losses are minimised; every other validation metric is maximised."""
   return not metric.endswith("loss")
 
@@ -108,7 +108,7 @@ class MemberSpec:
   batch_size: int
   eval_batch_size: int
   select_metric: str
-  maximize: bool
+  maximise: bool
   precise: bool              # bn_stats == "precise": statistics recomputed after the steps
   unrolled: bool
   num_epochs: int
@@ -128,7 +128,7 @@ def member_spec(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
       loss_fn=losses.LOSSES[config.loss], metrics_fn=losses.METRICS[config.loss],
       optimizer=optax.adam(config.learning_rate), batch_size=config.batch_size,
       eval_batch_size=config.eval_batch_size, select_metric=config.select_metric,
-      maximize=maximizes(config.select_metric), precise=config.bn_stats == "precise",
+      maximise=maximises(config.select_metric), precise=config.bn_stats == "precise",
       unrolled=unrolled_loops(config.scan_unroll), num_epochs=config.num_epochs,
       augment=augment, eval_transform=eval_transform or (lambda x: x))
 
@@ -150,7 +150,7 @@ def init(spec: MemberSpec, member_key, data):
                         data["train"]["x"][:1])
   variables = spec.model.init(keys.stream(member_key, "init"), sample, train=False)
   params, batch_stats = variables["params"], variables.get("batch_stats", {})
-  worst = -jnp.inf if spec.maximize else jnp.inf
+  worst = -jnp.inf if spec.maximise else jnp.inf
   return {
       "key": member_key,
       "epoch": jnp.zeros((), jnp.int32),
@@ -228,7 +228,7 @@ def finish_epoch(spec: MemberSpec, state, carry, step_losses, val_logits, val_y)
   # accuracy sits at 1.0 for many epochs) goes to the lower validation loss, not to
   # the earliest epoch.
   old = state["best"]["metric"]
-  better = score > old if spec.maximize else score < old
+  better = score > old if spec.maximise else score < old
   improved = better | ((score == old) & (loss < state["best"]["loss"]))
   candidate = {"params": params, "batch_stats": batch_stats, "epoch": state["epoch"],
                "metric": score, "loss": loss}
