@@ -58,6 +58,7 @@ import optax
 
 from benchmarks import bench_train, common
 from configs import paper, smoke
+from scanbias_jax import files
 from scanbias_jax.train import ensemble, loop, member
 
 FLAGS = flags.FLAGS
@@ -129,13 +130,9 @@ class Run:
       meta["peak_memory_gib"] = round(stats.get("peak_bytes_in_use", 0) / 2 ** 30, 2)
     if not self.out:
       return
-    os.makedirs(self.out, exist_ok=True)
     for name, text in (("results.json", json.dumps(finite(self.results), indent=1)),
                        ("summary.md", markdown(self.results))):
-      tmp = os.path.join(self.out, f".{name}.tmp")
-      with open(tmp, "w") as f:
-        f.write(text)
-      os.replace(tmp, os.path.join(self.out, name))
+      files.write_text(os.path.join(self.out, name), text)
 
 
 def finite(tree):

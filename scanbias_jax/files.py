@@ -5,13 +5,15 @@ unique to the process), then renamed over it: a run killed at any moment leaves 
 old file or the new one, never half of one. `sync=True` also flushes the data to disk
 before the rename, for the small files that mark work as done (records, `.done`,
 results.json); bulk outputs (DICOM slices, figures, volumes) skip it, as an
-interrupted stage redoes its unfinished studies anyway. NIfTI files are built here
-too (`save_nifti`: one header convention for volumes, masks and truth).
+interrupted stage redoes its unfinished studies anyway. NIfTI files are read and
+built here too (`load_nifti`, `save_nifti`: one header convention for volumes, masks and
+truth).
 """
 import contextlib
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,6 +65,20 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # DICOM's patient axes -> NIfTI's 
 def ras_affine(affine_lps: np.ndarray) -> np.ndarray:
   """A voxel -> LPS mm affine (DICOM) as the voxel -> RAS mm affine NIfTI stores."""
   return LPS_TO_RAS @ np.asarray(affine_lps, float)
+
+
+class Nifti(NamedTuple):
+  data: np.ndarray      # as stored (int16 HU, uint8 masks)
+  affine: np.ndarray    # voxel -> RAS mm
+  spacing: np.ndarray   # voxel size (mm) along the three array axes
+
+
+def load_nifti(path) -> Nifti:
+  """A NIfTI as its stored array, its RAS affine and its voxel size."""
+  import nibabel as nib  # pylint: disable=g-import-not-at-top
+  image = nib.load(path)
+  return Nifti(np.asarray(image.dataobj), np.asarray(image.affine, float),
+               np.asarray(image.header.get_zooms()[:3], float))
 
 
 def save_nifti(path, data: np.ndarray, affine_ras: np.ndarray, description: str = "") -> None:

@@ -49,6 +49,11 @@ def test_nifti_is_written_atomically_with_one_header_convention(tmp_path):
   assert header.get_xyzt_units() == ("mm", "sec")
   assert bytes(header["descrip"]).rstrip(b"\0") == b"scanbias_jax HU"
   assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+  loaded = files.load_nifti(tmp_path / "v.nii.gz")
+  assert loaded.data.dtype == np.int16
+  np.testing.assert_array_equal(loaded.data, data)
+  np.testing.assert_allclose(loaded.affine, affine)
+  np.testing.assert_allclose(loaded.spacing, [0.9, 0.9, 5.0])
 
 
 def test_ras_affine_flips_the_first_two_world_axes():

@@ -23,10 +23,9 @@ import os
 
 import jax
 import jax.numpy as jnp
-import nibabel as nib
 import numpy as np
 
-from scanbias_jax import keys
+from scanbias_jax import files, keys
 from scanbias_jax.lesions import spheres
 from scanbias_jax.preprocess import skullstrip, window
 
@@ -80,8 +79,8 @@ def select(prepared: Prepared, split=None, group_value=None) -> list[dict]:
 
 def read_nifti(path) -> tuple[np.ndarray, np.ndarray]:
   """(array, spacing_mm) of a NIfTI, in its stored dtype."""
-  image = nib.load(path)
-  return np.asarray(image.dataobj), np.asarray(image.header.get_zooms()[:3], float)
+  image = files.load_nifti(path)
+  return image.data, image.spacing
 
 
 def volume_path(prepared: Prepared, row) -> str:

@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import time
 
-import nibabel as nib
 import numpy as np
 from absl import logging
 
@@ -119,9 +118,8 @@ def process_study(task) -> dict:
   """Skull strip, sphere draw, Dice for one study; writes its mask and record."""
   study_id, volume_path, out_dir, seed, settings, truth_path = task
   started = time.perf_counter()
-  image = nib.load(volume_path)
-  hu = np.asarray(image.dataobj, np.float32)
-  spacing = np.asarray(image.header.get_zooms()[:3], float)
+  image = files.load_nifti(volume_path)
+  hu, spacing = image.data.astype(np.float32), image.spacing
   mask = skullstrip.brain_mask(hu, spacing, strip_params(settings))
   write_mask(os.path.join(out_dir, "masks", f"{study_id}.nii.gz"), mask, image.affine)
   key = datasets.prepare_key(seed)
@@ -200,9 +198,9 @@ def prepare_cohort(cohort_dir, out_dir, config, truth_dir=None, progress=None) -
       with open(path) as f:
         records[r["study_id"]] = record = json.load(f)
       if record["dice"] is None and truths.get(r["study_id"]):  # truth given only now
-        image = nib.load(mask)
-        record["dice"] = truth_dice(np.asarray(image.dataobj) > 0, truth.truth_on_grid(
-            truths[r["study_id"]], image.shape, image.affine))
+        image = files.load_nifti(mask)
+        record["dice"] = truth_dice(image.data > 0, truth.truth_on_grid(
+            truths[r["study_id"]], image.data.shape, image.affine))
         files.write_text(path, json.dumps(record))
     else:
       tasks.append((r["study_id"], os.path.join(cohort_dir, r["path"]), out_dir, config.seed,

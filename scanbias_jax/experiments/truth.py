@@ -13,10 +13,10 @@ import glob
 import json
 import os
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from scanbias_jax import files
 from scanbias_jax.dicom import deid
 
 SERIES_NUMBERS = {"scout": 1, "routine": 2, "thin": 3}  # as synth/export.py writes them
@@ -66,5 +66,5 @@ def mask_on_grid(mask, mask_affine, shape, grid_affine) -> np.ndarray:
 
 
 def truth_on_grid(path, shape, grid_affine) -> np.ndarray:
-  image = nib.load(path)
-  return mask_on_grid(np.asarray(image.dataobj) > 0, image.affine, shape, grid_affine)
+  image = files.load_nifti(path)
+  return mask_on_grid(image.data > 0, image.affine, shape, grid_affine)
