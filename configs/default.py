@@ -220,5 +220,6 @@ def get_config() -> ml_collections.ConfigDict:
       min_group=10,                  # studies a group needs for its attribute to be tested
       folds=5,                       # cross-fitting folds, grouped by patient
       n_permutations=200,            # label shuffles, each redoing the cross-fitting
-      n_resamples=1000))             # patient bootstrap of the intervals
+      n_resamples=1000,              # patient bootstrap of the intervals
+      workers=2))                    # processes for features and permutation refits
   return config

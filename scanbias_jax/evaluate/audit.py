@@ -16,6 +16,7 @@ Everything here is numbers in, numbers out; launch/audit.py reads the volumes.
 """
 import dataclasses
 
+import joblib
 import numpy as np
 from scipy import stats
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
@@ -36,6 +37,7 @@ class Settings:
   folds: int = 5
   n_permutations: int = 200
   n_resamples: int = 1000
+  workers: int = 1               # processes for the permutation refits (joblib)
 
 
 def testable_groups(values, min_group: int) -> tuple[list[str], str | None]:
@@ -91,6 +93,11 @@ def _bootstrap(rng, labels, scores, patients, n_resamples: int) -> dict:
           for name, draws in values.items()}
 
 
+def _shuffled_accuracy(x, labels, units, folds, seed) -> float:
+  return balanced_accuracy_score(labels, cross_fitted_scores(x, labels, units, folds,
+                                                             seed).argmax(1))
+
+
 def name_attribute(features, values, patients, settings: Settings, seed: int = 0) -> dict:
   """"Name the X" for one attribute: `values` the attribute per study (strings, ""
   missing), `features` [n, f] the probe's, `patients` the grouping of the folds."""
@@ -106,9 +113,10 @@ def name_attribute(features, values, patients, settings: Settings, seed: int = 0
   scores = cross_fitted_scores(x, labels, units, folds, seed)
   rng = np.random.default_rng(seed)
   observed = balanced_accuracy_score(labels, scores.argmax(1))
-  null = [balanced_accuracy_score(shuffled, cross_fitted_scores(
-      x, shuffled, units, folds, seed).argmax(1))
-          for shuffled in (rng.permutation(labels) for _ in range(settings.n_permutations))]
+  shuffles = [rng.permutation(labels) for _ in range(settings.n_permutations)]
+  null = joblib.Parallel(n_jobs=settings.workers)(
+      joblib.delayed(_shuffled_accuracy)(x, shuffled, units, folds, seed)
+      for shuffled in shuffles)
   return {
       "testable": True, "groups": groups, "n": int(len(labels)),
       "n_per_group": [int(c) for c in np.bincount(labels, minlength=len(groups))],
