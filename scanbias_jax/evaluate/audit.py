@@ -22,7 +22,7 @@ from scipy import stats
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from scanbias_jax.evaluate import probe
+from scanbias_jax.evaluate import bootstrap, probe
 
 # Manifest columns asked about, and what the report calls them.
 ATTRIBUTES = {"vendor": "vendor", "model": "scanner model", "kernel": "reconstruction kernel",
@@ -78,8 +78,7 @@ def macro_auroc(labels, scores) -> float:
 def _bootstrap(rng, labels, scores, patients, n_resamples: int) -> dict:
   """95 % percentile intervals of balanced accuracy and macro AUROC, patients resampled
   (a resample missing a class is drawn again)."""
-  _, unit = np.unique(patients, return_inverse=True)
-  members = [np.flatnonzero(unit == u) for u in range(unit.max() + 1)]
+  members = bootstrap.cluster_members(patients)
   classes = scores.shape[1]
   values = {"balanced_accuracy": [], "auroc": []}
   while len(values["auroc"]) < n_resamples:

@@ -88,7 +88,7 @@ def run(config, workdir: Path, dicom_root: str | None = None, labels_csv: str | 
   workdir.mkdir(parents=True, exist_ok=True)
   source = "dicom" if dicom_root else "synthetic"
   if not dicom_root:
-    config.ingest.secret = config.ingest.secret or f"scanbias-synthetic-seed-{config.seed}"
+    study.use_synthetic_secret(config)
     dicom_root = study.synthesize(config, workdir, say) / "dicom"
   cohort_dir = study.ingest(config, Path(dicom_root), workdir, say)
   rows = [r for r in manifest.from_csv((cohort_dir / "manifest.csv").read_text())

@@ -33,6 +33,13 @@ def _finish(path: Path, info: dict) -> None:
   files.write_json(path / ".done", info, indent=1, default=str)
 
 
+def use_synthetic_secret(config) -> None:
+  """Synthetic studies carry no real PHI, and pseudonyms key the split and the spheres:
+  unless one is configured, a secret derived from the seed makes the run reproducible."""
+  if not config.ingest.secret:
+    config.ingest.secret = f"scanbias-synthetic-seed-{config.seed}"
+
+
 def synthesize(config, workdir: Path, say) -> Path:
   return synthesize_into(config, workdir / "synth", say)
 
@@ -121,10 +128,8 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=console.say) -
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
   timings = {}
   start = time.time()
-  if not dicom_root and not config.ingest.secret:
-    # Synthetic studies carry no real PHI, and pseudonyms key the split and the
-    # spheres: a secret derived from the seed makes the whole study reproducible.
-    config.ingest.secret = f"scanbias-synthetic-seed-{config.seed}"
+  if not dicom_root:
+    use_synthetic_secret(config)
   compiling = None
   if config.experiments.precompile and not (workdir / "results.json").exists():
     compiling = precompile.start(config)  # overlaps the data stages; joined before training

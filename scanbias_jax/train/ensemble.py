@@ -246,7 +246,6 @@ class Ensemble:
       outputs.append(np.concatenate(jax.device_get(logits), axis=1)[:, :n])
     return scipy.special.expit(_gather_members(outputs, self.layout.num_members))
 
-
   def batch_programs(self, train_x: tuple, y: tuple, eval_x: tuple) -> list:
     """[(name, jitted program, abstract arguments)]: the per-batch programs (init, step,
     BatchNorm moments, evaluation) as training calls them for one chunk of members on
@@ -262,7 +261,8 @@ class Ensemble:
     keys_ = jax.device_put(member_keys(jax.random.key(0), range(size)), sharding)
     x, labels = spec((size, batch) + tuple(train_x)), spec((size, batch) + tuple(y))
     first = {"train": {"x": x, "y": labels}}
-    state = jax.tree.map(lambda a: spec(a.shape, a.dtype), jax.eval_shape(self._init, keys_, first))
+    state = jax.tree.map(lambda a: spec(a.shape, a.dtype),
+                         jax.eval_shape(self._init, keys_, first))
     params, batch_stats = state["params"], state["batch_stats"]
     # Training passes each step's indices as a host (numpy) array: not committed.
     epoch_keys, indices = state["key"], jax.ShapeDtypeStruct((size, batch), jnp.int32)
