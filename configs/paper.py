@@ -43,4 +43,7 @@ def get_config():
   config.models.segmentation.num_epochs = 30
   config.models.segmentation.batch_size = 32  # the paper's (default.py: 4)
   config.experiments.spheres_flip = False     # the paper: no augmentation
+  # One condition at a time: a paper-size ensemble fills the accelerator on its own,
+  # and two would hold two sets of 256 x 256 x 35 activations.
+  config.experiments.concurrent_conditions = 1
   return config

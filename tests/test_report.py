@@ -343,15 +343,22 @@ def test_headline_says_whether_the_cnn_reached_the_probe():
 def test_provenance_names_the_cpu_model_and_its_instruction_sets(tmp_path):
   from scanbias_jax.report import render
   intel = tmp_path / "intel"
-  intel.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480C\n"
+  intel.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+                   "model name\t: Intel(R) Xeon(R) Platinum 8480C\n"
                    "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_bf16 amx_tile amx_bf16\n"
                    "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480C\n")
   assert render.cpu_description(str(intel)) == dict(
       model="Intel(R) Xeon(R) Platinum 8480C",
-      isa=["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"])
+      isa=["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"],
+      family="GenuineIntel AMX")
+  amd = tmp_path / "amd"
+  amd.write_text("vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t: avx avx2 fma\n")
+  assert render.cpu_description(str(amd))["family"] == "AuthenticAMD AVX2"
   arm = tmp_path / "arm"
-  arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve\nCPU part\t: 0xd40\n")
+  arm.write_text("processor\t: 0\nCPU implementer\t: 0x41\nFeatures\t: fp asimd sve\n"
+                 "CPU part\t: 0xd40\n")
   assert render.cpu_description(str(arm))["isa"] == ["asimd", "sve"]
+  assert render.cpu_description(str(arm))["family"] == "0x41 SVE"
   assert render.cpu_description(str(tmp_path / "missing"))["isa"] == []
   environment = render.collect_environment()
   assert environment["cpu"]["model"] and environment["device_kinds"]

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pydicom
@@ -101,13 +102,15 @@ def test_each_data_stage_reports_its_progress(smoke_run):
 
 def test_rerun_gives_identical_results_and_matches_golden(smoke_run, tmp_path):
   """Train + report again from the same prepared data, through the launcher started as a
-  file: the same bits, and a console a person can read."""
+  file, one condition at a time (the fixture trained the smoke config's two at once):
+  the same bits, and a console a person can read."""
   workdir, _ = smoke_run
   for stage in STAGES:
     shutil.copytree(workdir / stage, tmp_path / stage)
   root = Path(__file__).resolve().parents[1]
   done = subprocess.run([sys.executable, str(root / "launch" / "study.py"),
-                         "--config=configs/smoke.py", f"--workdir={tmp_path}"],
+                         "--config=configs/smoke.py", f"--workdir={tmp_path}",
+                         "--config.experiments.concurrent_conditions=1"],
                         cwd=root, capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   console = done.stdout + done.stderr
@@ -121,6 +124,12 @@ def test_rerun_gives_identical_results_and_matches_golden(smoke_run, tmp_path):
   second = json.loads((tmp_path / "results.json").read_text())
   assert first == second
   expected = golden.load()
+  if expected is None:  # the bits of a CPU family nobody pinned yet: shape only
+    pinned = golden.load_all()
+    assert all(set(numbers) == set(golden.key_numbers(first)) for numbers in pinned.values())
+    warnings.warn(f"no golden smoke numbers for CPU family {golden.family()!r} (pinned: "
+                  f"{sorted(pinned)}); `python -m tests.golden --regenerate` adds them")
+    return
   for name, value in golden.key_numbers(first).items():
     want = expected[name]
     if not isinstance(value, float) or not isinstance(want, float):

@@ -125,16 +125,25 @@ def _crop_sets(config, prepared):
   return sets, [why for split in ("train", "val", "test") for why in data[split]["skipped"]]
 
 
-def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
-  """{"mixed": Condition} (empty with a reason when there are not two groups)."""
+def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=None) -> dict:
+  """{"mixed": Condition} (empty with a reason when there are not two groups); the
+  condition trains on `pool` when given."""
   groups = list(prepared.group_values)
   if len(groups) != 2:
     return {"reason": f"Name the Manufacturer is a binary task; {len(groups)} groups"}
-  settings = config.experiments
   if _uses_crops(config):
     sets, skipped = _crop_sets(config, prepared)
   else:
     sets, skipped = _slice_sets(config, prepared, key)
+  return {results.MIXED: common.submit(pool, run_condition, config, prepared, key, workdir,
+                                       sets, skipped).result()}
+
+
+def run_condition(config, prepared: datasets.Prepared, key: jax.Array, workdir: str,
+                  sets: dict, skipped: list) -> dict:
+  """The mixed condition: trained, scored per study, with its controls."""
+  groups = list(prepared.group_values)
+  settings = config.experiments
   train_x, train_y = sets["train"][:2]
   val_x, val_y = sets["val"][:2]
   ens, variables, _ = common.fit(
@@ -165,4 +174,4 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
   averaged = metrics.average_scores(member_scores, condition["selection"]["selected"])
   condition["controls"] = controls.binary_scores(
       keys.stream(key, "controls"), labels, averaged, settings.bootstrap_resamples, clusters)
-  return {results.MIXED: condition}
+  return condition

@@ -80,10 +80,12 @@ def _clusters(data: tuple):
   return data[2] if len(data) > 2 else None
 
 
-def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
-  """{condition: Condition}."""
+def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=None) -> dict:
+  """{condition: Condition}; the conditions train on `pool` when given."""
   sets = {split: split_sets(config, prepared, split) for split in ("train", "val", "test")}
-  return {condition: run_condition(config, prepared, condition, keys.stream(key, condition),
-                                   workdir, sets["train"][condition], sets["val"][condition],
-                                   sets["test"])
-          for condition in common.conditions(prepared.group_values)}
+  pending = {condition: common.submit(pool, run_condition, config, prepared, condition,
+                                      keys.stream(key, condition), workdir,
+                                      sets["train"][condition], sets["val"][condition],
+                                      sets["test"])
+             for condition in common.conditions(prepared.group_values)}
+  return {condition: done.result() for condition, done in pending.items()}

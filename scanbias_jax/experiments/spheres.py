@@ -157,8 +157,9 @@ def eval_copies(config) -> int:
   return copies
 
 
-def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> dict:
-  """{difficulty: {condition: Condition}}."""
+def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=None) -> dict:
+  """{difficulty: {condition: Condition}}. With `pool` (common.condition_pool) a
+  difficulty's conditions train there while the next difficulty's sets are built."""
   copies = config.experiments.spheres_train_copies
   draws = (datasets.paired_draws(prepared, datasets.select(prepared, "train"), copies)
            if copies else None)
@@ -167,14 +168,15 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str) -> di
     evaluated = {split: datasets.paired_draws(prepared, datasets.select(prepared, split),
                                               eval_copies(config))
                  for split in ("val", "test")}
-  out = {}
+  pending = {}
   for difficulty in config.experiments.difficulties:
     tests = split_sets(config, prepared, difficulty, "test", evaluated.get("test"))
     val, _ = split_sets(config, prepared, difficulty, "val", evaluated.get("val"))
     train = training_sets(config, prepared, difficulty, draws)
-    out[difficulty] = {
-        condition: run_condition(config, prepared, difficulty, condition,
+    pending[difficulty] = {
+        condition: common.submit(pool, run_condition, config, prepared, difficulty, condition,
                                  keys.stream(key, f"{difficulty}/{condition}"), workdir,
                                  train[condition], val[condition], tests)
         for condition in common.conditions(prepared.group_values)}
-  return out
+  return {difficulty: {condition: done.result() for condition, done in conditions.items()}
+          for difficulty, conditions in pending.items()}

@@ -9,6 +9,7 @@ A stage that finished writes `<stage>/.done`; rerunning skips it. Stages that
 resume inside (synthesis, ingest, prepare skip finished studies) are rerun after an
 interruption and pick up where they stopped.
 """
+import concurrent.futures
 import json
 import os
 import time
@@ -98,13 +99,33 @@ def experiments(config, prepared_dir: Path, workdir: Path, say) -> dict:
   train_dir = str(workdir / "train")
   results = dict(schema_version=results_lib.SCHEMA_VERSION, title=config.experiments.title,
                  group_attribute=prepared.group, groups=list(prepared.group_values))
-  for task in config.experiments.tasks:
-    started = time.time()
-    results[task] = TASKS[task].run(config, prepared, keys.stream(key, task), train_dir)
-    say("train", f"{task}: {time.time() - started:.0f} s")
-  if "name_manufacturer" in config.experiments.tasks:
-    results["controls"] = dict(texture_probe=controls.texture_probe(
-        config, prepared, keys.stream(key, "controls/probe")))
+  started = time.time()
+
+  def run_task(task):
+    out = TASKS[task].run(config, prepared, keys.stream(key, task), train_dir, pool)
+    say("train", f"{task}: done after {time.time() - started:.0f} s")
+    return out
+
+  with common.condition_pool(config) as pool:
+    # With a pool the tasks build their data sets at once, each in its own thread,
+    # and queue their conditions on the pool; without one, one after another.
+    tasks = config.experiments.tasks
+    probe = None
+    if "name_manufacturer" in tasks:
+      probe = common.submit(pool, controls.texture_probe, config, prepared,
+                            keys.stream(key, "controls/probe"))
+    if pool is None or not tasks:
+      results.update({task: run_task(task) for task in tasks})
+    else:
+      with concurrent.futures.ThreadPoolExecutor(len(tasks), thread_name_prefix="task") as threads:
+        running = {task: threads.submit(run_task, task) for task in tasks}
+        try:
+          results.update({task: done.result() for task, done in running.items()})
+        except BaseException:
+          pool.shutdown(wait=False, cancel_futures=True)  # the others stop at their next wait
+          raise
+    if probe is not None:
+      results["controls"] = dict(texture_probe=probe.result())
   files.write_json(path, results_lib.to_jsonable(results), indent=1, sort_keys=True)
   return json.loads(path.read_text())
 

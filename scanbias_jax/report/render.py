@@ -65,21 +65,35 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_v
              "amx_tile", "amx_bf16", "asimd", "sve")
 
 
+# XLA:CPU's instruction-set levels (its --xla_cpu_max_isa values), highest first, each
+# with the /proc/cpuinfo flag that marks it.
+ISA_LEVELS = (("AMX", "amx_bf16"), ("AVX512_BF16", "avx512_bf16"),
+              ("AVX512_VNNI", "avx512_vnni"), ("AVX512", "avx512f"), ("AVX2", "avx2"),
+              ("AVX", "avx"), ("SSE4_2", "sse4_2"), ("SVE", "sve"), ("NEON", "asimd"))
+
+
 def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict:
-  """The CPU model and the instruction sets among ISA_FLAGS it offers (Linux; elsewhere
-  the model from `platform` and no flags)."""
+  """The CPU model, the instruction sets among ISA_FLAGS it offers, and its family:
+  "<vendor> <highest ISA_LEVELS entry>" (Linux; elsewhere the model from `platform`,
+  no flags). Float results are pinned per family (tests/golden.py): one Sapphire
+  Rapids Xeon ("GenuineIntel AMX") and one Zen 4 EPYC ("AuthenticAMD AVX512_BF16")
+  round differently (BUILD_NOTES, session 14)."""
   try:
     with open(cpuinfo) as f:
       text = f.read()
   except OSError:
-    return dict(model=platform.processor() or platform.machine(), isa=[])
+    machine = platform.processor() or platform.machine()
+    return dict(model=machine, isa=[], family=f"{platform.machine()} unknown")
   fields = {}
   for line in text.splitlines():
     key, _, value = line.partition(":")
     fields.setdefault(key.strip().lower(), value.strip())
   flags = set((fields.get("flags") or fields.get("features") or "").split())
   model = fields.get("model name") or fields.get("cpu model") or platform.machine()
-  return dict(model=model, isa=[f for f in ISA_FLAGS if f in flags])
+  vendor = fields.get("vendor_id") or fields.get("cpu implementer") or platform.machine()
+  level = next((name for name, flag in ISA_LEVELS if flag in flags), "baseline")
+  return dict(model=model, isa=[f for f in ISA_FLAGS if f in flags],
+              family=f"{vendor} {level}")
 
 
 def git_revision() -> str:

@@ -16,6 +16,7 @@ members on one device).
 Member i's key is `item(stream(key, "members"), i)`: it does not depend on the
 ensemble size.
 """
+import threading
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -299,6 +300,7 @@ def make_ensemble(config: ml_collections.ConfigDict, augment: Optional[member.Au
 
 
 _SHARED: dict = {}
+_SHARED_LOCK = threading.Lock()  # conditions train in threads (experiments/common.py)
 
 
 def shared_ensemble(config: ml_collections.ConfigDict, augment: Optional[member.Augment] = None,
@@ -309,9 +311,10 @@ def shared_ensemble(config: ml_collections.ConfigDict, augment: Optional[member.
   process: a study's conditions share one config per task, and tracing and
   compiling a step costs seconds while a small condition trains in a few."""
   cache_key = (config.to_json(sort_keys=True), augment, eval_transform, mesh)
-  if cache_key not in _SHARED:
-    _SHARED[cache_key] = make_ensemble(config, augment, eval_transform, mesh)
-  return _SHARED[cache_key]
+  with _SHARED_LOCK:
+    if cache_key not in _SHARED:
+      _SHARED[cache_key] = make_ensemble(config, augment, eval_transform, mesh)
+    return _SHARED[cache_key]
 
 
 def make_train(config: ml_collections.ConfigDict, augment: Optional[member.Augment] = None,
