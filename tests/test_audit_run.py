@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+import kill
 from configs import smoke
 from scanbias_jax.cohort import manifest
 from scanbias_jax.experiments import audit as audit_run
@@ -69,3 +70,20 @@ def test_no_site_name_or_patient_information_leaves_the_audit(audited):
   outputs += (workdir / "cohort" / "manifest.csv").read_text()
   for name in (*cohort.INSTITUTIONS, *cohort.LAST, "MRN", "ACC"):
     assert name not in outputs, name
+
+
+def test_audit_killed_anywhere_resumes_to_the_same_results(audited, tmp_path):
+  """SIGKILL during synthesis, ingest, the features and the naming: the resumed audit
+  (the launcher, the fixture's config and labels) writes the fixture's results.json."""
+  _, workdir, _, _ = audited
+  flags = ["--config.synth.num_studies=40", "--config.synth.matrix=128",
+           "--config.ingest.paper_grid.in_plane=128", "--config.audit.min_group=6",
+           "--config.audit.folds=3", "--config.audit.n_permutations=40",
+           "--config.audit.n_resamples=200"]
+  killed_on = kill.kill_at(
+      ["-m", "launch.audit", "--config=configs/smoke.py", *flags, f"--workdir={tmp_path}",
+       f"--labels={workdir / 'labels.csv'}"],
+      [r"\[synthesize\] 1/", r"\[ingest\] 1/", r"\[audit features\] 1/", r"\[audit\] vendor:"])
+  assert len(killed_on) == 4
+  assert (json.loads((tmp_path / "audit" / "results.json").read_text())
+          == json.loads((workdir / "audit" / "results.json").read_text()))

@@ -18,6 +18,7 @@ import pytest
 from configs import smoke
 from scanbias_jax.experiments import study
 import golden
+import kill
 
 STAGES = ("synth", "cohort", "prepared")
 
@@ -189,3 +190,20 @@ def test_precompiled_programs_are_those_training_runs(smoke_run, tmp_path):
   assert result["programs"] == [f"name_manufacturer/{p}" for p in ("eval", "init", "moments", "step")]
   assert "gather" in result["compiled"]  # the check sees training's compilations
   assert not {"counted_step", "init", "batch_moments", "eval_logits"} & set(result["compiled"])
+
+
+def test_killed_anywhere_resumes_to_the_same_results(smoke_run, tmp_path):
+  """SIGKILL during compilation and synthesis, ingest, prepare, at the first epoch any
+  condition ends, in the spheres' second difficulty, when a task is done (the others
+  still training, two conditions at once), and after the report: the resumed study
+  ends with the uninterrupted fixture's results.json (issue 18 item 2). The tasks
+  overlap, so the training patterns name events every resumed run reaches whatever
+  the order."""
+  workdir, _ = smoke_run
+  killed_on = kill.kill_at(
+      ["-m", "launch.study", "--config=configs/smoke.py", f"--workdir={tmp_path}"],
+      [r"\[synthesize\] 1/", r"\[ingest\] 1/", r"\[prepare\] 1/", r"\[train\] \S+ epoch 1/",
+       r"\[train\] spheres/medium/\w+ epoch 1/", r"\[train\] \w+: done", r"\[report\]"])
+  assert len(killed_on) == 7
+  assert (json.loads((tmp_path / "results.json").read_text())
+          == json.loads((workdir / "results.json").read_text()))
