@@ -362,3 +362,20 @@ def test_provenance_names_the_cpu_model_and_its_instruction_sets(tmp_path):
   assert render.cpu_description(str(tmp_path / "missing"))["isa"] == []
   environment = render.collect_environment()
   assert environment["cpu"]["model"] and environment["device_kinds"]
+
+
+def test_headline_names_the_negative_control_and_the_interval_methods():
+  base = dict(groups=["GE", "Siemens"], group_attribute="vendor")
+  cnn = dict(n=20, accuracy=0.95, accuracy_ci=[0.76, 0.99], auroc=0.97, auroc_ci=[0.88, 1.0],
+             permutation_p=2e-4, accuracy_ci_method="Wilson score",
+             auroc_ci_method="stratified bootstrap")
+  def lines(strength, source="synthetic"):
+    return summary.headline(dict(base, name_manufacturer={"mixed": {"controls": cnn}},
+                                 provenance=dict(source=source, config=dict(
+                                     synth=dict(signature_strength=strength)))))
+  assert any(l.startswith("Negative control: the same command with "
+                          "--config.synth.signature_strength=0") for l in lines(1.0))
+  assert any(l.startswith("This run is the negative control") for l in lines(0.0))
+  assert not any("negative control" in l.lower() for l in lines(1.0, source="dicom"))
+  assert lines(1.0)[-1] == "Intervals: 95%; accuracy Wilson, AUROC stratified bootstrap."
+  assert "95.0% [76.0, 99.0] of 20 test studies, AUROC 0.970 [0.880, 1.000]" in lines(1.0)[0]

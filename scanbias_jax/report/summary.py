@@ -22,8 +22,8 @@ def _finite(*values) -> bool:
   return all(v is not None and math.isfinite(float(v)) for v in values)
 
 
-def _pct(x: float) -> str:
-  return f"{100 * x:.1f}%"
+def _pct(x: float, sign: str = "%") -> str:
+  return f"{100 * x:.1f}{sign}"
 
 
 def recognisable(results: dict) -> list[str]:
@@ -275,7 +275,7 @@ def _reached(cnn: dict, probe: dict) -> str:
 def headline(results: dict) -> list[str]:
   """The report's first lines: can the group be named (CNN beside the probe and its
   controls), and how many cross-group comparisons show a difference."""
-  lines = []
+  lines, methods = [], None
   probe = results.get("controls", {}).get("texture_probe") or {}
   for name, condition in results.get("name_manufacturer", {}).items():
     cnn = condition.get("controls") if isinstance(condition, dict) else None
@@ -284,18 +284,20 @@ def headline(results: dict) -> list[str]:
     low, high = cnn["accuracy_ci"]
     named = low > 0.5 and cnn["permutation_p"] < 0.05
     verdict = "Yes" if named else "Not shown"
+    methods = methods or cnn
     lines.append(
         f"Can the {results.get('group_attribute', 'group')} be named from the images? "
-        f"{verdict}: the CNN (trained on {name}) is right on {_pct(cnn['accuracy'])} of "
-        f"{cnn['n']} test studies (95% {_ci_name(cnn)} {_pct(low)}-{_pct(high)}), AUROC "
-        f"{cnn['auroc']:.3f} ({_auroc_ci(cnn)}), "
+        f"{verdict}: the CNN (trained on {name}) is right on {_pct(cnn['accuracy'])} "
+        f"[{_pct(low, '')}, {_pct(high, '')}] of {cnn['n']} test studies, AUROC "
+        f"{cnn['auroc']:.3f} [{cnn['auroc_ci'][0]:.3f}, {cnn['auroc_ci'][1]:.3f}], "
         f"permutation p = {cnn['permutation_p']:.2g}" + _reached(cnn, probe) + ".")
   if probe and "accuracy_ci" in probe:
     low, high = probe["accuracy_ci"]
+    methods = methods or probe
     lines.append(
         f"Noise-texture probe (the signal's ceiling, no deep learning): {_pct(probe['accuracy'])}"
-        f" (95% {_ci_name(probe)} {_pct(low)}-{_pct(high)}), AUROC {probe['auroc']:.3f} "
-        f"({_auroc_ci(probe)}), permutation p = "
+        f" [{_pct(low, '')}, {_pct(high, '')}], AUROC {probe['auroc']:.3f} "
+        f"[{probe['auroc_ci'][0]:.3f}, {probe['auroc_ci'][1]:.3f}], permutation p = "
         f"{probe['permutation_p']:.2g}.")
   elif probe:
     lines.append(f"Noise-texture probe: n/a ({probe.get('reason', 'not run')}).")
@@ -307,9 +309,10 @@ def headline(results: dict) -> list[str]:
     for metric, panel in panels.items():
       mdds = [r["mdd"] for r in panel["rows"] if _finite(r["mdd"])]
       if mdds:
-        detectable.append(f"{np.median(mdds):.1f} {panel['unit']} ({metric})")
-    mdd = ("; the median smallest fall the test sets detect with 80% power is "
-           + ", ".join(detectable)) if detectable else ""
+        detectable.append(f"{np.median(mdds) / 100:.3f} (Dice)" if metric == "Dice"
+                          else f"{np.median(mdds):.1f} {panel['unit']} ({metric})")
+    mdd = ("; the median difference the test sets detect with 80% power is "
+           + " and ".join(detectable)) if detectable else ""
     lines.append(f"Cross-group differences: {len(shown)} of {len(rows)} comparisons have a "
                  f"95% interval that excludes zero{mdd} (forest plot below).")
   provenance = results.get("provenance", {})
@@ -318,6 +321,17 @@ def headline(results: dict) -> list[str]:
     design = "dicom"
   if lines and design in DESIGNS:
     lines.append(DESIGNS[design])
+  strength = provenance.get("config", {}).get("synth", {}).get("signature_strength")
+  if lines and provenance.get("source") == "synthetic" and strength is not None:
+    lines.append("This run is the negative control: every vendor's scanner physics is "
+                 "the same (signature strength 0), so the CNN and the probe should sit at "
+                 "chance." if strength == 0 else
+                 "Negative control: the same command with "
+                 "--config.synth.signature_strength=0 gives every vendor the same scanner "
+                 "physics; the CNN and the probe should then sit at chance.")
+  if methods:
+    lines.append(f"Intervals: 95%; accuracy {_ci_name(methods)}, AUROC "
+                 f"{methods.get('auroc_ci_method', 'bootstrap')}.")
   return lines or ["Nothing to report yet: no experiment has results."]
 
 
