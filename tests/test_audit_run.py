@@ -1,5 +1,6 @@
 """The bias audit end to end on a small synthetic export (launch/audit.py's library)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,23 @@ def test_audit_killed_anywhere_resumes_to_the_same_results(audited, tmp_path):
   assert len(killed_on) == 4
   assert (json.loads((tmp_path / "audit" / "results.json").read_text())
           == json.loads((workdir / "audit" / "results.json").read_text()))
+
+
+def test_audit_of_pydicoms_test_files_runs_end_to_end(tmp_path, capfd):
+  """pydicom's own test files (MR, ultrasound, secondary captures, compressed, truncated,
+  a malformed IS value, not-DICOM files): one study or file broken in any way stops
+  nothing, each reject says why, nothing about them floods the console."""
+  from pydicom.data import get_testdata_file
+  root = Path(get_testdata_file("CT_small.dcm")).parent
+  config = smoke.get_config()
+  said = []
+  results = audit_run.run(config, tmp_path, str(root), None, lambda *a: said.append(a))
+  assert results["n_studies"] == 0
+  assert all(not named["testable"] and named["reason"].startswith("no study passed ingest")
+             for named in results["named"].values())
+  rejects = (tmp_path / "cohort" / "rejects.csv").read_text()
+  assert "malformed header value in NumberOfFrames (ValueError)" in rejects  # badVR.dcm
+  assert "not a DICOM file" in rejects and "truncated pixel data" in rejects
+  assert (tmp_path / "audit" / "report.html").exists()
+  console = capfd.readouterr()
+  assert "pydicom" not in console.out + console.err

@@ -6,13 +6,16 @@ ranks the series of one study the paper's way (axial 5 mm first, else the
 thinnest axial series under the thin limit) and says why every other series
 was passed over.
 """
+import contextlib
 import dataclasses
+import logging
 import os
 import re
 import warnings
 
 import numpy as np
 import pydicom
+import pydicom.config
 from pydicom import uid as dicom_uid
 
 from scanbias_jax.dicom import deid
@@ -75,12 +78,30 @@ class SeriesChoice:
   passed_over: tuple[tuple[str, str], ...]  # (series_uid, reason)
 
 
-def read_slices(path: str) -> list[SliceRef] | FileReject:
-  """The images one file holds, or why it cannot be used. Reads no pixel data."""
+@contextlib.contextmanager
+def _quiet_pydicom():
+  """pydicom's warnings and log lines about one file's oddities off the console: every
+  file that cannot be used gets its reason in rejects.csv instead (thousands of files)."""
+  log = logging.getLogger("pydicom")
+  level = log.level
+  log.setLevel(logging.ERROR)
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
-      ds = pydicom.dcmread(path, defer_size=1024)
+      yield
+  finally:
+    log.setLevel(level)
+
+
+def read_slices(path: str) -> list[SliceRef] | FileReject:
+  """The images one file holds, or why it cannot be used. Reads no pixel data."""
+  with _quiet_pydicom():
+    return _read_slices(path)
+
+
+def _read_slices(path: str) -> list[SliceRef] | FileReject:
+  try:
+    ds = pydicom.dcmread(path, defer_size=1024)
   except pydicom.errors.InvalidDicomError:
     return FileReject(path, "not a DICOM file")
   except Exception as error:  # a broken file must never stop the index
@@ -94,10 +115,40 @@ def read_slices(path: str) -> list[SliceRef] | FileReject:
   tell, length = getattr(pixel, "value_tell", None), pixel.length
   if tell is not None and length != 0xFFFFFFFF and tell + length > os.path.getsize(path):
     return FileReject(path, "truncated pixel data")
-  frames = int(ds.get("NumberOfFrames", 1) or 1)
-  if ds.SOPClassUID != dicom_uid.CTImageStorage and "PerFrameFunctionalGroupsSequence" in ds:
-    return [_slice_ref(path, ds, frame) for frame in range(frames)]
-  return [_slice_ref(path, ds, -1)]
+  try:  # pydicom converts a value when it is first read: a malformed one raises here
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if ds.SOPClassUID != dicom_uid.CTImageStorage and "PerFrameFunctionalGroupsSequence" in ds:
+      return [_slice_ref(path, ds, frame) for frame in range(frames)]
+    return [_slice_ref(path, ds, -1)]
+  except Exception as error:  # a broken file must never stop the index
+    field = _malformed_field(path)
+    return FileReject(path, f"malformed header value{f' in {field}' if field else ''} "
+                            f"({type(error).__name__})")
+
+
+# What the index reads of a header (besides the per-frame sequences): where one of
+# these holds a malformed value, the reject names the field (never the value: it may
+# be anything, a name included).
+READ_FIELDS = ("NumberOfFrames", "Rows", "Columns", "SOPClassUID", "ImagePositionPatient",
+               "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "ConvolutionKernel",
+               "ImageType", "SeriesNumber", "InstanceNumber", "GantryDetectorTilt", "KVP",
+               "ReconstructionDiameter", "PatientAge", "PatientBirthDate", "StudyDate",
+               "AcquisitionDate", "PatientSex", "Modality")
+
+
+def _malformed_field(path: str) -> str:
+  """The first of READ_FIELDS whose value pydicom's strict reading rejects, or ""."""
+  try:
+    ds = pydicom.dcmread(path, defer_size=1024)
+    with pydicom.config.strict_reading():
+      for keyword in READ_FIELDS:
+        try:
+          ds.get(keyword)
+        except Exception:  # pylint: disable=broad-except
+          return keyword
+  except Exception:  # pylint: disable=broad-except
+    pass
+  return ""
 
 
 def index_files(paths) -> tuple[list[SliceRef], list[FileReject]]:

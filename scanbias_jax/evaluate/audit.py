@@ -43,6 +43,8 @@ class Settings:
 def testable_groups(values, min_group: int) -> tuple[list[str], str | None]:
   """(the groups with >= min_group studies, sorted; None) or ([], why the attribute
   cannot be tested)."""
+  if not len(values):
+    return [], "no study passed ingest (rejects.csv says why)"
   present = [v for v in values if v not in ("", None)]
   if not present:
     return [], "tag missing in every study"

@@ -45,6 +45,8 @@ def study_features(cohort_dir: Path, rows, workers: int = 1,
   """Probe features of each ok study's volume (None where no brain texture fits) and
   the reasons of those without, in `workers` processes (joblib), in the rows' order."""
   table, skipped = [], []
+  if not rows:
+    return table, skipped
   results = joblib.Parallel(n_jobs=workers, return_as="generator")(
       joblib.delayed(features_of)(cohort_dir / row["path"]) for row in rows)
   for done, (row, (features, why)) in enumerate(zip(rows, results), start=1):
