@@ -21,7 +21,7 @@ study: $(STAMP)
 	$(PY) -m launch.study --config=$(CONFIG) --workdir=$(WORKDIR)
 
 audit: $(STAMP)
-	$(PY) -m launch.audit --config=$(CONFIG) --workdir=runs/audit
+	$(PY) -m launch.audit --config=configs/audit.py --workdir=runs/audit
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests

@@ -49,6 +49,11 @@ def get_config() -> ml_collections.ConfigDict:
   synth.age_min = 18
   synth.age_max = 95
   synth.female_fraction = 0.5
+  # Acquisition variety an export has (configs/audit.py turns them on; 0 / () = none):
+  synth.second_kernel_fraction = 0.0  # studies reconstructed with the vendor's second
+                                      # head kernel (synth/vendors.py: SOFT, H31s, UC, FC21)
+  synth.site_protocols = ()          # per institution of synth/cohort.INSTITUTIONS:
+                                     # (dose factor, kVp) of its head protocol
   # Per-vendor overrides of scanner profile fields, e.g. {"GE": {"noise_hu": 4.0}}.
   synth.profile_overrides = ml_collections.ConfigDict()
   # DICOM ingestion (scanbias_jax/dicom, preprocess/resample, launch/ingest.py).

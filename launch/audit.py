@@ -1,10 +1,11 @@
 """Bias audit of a DICOM export: which acquisition attributes can be named from the
 images, and which of them line up with each other, with age and sex, and with labels.
 
-  python -m launch.audit --config=configs/default.py --workdir=runs/audit
+  python -m launch.audit --config=configs/audit.py --workdir=runs/audit
   python -m launch.audit --dicom_root=/data/export --workdir=runs/mine [--labels=labels.csv]
 
-Without --dicom_root it audits the embedded synthetic default. --labels: a CSV with a
+Without --dicom_root it audits the embedded synthetic default (configs/audit.py: four
+vendors, two models and kernels each, three sites, a planted null). --labels: a CSV with a
 study_id column (the pseudonymised ids of <workdir>/cohort/manifest.csv) and one column
 per label. Outputs: <workdir>/audit/report.md, report.html, results.json, features.csv.
 """
@@ -23,7 +24,7 @@ from scanbias_jax import console
 from scanbias_jax.experiments import audit
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/default.py", "ml_collections config file (a get_config() module).",
+    "config", "configs/audit.py", "ml_collections config file (a get_config() module).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.", required=True)
 _DICOM_ROOT = flags.DEFINE_string("dicom_root", None, "The DICOM export (any layout); "

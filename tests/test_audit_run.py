@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 import kill
+from configs import audit as audit_config
 from configs import smoke
 from scanbias_jax.cohort import manifest
 from scanbias_jax.experiments import audit as audit_run
@@ -108,3 +109,29 @@ def test_audit_of_pydicoms_test_files_runs_end_to_end(tmp_path, capfd):
   assert (tmp_path / "audit" / "report.html").exists()
   console = capfd.readouterr()
   assert "pydicom" not in console.out + console.err
+
+
+@pytest.fixture(scope="module")
+def export_audit(tmp_path_factory):
+  """configs/audit.py's export (`make audit`) at 96 studies."""
+  config = audit_config.get_config()
+  config.synth.num_studies = 96
+  config.audit.update(min_group=8, folds=3, n_permutations=40, n_resamples=200)
+  return audit_run.run(config, tmp_path_factory.mktemp("export_audit"), None, None,
+                       lambda *a: None)
+
+
+def test_the_synthetic_export_hides_signals_the_audit_finds(export_audit):
+  """Vendor, kernel and site (a low-dose protocol) are in the images and named; the
+  station, drawn at random, is the planted null and is not."""
+  named = export_audit["named"]
+  for attribute in ("vendor", "kernel", "institution"):
+    result = named[attribute]
+    assert result["testable"], (attribute, result)
+    assert result["permutation_p"] < 0.05, (attribute, result["permutation_p"])
+    assert result["ci"]["auroc"][0] > 0.5, (attribute, result["ci"])
+  assert len(named["vendor"]["groups"]) == 4 and len(named["kernel"]["groups"]) == 8
+  station = named["station"]
+  assert station["testable"] and station["permutation_p"] > 0.05
+  low, high = station["ci"]["balanced_accuracy"]
+  assert low <= station["chance_balanced_accuracy"] <= high

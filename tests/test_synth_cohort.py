@@ -224,3 +224,39 @@ def test_series_writer_gives_the_bytes_pydicom_writes(tmp_path, vendor):
     write.save(ds, reference, profile.transfer_syntax)
     assert fast[i].read_bytes() == reference.read_bytes(), f"image {i}"
   assert len({p.read_bytes()[-100:] for p in fast}) == len(fast)   # own pixels each
+
+
+def test_second_kernel_and_site_protocols_change_only_what_they_name(tmp_path):
+  """Off (the default): the plans of before. On: a share of the studies gets the
+  vendor's second kernel (its name in ConvolutionKernel, its MTF and NPS peak in the
+  physics), the low-dose site its dose factor and kVp; every other draw unchanged."""
+  plain = cohort.plan_cohort(synth_key(), smoke_synth(24))
+  varied = cohort.plan_cohort(synth_key(), smoke_synth(
+      24, second_kernel_fraction=0.5, site_protocols=((1.0, 120), (1.0, 120), (0.6, 100))))
+  low_site = cohort.INSTITUTIONS[2]
+  seconds = 0
+  for a, b in zip(plain, varied):
+    assert a.kernel == ""
+    low = a.tags.institution == low_site
+    assert b.dose == pytest.approx(a.dose * (0.6 if low else 1.0))
+    assert b.tags.kvp == (100.0 if low else 120.0)
+    assert dataclasses.replace(b, kernel="", dose=a.dose, tags=a.tags) == a
+    profile = cohort.plan_profile(b, smoke_synth(24, second_kernel_fraction=0.5))
+    own = vendors.PROFILES[b.vendor]
+    if b.kernel:
+      seconds += 1
+      assert b.kernel == own.second_kernel[0] and profile.kernel == (b.kernel,)
+      assert profile.physics.nps_peak_per_mm == pytest.approx(own.second_kernel[2])
+      assert profile.physics.noise_hu == own.physics.noise_hu
+    else:
+      assert profile.kernel == own.kernel
+  assert 0 < seconds < 24
+  with pytest.raises(ValueError, match="site_protocols"):
+    cohort.plan_cohort(synth_key(), smoke_synth(2, site_protocols=((1.0, 120),)))
+  # Written: the kernel tag follows the plan.
+  synth = smoke_synth(4, second_kernel_fraction=1.0)
+  plan = cohort.plan_cohort(synth_key(), synth)[0]
+  export.write_study(tmp_path, plan, cohort.render_study(synth_key(), plan, synth), synth)
+  kernels = {str(pydicom.dcmread(p, stop_before_pixels=True).get("ConvolutionKernel", ""))
+             for p in tmp_path.rglob("*.dcm")}
+  assert vendors.PROFILES[plan.vendor].second_kernel[0] in kernels

@@ -53,6 +53,7 @@ class StudyPlan:
   layout: str          # folder layout of the export
   tags: StudyTags      # DICOM study tags (fake PHI)
   with_thin: bool = True  # a thin series exported (always when thin_only)
+  kernel: str = ""        # reconstruction kernel; "" = the vendor's first
 
 
 def check(synth) -> None:
@@ -81,8 +82,13 @@ def check(synth) -> None:
     raise ValueError(f"impossible slice thickness: slice_mm={synth.slice_mm}, "
                      f"thin_mm_choices={tuple(synth.thin_mm_choices)} (thin must be "
                      f"> 0 and thinner than slice_mm)")
+  protocols = tuple(synth.site_protocols)
+  if protocols and (len(protocols) != len(INSTITUTIONS)
+                    or any(len(p) != 2 or float(p[0]) <= 0 for p in protocols)):
+    raise ValueError(f"synth.site_protocols must hold one (dose factor > 0, kVp) per "
+                     f"institution {INSTITUTIONS}, got {protocols}")
   for field in ("thin_only_fraction", "thin_series_fraction", "tilt_fraction",
-                "female_fraction"):
+                "female_fraction", "second_kernel_fraction"):
     if field not in synth:
       continue
     if not 0 <= synth[field] <= 1:
@@ -164,10 +170,38 @@ def plan_study(key: jax.Array, index: int, synth, vendor_index: int,
   layout = str(rng.choice(LAYOUTS))
   # Drawn last, and always: the draws above do not depend on the setting.
   with_thin = bool(rng.random() < synth.thin_series_fraction) or thin_only
+  dose, tags = _site_protocol(synth, dose, tags)
   return StudyPlan(
       index=index, anatomy=anatomy, vendor=vendor, model=tags.model, age_years=age, female=female,
       dose=dose, thin_mm=thin_mm, thin_only=thin_only, tilt_deg=tilt, layout=layout, tags=tags,
-      with_thin=with_thin)
+      with_thin=with_thin, kernel=_kernel(key, index, synth, profile))
+
+
+def _site_protocol(synth, dose: float, tags: StudyTags) -> tuple[float, StudyTags]:
+  """synth.site_protocols[i] = (dose factor, kVp) of INSTITUTIONS[i]'s head protocol
+  (a site that scans at lower dose has noisier images); () = every site the same."""
+  if not synth.site_protocols:
+    return dose, tags
+  factor, kvp = synth.site_protocols[INSTITUTIONS.index(tags.institution)]
+  dose = dose * float(factor)
+  return dose, dataclasses.replace(tags, kvp=float(kvp), mas=300.0 * dose,
+                                   ctdi_vol=0.19 * 300.0 * dose)
+
+
+def _kernel(key, index: int, synth, profile: vendors.Profile) -> str:
+  """The vendor's second kernel for synth.second_kernel_fraction of the studies (its own
+  key stream: the plan's other draws do not depend on the setting), else ""."""
+  if not synth.second_kernel_fraction or not profile.second_kernel:
+    return ""
+  rng = keys.numpy_rng(keys.item(keys.stream(key, "kernel"), index))
+  return profile.second_kernel[0] if rng.random() < synth.second_kernel_fraction else ""
+
+
+def plan_profile(plan: StudyPlan, synth, all_profiles: dict | None = None) -> vendors.Profile:
+  """The profile a study is acquired and stored with: its vendor's (`profiles`), with
+  the plan's kernel."""
+  profile = (all_profiles or profiles(synth))[plan.vendor]
+  return vendors.with_kernel(profile, plan.kernel, synth.signature_strength)
 
 
 def plan_cohort(key: jax.Array, synth) -> list[StudyPlan]:
@@ -278,7 +312,7 @@ def render_group(key: jax.Array, plans: list[StudyPlan], synth,
   for plan, geometries, spacing in zip(plans, per_plan, spacings):
     stack = stacks.get(spacing)
     study_key = keys.item(keys.stream(key, "study"), plan.index)
-    profile = all_profiles[plan.vendor]
+    profile = plan_profile(plan, synth, all_profiles)
     out.append([RenderedSeries(kind, g, scanner.acquire(
         keys.stream(study_key, kind), subject, g, profile, plan.dose, synth.ssp_samples,
         None if plan.tilt_deg else stack, lesion, factor), lesion)

@@ -52,7 +52,7 @@ def write_mask(path: Path, mask: np.ndarray, geometry: geo.SeriesGeometry) -> No
 
 def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
   """Writes one rendered study; returns its truth record."""
-  profile = cohort.profiles(synth)[plan.vendor]
+  profile = cohort.plan_profile(plan, synth)
   dicom_root, truth_root = out / "dicom", out / "truth"
   truth_root.mkdir(parents=True, exist_ok=True)
   file_count = size = 0
