@@ -88,4 +88,21 @@ def test_shortcut_risk_sentence_names_attribute_interval_and_label():
            ("station", "diagnosis"): {"measure": "cramers_v", "value": 0.5, "p": 0.001}}
   lines = audit.shortcut_risks(named, found, ["diagnosis"])
   assert lines == ["vendor is nameable from the images (AUROC 0.97 [0.91, 1.00]) and "
-                   "associated with diagnosis (cramers_v 0.40, p 0.002)"]
+                   "associated with diagnosis (cramers_v 0.40, p 0.002, q 0.002)"]
+
+
+def test_q_values_are_benjamini_hochberg_and_gate_the_risks():
+  """By hand: p 0.001, 0.002, 0.04, 0.5 of 4 tests -> q 0.004, 0.004, 0.0533, 0.5; an
+  association at p 0.04 is one of four tested and no longer flagged."""
+  found = {("vendor", "diagnosis"): {"measure": "cramers_v", "value": 0.4, "p": 0.002},
+           ("vendor", "sex"): {"measure": "cramers_v", "value": 0.3, "p": 0.04},
+           ("station", "diagnosis"): {"measure": "cramers_v", "value": 0.5, "p": 0.001},
+           ("station", "sex"): {"measure": "cramers_v", "value": 0.1, "p": 0.5},
+           ("kvp", "sex"): {"reason": "one group"}}
+  audit.add_q_values(found.values(), "p", "q")
+  assert [found[k].get("q") for k in found] == pytest.approx([0.004, 0.04 * 4 / 3, 0.004, 0.5, None])
+  named = {"vendor": {"testable": True, "permutation_p": 0.001, "permutation_q": 0.002,
+                      "auroc": 0.97, "ci": {"auroc": [0.91, 1.0]}}}
+  lines = audit.shortcut_risks(named, found, ["diagnosis", "sex"])
+  assert len(lines) == 1 and "diagnosis" in lines[0] and "q 0.004" in lines[0]
+  assert not audit.nameable(dict(named["vendor"], permutation_q=0.06))

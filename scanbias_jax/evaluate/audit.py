@@ -153,21 +153,40 @@ def association(a, b, numeric_b: bool = False) -> dict:
           "p": float(stats.chi2_contingency(table).pvalue)}
 
 
+def add_q_values(results, p_key: str, q_key: str) -> None:
+  """Benjamini-Hochberg q-values (scipy.stats.false_discovery_control) in place: each
+  dict of `results` that holds a finite `p_key` gets `q_key`, adjusted over all of
+  them. An audit tests many attributes and many pairs; at p < 0.05 one pair in twenty
+  would look associated by chance."""
+  tested = [r for r in results if np.isfinite(r.get(p_key, np.nan))]
+  if tested:
+    q = stats.false_discovery_control([r[p_key] for r in tested], method="bh")
+    for r, value in zip(tested, q):
+      r[q_key] = float(value)
+
+
+def nameable(result: dict, alpha: float = 0.05) -> bool:
+  """Named from the images: permutation q (p where not adjusted) < alpha and the AUROC
+  interval above chance."""
+  return bool(result.get("testable")) and \
+      result.get("permutation_q", result["permutation_p"]) < alpha and \
+      result["ci"]["auroc"][0] > 0.5
+
+
 def shortcut_risks(named: dict, associations: dict, labels: list[str],
                    alpha: float = 0.05) -> list[str]:
-  """Plain sentences: an attribute nameable from the images (p < alpha, AUROC interval
-  above 0.5) that is associated with a label (p < alpha)."""
+  """Plain sentences: an attribute nameable from the images that is associated with a
+  label (q < alpha, p where not adjusted)."""
   lines = []
   for attribute, result in named.items():
-    if not result.get("testable") or result["permutation_p"] >= alpha \
-        or result["ci"]["auroc"][0] <= 0.5:
+    if not nameable(result, alpha):
       continue
     low, high = result["ci"]["auroc"]
     for label in labels:
       found = associations.get((attribute, label)) or associations.get((label, attribute), {})
-      if found.get("p", 1.0) < alpha:
+      if found.get("q", found.get("p", 1.0)) < alpha:
         lines.append(f"{ATTRIBUTES.get(attribute, attribute)} is nameable from the images "
                      f"(AUROC {result['auroc']:.2f} [{low:.2f}, {high:.2f}]) and associated "
                      f"with {label} ({found['measure']} {found['value']:.2f}, "
-                     f"p {found['p']:.3g})")
+                     f"p {found['p']:.3g}, q {found.get('q', found['p']):.3g})")
   return lines

@@ -121,6 +121,8 @@ def run(config, workdir: Path, dicom_root: str | None = None, labels_csv: str | 
   columns = {a: [r.get(a, "") for r in rows] for a in (*audit.ATTRIBUTES, *DEMOGRAPHICS)}
   columns.update(labels)
   found = associations(columns, {c for c, numeric in DEMOGRAPHICS.items() if numeric})
+  audit.add_q_values(named.values(), "permutation_p", "permutation_q")
+  audit.add_q_values(found.values(), "p", "q")
   risks = audit.shortcut_risks(named, found, label_columns + list(DEMOGRAPHICS))
   results = dict(source=source, n_studies=len(rows), skipped=skipped,
                  settings=dataclasses.asdict(chosen), features=probe.feature_names(),

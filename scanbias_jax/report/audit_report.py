@@ -22,7 +22,7 @@ def _interval(values) -> str:
 def verdict(result: dict, alpha: float = 0.05) -> str:
   if not result["testable"]:
     return f"not tested: {result['reason']}"
-  if result["permutation_p"] < alpha and result["ci"]["auroc"][0] > 0.5:
+  if audit.nameable(result, alpha):
     return "nameable from the images"
   return "not nameable (interval contains chance)"
 
@@ -39,20 +39,24 @@ def naming_table(named: dict) -> tables.Table:
                  f"{r['balanced_accuracy']:.2f} {_interval(r['ci']['balanced_accuracy'])}",
                  f"{r['chance_balanced_accuracy']:.2f}",
                  f"{r['auroc']:.2f} {_interval(r['ci']['auroc'])}",
-                 f"{r['permutation_p']:.3g}", verdict(r)])
+                 f"{r['permutation_p']:.3g} (q {r.get('permutation_q', r['permutation_p']):.3g})",
+                 verdict(r)])
   return tables.Table(
       "Name the X: the noise-texture probe, cross-fitted over patient-grouped folds",
       ["Attribute", "Groups (studies)", "Balanced accuracy [95% CI]", "Chance",
-       "Macro AUROC [95% CI]", "Permutation p", "Verdict"], rows,
+       "Macro AUROC [95% CI]", "Permutation p (q)", "Verdict"], rows,
       ["Intervals: bootstrap over patients; p: labels shuffled over studies and the "
-       "cross-fitting redone."])
+       "cross-fitting redone; q: Benjamini-Hochberg over the attributes tested, which the "
+       "verdict uses."])
 
 
 def association_table(found: list[dict], alpha: float = 0.05) -> tables.Table:
-  rows = [[a["a"], a["b"], a["measure"], f"{a['value']:.2f}", f"{a['p']:.3g}", a["n"]]
-          for a in found if "value" in a and a["p"] < alpha]
-  return tables.Table(f"Associations with p < {alpha} (Cramer's V; eta for age)",
-                      ["Attribute", "With", "Measure", "Value", "p", "Studies"], rows)
+  q = lambda a: a.get("q", a["p"])  # pylint: disable=unnecessary-lambda-assignment
+  rows = [[a["a"], a["b"], a["measure"], f"{a['value']:.2f}", f"{a['p']:.3g}", f"{q(a):.3g}",
+           a["n"]] for a in found if "value" in a and q(a) < alpha]
+  return tables.Table(f"Associations with q < {alpha} (Cramer's V; eta for age; q: "
+                      f"Benjamini-Hochberg over the {sum('p' in a for a in found)} pairs)",
+                      ["Attribute", "With", "Measure", "Value", "p", "q", "Studies"], rows)
 
 
 def _bar_chart(named: dict, path: Path) -> Path:
@@ -110,7 +114,7 @@ def headline(results: dict) -> list[str]:
   lines.append("Nameable from the images: " + (", ".join(nameable) or "none") + ".")
   lines += results["shortcut_risks"] or [
       "No attribute is both nameable from the images and associated with a label, age or "
-      "sex at p < 0.05."]
+      "sex at q < 0.05 (Benjamini-Hochberg)."]
   return lines
 
 
