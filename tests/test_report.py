@@ -379,3 +379,12 @@ def test_headline_names_the_negative_control_and_the_interval_methods():
   assert not any("negative control" in l.lower() for l in lines(1.0, source="dicom"))
   assert lines(1.0)[-1] == "Intervals: 95%; accuracy Wilson, AUROC stratified bootstrap."
   assert "95.0% [76.0, 99.0] of 20 test studies, AUROC 0.970 [0.880, 1.000]" in lines(1.0)[0]
+
+
+def test_provenance_says_which_bits_a_rerun_shares(tmp_path):
+  from scanbias_jax.report import render
+  note = render.reproducibility_note(dict(cpu=dict(model="AMD EPYC",
+                                                   family="AuthenticAMD AVX512_BF16")))
+  assert note.startswith("Computed on AMD EPYC (family AuthenticAMD AVX512_BF16).")
+  assert "same CPU family" in note and "another family" in note
+  assert "unrecorded CPU" in render.reproducibility_note({})

@@ -46,6 +46,17 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#22
           "img{max-width:100%}")
 
 
+def reproducibility_note(environment: dict) -> str:
+  """Which bits this report's numbers share with a rerun, in a sentence."""
+  cpu = environment.get("cpu") or {}
+  machine = f"{cpu.get('model', 'an unrecorded CPU')} (family {cpu.get('family', 'unknown')})"
+  return (f"Computed on {machine}. The same config and key give these numbers bit for bit "
+          "on a machine of the same CPU family (or on one GPU with "
+          "train.exact_reproducibility); another family rounds differently, which can "
+          "flip single test samples: the intervals, not the last digits, carry the "
+          "conclusions (BUILD_NOTES, session 14).")
+
+
 def collect_environment() -> dict:
   """Package versions, git revision, devices and platform of this process."""
   versions = {}
@@ -205,6 +216,7 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
   groups = ", ".join(results["groups"])
   attribute = results.get("group_attribute", "group")
   missing_figures = [] if samples else ["Sample slices: n/a (no sample slices given)."]
+  bits = reproducibility_note(environment)
 
   md = [f"# {title}", "", f"Groups ({attribute}): {groups}.", "", "## The answer", ""]
   md += [f"- {line}" for line in first_lines]
@@ -216,7 +228,7 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
   md += ["## Figures", ""]
   for caption, path in figure_paths.items():
     md += [f"![{caption}](figures/{path.name})", "", f"*{caption}*", ""]
-  md += missing_figures + ["", "## Provenance", "", tables.to_markdown(stage_table),
+  md += missing_figures + ["", "## Provenance", "", bits, "", tables.to_markdown(stage_table),
                            "```json", provenance, "```", ""]
   files.write_text(run_dir / "report.md", "\n".join(md))
   written["report.md"] = run_dir / "report.md"
@@ -234,7 +246,7 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
   body.append("<h2>Figures</h2>")
   body += [embedded(path, caption) for caption, path in figure_paths.items()]
   body += [f"<p>{html.escape(m)}</p>" for m in missing_figures]
-  body += ["<h2>Provenance</h2>", tables.to_html(stage_table),
+  body += ["<h2>Provenance</h2>", f"<p>{html.escape(bits)}</p>", tables.to_html(stage_table),
            f"<pre>{html.escape(provenance)}</pre>"]
   page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
           f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
