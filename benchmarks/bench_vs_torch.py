@@ -29,12 +29,24 @@ from benchmarks import common, torch_models
 from benchmarks.common import batch_for, loss_name, param_count_flax, timed
 from scanbias_jax import models
 
-# (model, Flax-layout sample shape, batch, model_kwargs, learning rate): configs/default.py
-DEFAULT_ROWS = [
-    ("shallow_cnn", (128, 128, 3), 16, dict(widths=(32, 64, 128)), 5e-3),
-    ("resnet3d", (32, 32, 16, 1), 16, dict(widths=(8, 16, 32), stem_width=8, hidden=64), 3e-3),
-    ("unet3d", (32, 32, 16, 1), 16, dict(widths=(4, 8, 16, 32)), 1e-4),
-]
+def default_rows() -> list:
+  """(model, Flax-layout sample shape, batch, model_kwargs, learning rate) of each
+  network as configs/default.py trains it (read from it: one place declares them)."""
+  from configs import default  # pylint: disable=import-outside-toplevel
+  config = default.get_config()
+  exp = config.experiments
+  shapes = dict(name_manufacturer=(exp.crop_size, exp.crop_size, config.prepare.stack_slices),
+                spheres=tuple(exp.spheres_shape) + (1,),
+                segmentation=tuple(exp.segmentation_shape) + (1,))
+  rows = []
+  for task, shape in shapes.items():
+    settings = config.models[task]
+    rows.append((settings.model, shape, settings.get("batch_size", config.train.batch_size),
+                 settings.model_kwargs.to_dict(), settings.learning_rate))
+  return rows
+
+
+DEFAULT_ROWS = default_rows()
 # Paper widths at inputs the CPU can step through in seconds.
 PAPER_ROWS = [
     ("resnet3d", (64, 64, 16, 1), 32, dict(), 5e-5),

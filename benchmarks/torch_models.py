@@ -140,10 +140,11 @@ class ResNet3D(nn.Module):
   """[B, H, W, D, C] -> [B] logits."""
 
   def __init__(self, widths: Sequence[int] = (32, 64, 128, 256), blocks_per_scale: int = 2,
-               stem_width: int = 32, hidden: int = 1000, in_channels: int = 1):
+               stem_width: int = 32, hidden: int = 1000, in_channels: int = 1,
+               stem_kernel: int = 7, stem_strides: int = 2):
     super().__init__()
     self.channels_last = False
-    self.stem = ConvNormRelu(in_channels, stem_width, 7, 2)
+    self.stem = ConvNormRelu(in_channels, stem_width, stem_kernel, stem_strides)
     blocks, features = [], stem_width
     for scale, width in enumerate(widths):
       for block in range(blocks_per_scale):
