@@ -18,7 +18,7 @@ def audited(tmp_path_factory):
   config.synth.num_studies = 40
   config.synth.matrix = 128                     # 1.95 mm: the vendors' texture partly kept
   config.ingest.paper_grid.in_plane = 128
-  config.audit.update(min_group=6, folds=3, n_permutations=40, n_resamples=200)
+  config.audit.update(min_group=6, folds=3, n_permutations=200, n_resamples=200)
   workdir = tmp_path_factory.mktemp("audit")
   said = []
   audit_run.run(config, workdir, None, None, lambda *a: None)
@@ -80,7 +80,7 @@ def test_audit_killed_anywhere_resumes_to_the_same_results(audited, tmp_path):
   _, workdir, _, _ = audited
   flags = ["--config.synth.num_studies=40", "--config.synth.matrix=128",
            "--config.ingest.paper_grid.in_plane=128", "--config.audit.min_group=6",
-           "--config.audit.folds=3", "--config.audit.n_permutations=40",
+           "--config.audit.folds=3", "--config.audit.n_permutations=200",
            "--config.audit.n_resamples=200"]
   killed_on = kill.kill_at(
       ["-m", "launch.audit", "--config=configs/smoke.py", *flags, f"--workdir={tmp_path}",
