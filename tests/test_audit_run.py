@@ -12,13 +12,17 @@ from scanbias_jax.experiments import audit as audit_run
 from scanbias_jax.synth import cohort
 
 
+# The small export the fixture audits and the kill test relaunches (as flags): 1.95 mm
+# pixels keep part of the vendors' texture.
+SMALL = {"synth.num_studies": 40, "synth.matrix": 128, "ingest.paper_grid.in_plane": 128,
+         "audit.min_group": 6, "audit.folds": 3, "audit.n_permutations": 200,
+         "audit.n_resamples": 200}
+
+
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
   config = smoke.get_config()
-  config.synth.num_studies = 40
-  config.synth.matrix = 128                     # 1.95 mm: the vendors' texture partly kept
-  config.ingest.paper_grid.in_plane = 128
-  config.audit.update(min_group=6, folds=3, n_permutations=200, n_resamples=200)
+  config.update_from_flattened_dict(SMALL)
   workdir = tmp_path_factory.mktemp("audit")
   said = []
   audit_run.run(config, workdir, None, None, lambda *a: None)
@@ -78,10 +82,7 @@ def test_audit_killed_anywhere_resumes_to_the_same_results(audited, tmp_path):
   """SIGKILL during synthesis, ingest, the features and the naming: the resumed audit
   (the launcher, the fixture's config and labels) writes the fixture's results.json."""
   _, workdir, _, _ = audited
-  flags = ["--config.synth.num_studies=40", "--config.synth.matrix=128",
-           "--config.ingest.paper_grid.in_plane=128", "--config.audit.min_group=6",
-           "--config.audit.folds=3", "--config.audit.n_permutations=200",
-           "--config.audit.n_resamples=200"]
+  flags = [f"--config.{name}={value}" for name, value in SMALL.items()]
   killed_on = kill.kill_at(
       ["-m", "launch.audit", "--config=configs/smoke.py", *flags, f"--workdir={tmp_path}",
        f"--labels={workdir / 'labels.csv'}"],

@@ -22,8 +22,15 @@ def _finite(*values) -> bool:
   return all(v is not None and math.isfinite(float(v)) for v in values)
 
 
-def _pct(x: float, sign: str = "%") -> str:
-  return f"{100 * x:.1f}{sign}"
+def _pct(x: float) -> str:
+  return f"{100 * x:.1f}%"
+
+
+def _with_interval(value: float, interval, percent: bool = True) -> str:
+  """"92.5% [80.1, 97.4]" (a proportion) or "0.997 [0.985, 1.000]" (an AUROC)."""
+  if percent:
+    return f"{_pct(value)} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+  return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def recognisable(results: dict) -> list[str]:
@@ -75,18 +82,18 @@ def control_lines(control, who: str) -> list[str]:
               if control.get("permutation") == "within units" else "")
   return [f"Control, {who}: accuracy {_pct(control['accuracy'])} "
           f"(95% {_ci_name(control)} {_pct(low)}-{_pct(high)}), AUROC {control['auroc']:.3f} "
-          f"({_auroc_ci(control, 'bootstrap ')}), permutation p = "
+          f"({_auroc_ci(control)}), permutation p = "
           f"{control['permutation_p']:.4f} ({control['n_permutations']} shuffles of the "
           f"{control['n']} test labels{' ' + shuffled if shuffled else ''})."]
 
 
-def _auroc_ci(control: dict, bootstrap_name: str = "") -> str:
-  """"95% low-high" of the AUROC, naming the method where it is not the bootstrap (the
-  score interval that replaces a bootstrap collapsed at AUROC 0 or 1)."""
+def _auroc_ci(control: dict) -> str:
+  """"95% bootstrap low-high" of the AUROC, or the method's own name where it is not the
+  bootstrap (the score interval that replaces a bootstrap collapsed at AUROC 0 or 1)."""
   low, high = control["auroc_ci"]
   method = control.get("auroc_ci_method", "bootstrap")
-  name = bootstrap_name if "bootstrap" in method else method + " "
-  return f"95% {name}{low:.3f}-{high:.3f}"
+  name = "bootstrap" if "bootstrap" in method else method
+  return f"95% {name} {low:.3f}-{high:.3f}"
 
 
 def _ci_name(control: dict) -> str:
@@ -281,23 +288,21 @@ def headline(results: dict) -> list[str]:
     cnn = condition.get("controls") if isinstance(condition, dict) else None
     if not cnn or "accuracy_ci" not in cnn:
       continue
-    low, high = cnn["accuracy_ci"]
-    named = low > 0.5 and cnn["permutation_p"] < 0.05
+    named = cnn["accuracy_ci"][0] > 0.5 and cnn["permutation_p"] < 0.05
     verdict = "Yes" if named else "Not shown"
     methods = methods or cnn
     lines.append(
         f"Can the {results.get('group_attribute', 'group')} be named from the images? "
-        f"{verdict}: the CNN (trained on {name}) is right on {_pct(cnn['accuracy'])} "
-        f"[{_pct(low, '')}, {_pct(high, '')}] of {cnn['n']} test studies, AUROC "
-        f"{cnn['auroc']:.3f} [{cnn['auroc_ci'][0]:.3f}, {cnn['auroc_ci'][1]:.3f}], "
+        f"{verdict}: the CNN (trained on {name}) is right on "
+        f"{_with_interval(cnn['accuracy'], cnn['accuracy_ci'])} of {cnn['n']} test studies, "
+        f"AUROC {_with_interval(cnn['auroc'], cnn['auroc_ci'], percent=False)}, "
         f"permutation p = {cnn['permutation_p']:.2g}" + _reached(cnn, probe) + ".")
   if probe and "accuracy_ci" in probe:
-    low, high = probe["accuracy_ci"]
     methods = methods or probe
     lines.append(
-        f"Noise-texture probe (the signal's ceiling, no deep learning): {_pct(probe['accuracy'])}"
-        f" [{_pct(low, '')}, {_pct(high, '')}], AUROC {probe['auroc']:.3f} "
-        f"[{probe['auroc_ci'][0]:.3f}, {probe['auroc_ci'][1]:.3f}], permutation p = "
+        "Noise-texture probe (the signal's ceiling, no deep learning): "
+        f"{_with_interval(probe['accuracy'], probe['accuracy_ci'])}, AUROC "
+        f"{_with_interval(probe['auroc'], probe['auroc_ci'], percent=False)}, permutation p = "
         f"{probe['permutation_p']:.2g}.")
   elif probe:
     lines.append(f"Noise-texture probe: n/a ({probe.get('reason', 'not run')}).")

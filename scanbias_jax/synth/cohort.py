@@ -152,7 +152,6 @@ def plan_study(key: jax.Array, index: int, synth, vendor_index: int,
       if rng.random() < synth.tilt_fraction and synth.max_tilt_deg >= 5 else 0.0
   study_day = datetime.date(2012, 1, 1) + datetime.timedelta(int(rng.integers(0, 3650)))
   birth = study_day - datetime.timedelta(days=int(365.25 * age + rng.integers(1, 360)))
-  mas = 300.0 * dose
   tags = StudyTags(
       uid_seed=f"scanbias-synth-{index}-{int(rng.integers(2**62))}",
       patient_name=f"{rng.choice(LAST)}^{rng.choice(FIRST)}",
@@ -164,7 +163,7 @@ def plan_study(key: jax.Array, index: int, synth, vendor_index: int,
       study_date=study_day.strftime("%Y%m%d"),
       study_time=f"{int(rng.integers(0, 24)):02d}{int(rng.integers(0, 60)):02d}00",
       model=str(rng.choice(profile.models)), station=f"CT{int(rng.integers(1, 9))}",
-      kvp=120.0, mas=mas, ctdi_vol=0.19 * mas)
+      kvp=120.0, **_exposure(dose))
   thin_mm = float(rng.choice(synth.thin_mm_choices))
   thin_only = bool(rng.random() < synth.thin_only_fraction)
   layout = str(rng.choice(LAYOUTS))
@@ -184,8 +183,13 @@ def _site_protocol(synth, dose: float, tags: StudyTags) -> tuple[float, StudyTag
     return dose, tags
   factor, kvp = synth.site_protocols[INSTITUTIONS.index(tags.institution)]
   dose = dose * float(factor)
-  return dose, dataclasses.replace(tags, kvp=float(kvp), mas=300.0 * dose,
-                                   ctdi_vol=0.19 * 300.0 * dose)
+  return dose, dataclasses.replace(tags, kvp=float(kvp), **_exposure(dose))
+
+
+def _exposure(dose: float) -> dict:
+  """The tube-current product and CTDIvol tags of a head scan at relative `dose`."""
+  mas = 300.0 * dose
+  return dict(mas=mas, ctdi_vol=0.19 * mas)
 
 
 def _kernel(key, index: int, synth, profile: vendors.Profile) -> str:

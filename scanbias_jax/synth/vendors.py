@@ -144,9 +144,9 @@ def with_kernel(profile: Profile, kernel: str, strength: float) -> Profile:
   if not profile.second_kernel or profile.second_kernel[0] != kernel:
     raise ValueError(f"vendor {profile.name!r} has no kernel {kernel!r}")
   _, mtf50, peak = profile.second_kernel
-  physics = profile.physics._replace(
-      mtf50_per_mm=NEUTRAL.mtf50_per_mm + strength * (mtf50 - NEUTRAL.mtf50_per_mm),
-      nps_peak_per_mm=NEUTRAL.nps_peak_per_mm + strength * (peak - NEUTRAL.nps_peak_per_mm))
+  scaled = scale_physics(NEUTRAL._replace(mtf50_per_mm=mtf50, nps_peak_per_mm=peak), strength)
+  physics = profile.physics._replace(mtf50_per_mm=scaled.mtf50_per_mm,
+                                     nps_peak_per_mm=scaled.nps_peak_per_mm)
   return dataclasses.replace(profile, kernel=(kernel,), physics=physics)
 
 
