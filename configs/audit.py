@@ -6,7 +6,8 @@ Four vendors (GE, Siemens, Philips, Canon), two scanner models and two head kern
 each, three sites of which one scans heads at a lower dose and 100 kVp (a site
 protocol the images carry), and one planted null: the station name, drawn at random
 for every study, with no image signal. The audit must find vendor, kernel and site
-and report the station as not nameable (tests/test_audit_run.py).
+and report the station as not nameable (tests/test_audit_run.py). The CNN names the
+vendor (the paper's question, four vendors here) and the probe's strongest attribute.
 """
 from configs import default
 
@@ -25,4 +26,5 @@ def get_config():
       "Philips": {"models": ("Brilliance 64", "Ingenuity CT")},
       "Canon": {"models": ("Aquilion ONE", "Aquilion PRIME")}}
   config.cohort.split_fractions = (0.7, 0.09, 0.21)
+  config.audit.cnn_attributes = ("vendor",)  # the paper's question, by CNN, beside the strongest
   return config

@@ -230,5 +230,9 @@ def get_config() -> ml_collections.ConfigDict:
       folds=5,                       # cross-fitting folds, grouped by patient
       n_permutations=200,            # label shuffles, each redoing the cross-fitting
       n_resamples=1000,              # patient bootstrap of the intervals
-      workers=2))                    # processes for features and permutation refits
+      workers=2,                     # processes for features and permutation refits
+      # "Name the X" by a ShallowCNN ensemble too (experiments/audit_cnn.py): these
+      # attributes, and this many more, the probe's strongest.
+      cnn_attributes=(),
+      cnn_strongest=1))
   return config

@@ -106,3 +106,43 @@ def test_q_values_are_benjamini_hochberg_and_gate_the_risks():
   lines = audit.shortcut_risks(named, found, ["diagnosis", "sex"])
   assert len(lines) == 1 and "diagnosis" in lines[0] and "q 0.004" in lines[0]
   assert not audit.nameable(dict(named["vendor"], permutation_q=0.06))
+
+
+def test_held_out_split_is_grouped_by_patient_stratified_and_disjoint():
+  labels = np.repeat([0, 1, 2], 20)
+  patients = np.arange(60) // 2                      # two studies a patient
+  train, val, test = audit.held_out_split(labels, patients, 5, seed=3)
+  assert sorted(np.concatenate([train, val, test])) == list(range(60))
+  homes = [set(patients[part]) for part in (train, val, test)]
+  assert not (homes[0] & homes[1] or homes[0] & homes[2] or homes[1] & homes[2])
+  for part in (val, test):
+    assert set(labels[part]) == {0, 1, 2}
+  assert len(test) == pytest.approx(12, abs=2) and len(train) == pytest.approx(36, abs=4)
+
+
+def test_held_out_scores_against_scikit_learn_and_a_shuffled_null():
+  from sklearn.metrics import balanced_accuracy_score
+  rng = np.random.default_rng(1)
+  labels = np.repeat([0, 1, 2], 12)
+  informative = np.eye(3)[labels] * 2 + rng.random((36, 3))
+  named = audit.held_out(labels, informative / informative.sum(1, keepdims=True),
+                         np.arange(36), ["a", "b", "c"], FAST)
+  assert named["balanced_accuracy"] == pytest.approx(
+      balanced_accuracy_score(labels, informative.argmax(1)))
+  assert named["permutation_p"] == pytest.approx(1 / (1 + FAST.n_permutations))
+  assert np.trace(np.asarray(named["confusion"])) == 36
+  noise = rng.random((36, 3))
+  noise /= noise.sum(1, keepdims=True)
+  assert audit.held_out(labels, noise, np.arange(36), ["a", "b", "c"],
+                        FAST)["permutation_p"] > 0.05
+
+
+def test_the_cnn_names_the_listed_attributes_then_the_probes_strongest():
+  from scanbias_jax.experiments import audit_cnn
+  named = {"vendor": {"testable": True, "auroc": 0.9}, "kvp": {"testable": True, "auroc": 0.99},
+           "station": {"testable": True, "auroc": 0.5}, "year": {"testable": False}}
+  settings = lambda **k: audit.Settings(**k)  # pylint: disable=unnecessary-lambda-assignment
+  assert audit_cnn.chosen(settings(), named) == ["kvp"]
+  assert audit_cnn.chosen(settings(cnn_attributes=("station", "year"), cnn_strongest=2),
+                          named) == ["station", "kvp", "vendor"]
+  assert audit_cnn.chosen(settings(cnn_strongest=0), named) == []

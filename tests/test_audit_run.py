@@ -2,12 +2,14 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import kill
 from configs import audit as audit_config
 from configs import smoke
 from scanbias_jax.cohort import manifest
+from scanbias_jax.evaluate import audit
 from scanbias_jax.experiments import audit as audit_run
 from scanbias_jax.synth import cohort
 
@@ -79,17 +81,39 @@ def test_no_site_name_or_patient_information_leaves_the_audit(audited):
 
 
 def test_audit_killed_anywhere_resumes_to_the_same_results(audited, tmp_path):
-  """SIGKILL during synthesis, ingest, the features and the naming: the resumed audit
+  """SIGKILL during synthesis, ingest, the features, the naming and the CNN's training:
+  the resumed audit
   (the launcher, the fixture's config and labels) writes the fixture's results.json."""
   _, workdir, _, _ = audited
   flags = [f"--config.{name}={value}" for name, value in SMALL.items()]
   killed_on = kill.kill_at(
       ["-m", "launch.audit", "--config=configs/smoke.py", *flags, f"--workdir={tmp_path}",
        f"--labels={workdir / 'labels.csv'}"],
-      [r"\[synthesize\] 1/", r"\[ingest\] 1/", r"\[audit features\] 1/", r"\[audit\] vendor:"])
-  assert len(killed_on) == 4
+      [r"\[synthesize\] 1/", r"\[ingest\] 1/", r"\[audit features\] 1/", r"\[audit\] vendor:",
+       r"\[train\] name_attribute/\w+ epoch 1/"])
+  assert len(killed_on) == 5
   assert (json.loads((tmp_path / "audit" / "results.json").read_text())
           == json.loads((workdir / "audit" / "results.json").read_text()))
+
+
+def test_the_cnn_names_the_probes_strongest_attribute_on_held_out_studies(audited):
+  config, workdir, results, _ = audited
+  named = results["named"]
+  strongest = max((a for a, r in named.items() if r["testable"]), key=lambda a: named[a]["auroc"])
+  assert list(results["cnn"]) == [strongest]
+  found = results["cnn"][strongest]
+  assert found["testable"] and found["groups"] == named[strongest]["groups"]
+  assert sum(found["split"].values()) == named[strongest]["n"]
+  assert found["members"] == config.train.num_members
+  for by in ("cnn", "probe"):
+    assert found[by]["n"] == found["split"]["test"]
+    assert np.sum(found[by]["confusion"]) == found["split"]["test"]
+    assert 0.0 <= found[by]["ci"]["auroc"][0] <= found[by]["auroc"] <= found[by]["ci"]["auroc"][1]
+  history = (workdir / "audit" / "name_attribute" / strongest / "metrics.jsonl").read_text()
+  assert "val_balanced_accuracy" in history
+  report = (workdir / "audit" / "report.md").read_text()
+  assert "ShallowCNN ensemble on held-out studies" in report
+  assert f"The CNN names the {audit.ATTRIBUTES[strongest]}" in report.split("## Tables")[0]
 
 
 def test_audit_of_pydicoms_test_files_runs_end_to_end(tmp_path, capfd):
@@ -117,7 +141,8 @@ def export_audit(tmp_path_factory):
   """configs/audit.py's export (`make audit`) at 96 studies."""
   config = audit_config.get_config()
   config.synth.num_studies = 96
-  config.audit.update(min_group=8, folds=3, n_permutations=40, n_resamples=200)
+  config.audit.update(min_group=8, folds=3, n_permutations=40, n_resamples=200,
+                      cnn_attributes=(), cnn_strongest=0)  # the CNN: the smoke fixture's
   return audit_run.run(config, tmp_path_factory.mktemp("export_audit"), None, None,
                        lambda *a: None)
 

@@ -168,6 +168,40 @@ def test_models_learn_a_small_synthetic_task(model, data, epochs, lr, target):
   assert history["best_metric"][0, -1] >= target, history[config.select_metric]
 
 
+def test_a_softmax_ensemble_learns_three_classes_and_predicts_distributions():
+  """The audit's multi-class "Name the X": ShallowCNN with a logit a class, softmax
+  cross-entropy, selected by balanced accuracy; predictions are distributions."""
+  data = toys.square_corner_images(jax.random.key(4))
+  config = toys.config(num_members=2, num_epochs=6, loss="softmax_cross_entropy",
+                       select_metric="val_balanced_accuracy",
+                       model_kwargs={**toys.SMALL_MODELS["shallow_cnn"], "classes": 3})
+  train = ensemble.make_train(config)
+  states, history = train(KEY, data)
+  assert (history["best_metric"][:, -1] >= 0.9).all(), history["val_balanced_accuracy"]
+  probabilities = train.ensemble.predict(ensemble.best(states), data["val"]["x"])
+  assert probabilities.shape == (2, 32, 3)
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
+  own = member.make_member(config).predict(jax.tree.map(lambda x: x[0], ensemble.best(states)[0]),
+                                           data["val"]["x"])
+  np.testing.assert_allclose(probabilities[0], own, rtol=1e-5, atol=1e-6)
+
+
+def test_multiclass_metrics_match_scikit_learn():
+  from sklearn.metrics import balanced_accuracy_score, log_loss, roc_auc_score
+  rng = np.random.default_rng(0)
+  labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 1])
+  logits = rng.normal(size=(12, 3)) + 1.5 * np.eye(3)[labels] * rng.random((12, 1))
+  probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+  got = losses.multiclass_metrics(jnp.asarray(logits, jnp.float32),
+                                  jnp.asarray(labels, jnp.float32))
+  assert float(got["val_loss"]) == pytest.approx(log_loss(labels, probs), rel=1e-5)
+  assert float(got["val_accuracy"]) == pytest.approx(np.mean(logits.argmax(1) == labels))
+  assert float(got["val_balanced_accuracy"]) == pytest.approx(
+      balanced_accuracy_score(labels, logits.argmax(1)))
+  assert float(got["val_auroc"]) == pytest.approx(
+      roc_auc_score(labels, probs, multi_class="ovr", average="macro"), rel=1e-5)
+
+
 def test_bfloat16_compute_keeps_float32_parameters(images):
   states, history = ensemble.make_train(toys.config(compute_dtype="bfloat16"))(KEY, images)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(states[0]["params"]))

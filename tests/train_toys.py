@@ -40,6 +40,20 @@ def bright_square_images(key, n=48, size=16, channels=3, n_train=32):
   return split(x, y, n_train)
 
 
+def square_corner_images(key, n=96, size=16, channels=3, n_train=64, classes=3):
+  """Label c: a bright square in corner c of the noise (a class per corner)."""
+  k_noise, k_label = jax.random.split(key)
+  y = jax.random.randint(k_label, (n,), 0, classes)
+  corners = jnp.array([(0, 0), (0, size - 6), (size - 6, 0), (size - 6, size - 6)])[y]
+  grid = jnp.arange(size)
+  inside = ((grid[None, :, None] >= corners[:, 0, None, None])
+            & (grid[None, :, None] < corners[:, 0, None, None] + 6)
+            & (grid[None, None, :] >= corners[:, 1, None, None])
+            & (grid[None, None, :] < corners[:, 1, None, None] + 6))
+  x = jax.random.normal(k_noise, (n, size, size, channels)) + 2.0 * inside[..., None]
+  return split(x, y.astype(jnp.float32), n_train)
+
+
 def sphere_volumes(key, n=40, size=16, depth=16, n_train=32, with_masks=False):
   """Noise volumes [n, size, size, depth, 1] with a bright ball: in half of them
   (label 1) for classification, in all of them (its mask) for segmentation."""

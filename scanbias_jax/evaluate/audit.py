@@ -38,6 +38,8 @@ class Settings:
   n_permutations: int = 200
   n_resamples: int = 1000
   workers: int = 1               # processes for the permutation refits (joblib)
+  cnn_attributes: tuple = ()     # attributes the CNN names too (experiments/audit_cnn.py)
+  cnn_strongest: int = 1         # ... and this many more: the probe's strongest
 
 
 def testable_groups(values, min_group: int) -> tuple[list[str], str | None]:
@@ -99,36 +101,72 @@ def _shuffled_accuracy(x, labels, units, folds, seed) -> float:
                                                              seed).argmax(1))
 
 
+def _summary(labels, scores, patients, groups, null, rng, settings: Settings,
+             statistic: str = "balanced_accuracy") -> dict:
+  """The numbers of one "Name the X": balanced accuracy, macro AUROC, the permutation
+  p of `statistic` against its `null`, patient-bootstrap intervals, confusion matrix."""
+  found = {"balanced_accuracy": float(balanced_accuracy_score(labels, scores.argmax(1))),
+           "auroc": macro_auroc(labels, scores)}
+  return {
+      "testable": True, "groups": groups, "n": int(len(labels)),
+      "n_per_group": [int(c) for c in np.bincount(labels, minlength=len(groups))],
+      "chance_balanced_accuracy": 1.0 / len(groups), **found,
+      "ci": _bootstrap(rng, labels, scores, patients, settings.n_resamples),
+      "permutation_p": float((1 + np.sum(np.asarray(null) >= found[statistic] - 1e-12))
+                             / (1 + len(null))),
+      "permutation_statistic": statistic, "n_permutations": len(null),
+      "confusion": confusion_matrix(labels, scores.argmax(1),
+                                    labels=np.arange(len(groups))).tolist()}
+
+
+def labelled(values, settings: Settings) -> tuple:
+  """(groups, rows kept, class index per kept row, None) of one attribute's values, or
+  (None, None, None, why it cannot be tested)."""
+  groups, reason = testable_groups(values, settings.min_group)
+  if reason:
+    return None, None, None, reason
+  keep = np.flatnonzero(np.isin(values, groups))
+  return groups, keep, np.array([groups.index(values[i]) for i in keep]), None
+
+
 def name_attribute(features, values, patients, settings: Settings, seed: int = 0) -> dict:
   """"Name the X" for one attribute: `values` the attribute per study (strings, ""
   missing), `features` [n, f] the probe's, `patients` the grouping of the folds."""
-  groups, reason = testable_groups(values, settings.min_group)
+  groups, keep, labels, reason = labelled(values, settings)
   if reason:
     return {"testable": False, "reason": reason}
-  keep = np.flatnonzero(np.isin(values, groups))
-  labels = np.array([groups.index(values[i]) for i in keep])
   x, units = np.asarray(features)[keep], np.asarray(patients)[keep]
   folds = min(settings.folds, int(np.bincount(labels).min()))
   if folds < 2:
     return {"testable": False, "reason": "too few studies a group to cross-fit"}
   scores = cross_fitted_scores(x, labels, units, folds, seed)
   rng = np.random.default_rng(seed)
-  observed = balanced_accuracy_score(labels, scores.argmax(1))
   shuffles = [rng.permutation(labels) for _ in range(settings.n_permutations)]
   null = joblib.Parallel(n_jobs=settings.workers)(
       joblib.delayed(_shuffled_accuracy)(x, shuffled, units, folds, seed)
       for shuffled in shuffles)
-  return {
-      "testable": True, "groups": groups, "n": int(len(labels)),
-      "n_per_group": [int(c) for c in np.bincount(labels, minlength=len(groups))],
-      "chance_balanced_accuracy": 1.0 / len(groups),
-      "balanced_accuracy": float(observed), "auroc": macro_auroc(labels, scores),
-      "ci": _bootstrap(rng, labels, scores, units, settings.n_resamples),
-      "permutation_p": float((1 + np.sum(np.asarray(null) >= observed - 1e-12))
-                             / (1 + settings.n_permutations)),
-      "n_permutations": settings.n_permutations, "folds": folds,
-      "confusion": confusion_matrix(labels, scores.argmax(1),
-                                    labels=np.arange(len(groups))).tolist()}
+  return {**_summary(labels, scores, units, groups, null, rng, settings), "folds": folds}
+
+
+def held_out(labels, scores, patients, groups, settings: Settings, seed: int = 0) -> dict:
+  """"Name the X" of a model scored on held-out studies: `scores` [n, classes] are
+  fixed, so the permutation null shuffles the labels over them (nothing is refitted).
+  Its statistic is the macro AUROC, as for Name the Manufacturer's controls: it does
+  not hang on the argmax threshold, which a network trained on unequal groups tilts."""
+  labels, scores = np.asarray(labels), np.asarray(scores)
+  rng = np.random.default_rng(seed)
+  null = [macro_auroc(shuffled, scores) for shuffled in
+          (rng.permutation(labels) for _ in range(settings.n_permutations))]
+  return _summary(labels, scores, np.asarray(patients), groups, null, rng, settings,
+                  statistic="auroc")
+
+
+def held_out_split(labels, patients, folds: int, seed: int) -> tuple:
+  """(train, val, test) row indices: `folds` folds stratified by label and grouped by
+  patient (StratifiedGroupKFold); the first tests, the second validates, the rest train."""
+  splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+  parts = [test for _, test in splitter.split(np.zeros(len(labels)), labels, patients)]
+  return np.sort(np.concatenate(parts[2:])), np.sort(parts[1]), np.sort(parts[0])
 
 
 def association(a, b, numeric_b: bool = False) -> dict:

@@ -1,11 +1,13 @@
 """The bias audit of a DICOM export (launch/audit.py): ingest as the study does, then
-for every acquisition attribute "Name the X" from the images (the noise-texture probe),
+for every acquisition attribute "Name the X" from the images (the noise-texture probe;
+a ShallowCNN ensemble too for the attributes the config names, experiments/audit_cnn.py),
 the attributes' associations with each other, with age and sex and with any label
 columns the user brings, and a report that flags the shortcut risks.
 
   <workdir>/synth/     the embedded synthetic default, when no export is given
   <workdir>/cohort/    ingest (manifest.csv with the acquisition columns, volumes)
-  <workdir>/audit/     features.csv, results.json, report.md, report.html, figures/
+  <workdir>/audit/     features.csv, results.json, report.md, report.html, figures/,
+                       name_attribute/<attribute>/ (the CNN's training runs)
 The statistics are evaluate/audit.py's; the brain of each volume is found by
 thresholds (probe.brain_mask), as an export has no prepared masks.
 """
@@ -15,10 +17,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from scanbias_jax import console, files
+from scanbias_jax import console, files, keys
 from scanbias_jax.cohort import manifest
 from scanbias_jax.evaluate import audit, probe
-from scanbias_jax.experiments import datasets, study
+from scanbias_jax.experiments import audit_cnn, datasets, study
 from scanbias_jax.report import audit_report
 
 DEMOGRAPHICS = {"age_years": True, "sex": False}  # column -> numeric
@@ -84,6 +86,33 @@ def associations(columns: dict, numeric: set) -> dict:
   return out
 
 
+def cnn_named(config, chosen: audit.Settings, named: dict, rows, features, patients,
+              cohort_dir: Path, out: Path, say) -> dict:
+  """{attribute: audit_cnn.name_attribute(...)} for the attributes the CNN names."""
+  attributes = audit_cnn.chosen(chosen, named)
+  if not attributes:
+    return {}
+  key = keys.stream(keys.root(config.seed), "audit/cnn")
+  say("audit", f"CNN: brain crops of {len(rows)} studies for {', '.join(attributes)}")
+  crops, skipped = audit_cnn.study_crops(config, cohort_dir, rows, key, chosen.workers)
+  found = {}
+  for attribute in attributes:
+    result = found[attribute] = audit_cnn.name_attribute(
+        config, chosen, [r.get(attribute, "") for r in rows], patients, crops, features,
+        keys.stream(key, attribute), str(out / audit_cnn.TASK / attribute))
+    result["skipped"] = skipped
+    if not result["testable"]:
+      say("audit", f"{attribute} by CNN: not tested: {result['reason']}")
+      continue
+    cnn, beside = result["cnn"], result["probe"]
+    say("audit", f"{attribute} by CNN on {result['split']['test']} held-out studies: "
+        f"balanced accuracy {cnn['balanced_accuracy']:.2f}, AUROC {cnn['auroc']:.2f} "
+        f"[{cnn['ci']['auroc'][0]:.2f}, {cnn['ci']['auroc'][1]:.2f}], "
+        f"p = {cnn['permutation_p']:.3g} (probe on the same studies: AUROC "
+        f"{beside['auroc']:.2f})")
+  return found
+
+
 def run(config, workdir: Path, dicom_root: str | None = None, labels_csv: str | None = None,
         say=console.say) -> dict:
   """Runs the audit; returns results.json's content."""
@@ -124,9 +153,10 @@ def run(config, workdir: Path, dicom_root: str | None = None, labels_csv: str | 
   audit.add_q_values(named.values(), "permutation_p", "permutation_q")
   audit.add_q_values(found.values(), "p", "q")
   risks = audit.shortcut_risks(named, found, label_columns + list(DEMOGRAPHICS))
+  by_cnn = cnn_named(config, chosen, named, rows, x, patients, cohort_dir, out, say)
   results = dict(source=source, n_studies=len(rows), skipped=skipped,
                  settings=dataclasses.asdict(chosen), features=probe.feature_names(),
-                 named=named, label_columns=label_columns,
+                 named=named, cnn=by_cnn, label_columns=label_columns,
                  associations=[dict(a=a, b=b, **v) for (a, b), v in found.items()],
                  shortcut_risks=risks)
   files.write_json(out / "results.json", results, indent=1)

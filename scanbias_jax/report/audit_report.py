@@ -50,6 +50,41 @@ def naming_table(named: dict) -> tables.Table:
        "verdict uses."])
 
 
+def cnn_reading(result: dict) -> str:
+  """How the CNN compares with the probe on the same test studies, in words."""
+  cnn, beside = result["cnn"], result["probe"]
+  high = cnn["ci"]["auroc"][1]
+  if cnn["auroc"] >= beside["auroc"]:
+    return "the CNN reached the probe"
+  if high >= beside["auroc"]:
+    return "the CNN is below the probe, within its interval"
+  return "the CNN is below the probe: it did not find all the images carry"
+
+
+def cnn_table(by_cnn: dict) -> tables.Table:
+  rows = []
+  for attribute, r in by_cnn.items():
+    label = audit.ATTRIBUTES.get(attribute, attribute)
+    if not r["testable"]:
+      rows.append([label, "-", "-", "-", "-", "-", f"not tested: {r['reason']}"])
+      continue
+    cnn, beside = r["cnn"], r["probe"]
+    split = r["split"]
+    rows.append([label, f"{split['train']} / {split['val']} / {split['test']}",
+                 f"{cnn['balanced_accuracy']:.2f} {_interval(cnn['ci']['balanced_accuracy'])}",
+                 f"{cnn['auroc']:.2f} {_interval(cnn['ci']['auroc'])}",
+                 f"{cnn['permutation_p']:.3g}",
+                 f"{beside['auroc']:.2f} {_interval(beside['ci']['auroc'])}", cnn_reading(r)])
+  return tables.Table(
+      "Name the X: the ShallowCNN ensemble on held-out studies, the probe beside it",
+      ["Attribute", "Studies train / val / test", "CNN balanced accuracy [95% CI]",
+       "CNN macro AUROC [95% CI]", "CNN permutation p", "Probe AUROC, same test studies",
+       "Reading"], rows,
+      ["One split grouped by patient; CNN: crop probabilities averaged per study, then "
+       "over the members; p: test labels shuffled over the fixed scores; the probe fitted "
+       "on the same training and validation studies."])
+
+
 def association_table(found: list[dict], alpha: float = 0.05) -> tables.Table:
   q = lambda a: a.get("q", a["p"])  # pylint: disable=unnecessary-lambda-assignment
   rows = [[a["a"], a["b"], a["measure"], f"{a['value']:.2f}", f"{a['p']:.3g}", f"{q(a):.3g}",
@@ -59,20 +94,29 @@ def association_table(found: list[dict], alpha: float = 0.05) -> tables.Table:
                       ["Attribute", "With", "Measure", "Value", "p", "q", "Studies"], rows)
 
 
-def _bar_chart(named: dict, path: Path) -> Path:
+def _bar_chart(named: dict, by_cnn: dict, path: Path) -> Path:
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   tested = [(a, r) for a, r in named.items() if r["testable"]]
+  cnn_label = "CNN, held-out studies"
   fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(tested), 1) + 1.2))
   for y, (attribute, r) in enumerate(tested[::-1]):
     low, high = r["ci"]["auroc"]
     color = "#c0392b" if verdict(r).startswith("nameable") else "#7f8c8d"
     ax.barh(y, r["auroc"] - 0.5, left=0.5, color=color, height=0.6)
     ax.plot([low, high], [y, y], color="black", linewidth=1.2)
+    if by_cnn.get(attribute, {}).get("testable"):
+      cnn = by_cnn[attribute]["cnn"]
+      ax.errorbar(cnn["auroc"], y + 0.3, xerr=[[cnn["auroc"] - cnn["ci"]["auroc"][0]],
+                                               [cnn["ci"]["auroc"][1] - cnn["auroc"]]],
+                  fmt="D", color="#2c3e50", markersize=4, linewidth=1, label=cnn_label)
+      cnn_label = None
+  if cnn_label is None:
+    ax.legend(loc="lower right", fontsize=7)
   ax.set_yticks(range(len(tested)))
   ax.set_yticklabels([audit.ATTRIBUTES.get(a, a) for a, _ in tested[::-1]], fontsize=8)
   ax.axvline(0.5, color="0.3", linewidth=0.8)
   ax.set_xlim(0.3, 1.0)
-  ax.set_xlabel("macro one-vs-rest AUROC of the probe, 95% interval (0.5: chance)")
+  ax.set_xlabel("macro one-vs-rest AUROC, 95% interval (0.5: chance); bars: the probe")
   fig.tight_layout()
   return figures.save(fig, path)
 
@@ -95,12 +139,12 @@ def _heat_map(found: list[dict], path: Path) -> Path:
   return figures.save(fig, path)
 
 
-def _confusions(named: dict) -> list[tables.Table]:
+def _confusions(named: dict, by: str = "probe") -> list[tables.Table]:
   out = []
   for attribute, r in named.items():
     if r["testable"]:
       out.append(tables.Table(
-          f"Confusion matrix: {audit.ATTRIBUTES.get(attribute, attribute)} (rows true, "
+          f"Confusion matrix, {by}: {audit.ATTRIBUTES.get(attribute, attribute)} (rows true, "
           "columns predicted)", ["", *r["groups"]],
           [[g, *map(str, row)] for g, row in zip(r["groups"], r["confusion"])]))
   return out
@@ -112,6 +156,14 @@ def headline(results: dict) -> list[str]:
               if verdict(r).startswith("nameable")]
   lines = [f"{results['n_studies']} studies audited ({results['source']})."]
   lines.append("Nameable from the images: " + (", ".join(nameable) or "none") + ".")
+  for attribute, r in results.get("cnn", {}).items():
+    if r["testable"]:
+      cnn = r["cnn"]
+      lines.append(
+          f"The CNN names the {audit.ATTRIBUTES.get(attribute, attribute)} of "
+          f"{r['split']['test']} held-out studies with AUROC {cnn['auroc']:.2f} "
+          f"{_interval(cnn['ci']['auroc'])} (p {cnn['permutation_p']:.3g}; the probe on the "
+          f"same studies {r['probe']['auroc']:.2f}): {cnn_reading(r)}.")
   lines += results["shortcut_risks"] or [
       "No attribute is both nameable from the images and associated with a label, age or "
       "sex at q < 0.05 (Benjamini-Hochberg)."]
@@ -121,11 +173,17 @@ def headline(results: dict) -> list[str]:
 def render_audit(results: dict, out_dir) -> dict:
   out_dir = Path(out_dir)
   (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-  bars = _bar_chart(results["named"], out_dir / "figures" / "auroc.png")
+  by_cnn = results.get("cnn", {})
+  bars = _bar_chart(results["named"], by_cnn, out_dir / "figures" / "auroc.png")
   heat = _heat_map(results["associations"], out_dir / "figures" / "associations.png")
-  all_tables = [naming_table(results["named"]), association_table(results["associations"]),
-                *_confusions(results["named"])]
-  bar_caption = "Which attributes the images name: the probe's AUROC with its 95% interval"
+  all_tables = [naming_table(results["named"])]
+  if by_cnn:
+    all_tables += [cnn_table(by_cnn)]
+  all_tables += [association_table(results["associations"]), *_confusions(results["named"]),
+                 *_confusions({a: r["cnn"] for a, r in by_cnn.items() if r["testable"]},
+                              "CNN on held-out studies")]
+  bar_caption = ("Which attributes the images name: the probe's AUROC (bars) and the "
+                 "CNN's (diamonds) with their 95% intervals")
   heat_caption = "Associations between attributes, demographics and labels"
   lines = headline(results)
   md = ["# Bias audit", "", "## The answer", ""] + [f"- {line}" for line in lines]

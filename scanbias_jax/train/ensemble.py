@@ -23,11 +23,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import scipy.special
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from scanbias_jax import keys
-from scanbias_jax.train import member
+from scanbias_jax.train import losses, member
 
 AXIS = "members"
 
@@ -245,7 +244,8 @@ class Ensemble:
       sharding = self.data_shardings[self.data_index[c]]
       logits = [self._eval(v, jax.device_put(chunk, sharding)) for chunk in chunks]
       outputs.append(np.concatenate(jax.device_get(logits), axis=1)[:, :n])
-    return scipy.special.expit(_gather_members(outputs, self.layout.num_members))
+    return losses.ON_HOST[self.program.activation](
+        _gather_members(outputs, self.layout.num_members))
 
   def batch_programs(self, train_x: tuple, y: tuple, eval_x: tuple) -> list:
     """[(name, jitted program, abstract arguments)]: the per-batch programs (init, step,

@@ -6,6 +6,7 @@ Losses return per-sample values; metrics return scalars over a whole split.
 import jax
 import jax.numpy as jnp
 import optax
+import scipy.special
 
 
 def sigmoid_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
@@ -25,7 +26,20 @@ def soft_dice_loss(logits: jnp.ndarray, masks: jnp.ndarray, eps: float = 1.0) ->
   return 1.0 - (2.0 * overlap + eps) / (total + eps)
 
 
-LOSSES = {"sigmoid_cross_entropy": sigmoid_cross_entropy, "soft_dice": soft_dice_loss}
+def softmax_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+  """[B, C] logits, [B] class indices (as floats, like every label here) -> [B] losses."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32))
+
+
+LOSSES = {"sigmoid_cross_entropy": sigmoid_cross_entropy, "soft_dice": soft_dice_loss,
+          "softmax_cross_entropy": softmax_cross_entropy}
+# Logits -> probabilities of each loss: one probability per sample (or voxel) for the
+# sigmoid losses, a distribution over the classes (last axis) for the softmax.
+ACTIVATIONS = {"sigmoid_cross_entropy": "sigmoid", "soft_dice": "sigmoid",
+               "softmax_cross_entropy": "softmax"}
+ON_DEVICE = {"sigmoid": jax.nn.sigmoid, "softmax": jax.nn.softmax}
+ON_HOST = {"sigmoid": scipy.special.expit,   # numpy in, numpy out: no program to compile
+           "softmax": lambda logits: scipy.special.softmax(logits, axis=-1)}
 
 
 def hard_dice(logits: jnp.ndarray, masks: jnp.ndarray) -> jnp.ndarray:
@@ -61,10 +75,29 @@ def classification_metrics(logits, labels) -> dict:
           "val_auroc": auroc(logits, labels)}
 
 
+def multiclass_metrics(logits, labels) -> dict:
+  """Validation loss, accuracy, balanced accuracy (mean recall over the classes present)
+  and macro one-vs-rest AUROC of [N, C] logits and [N] class indices."""
+  labels = labels.astype(jnp.int32)
+  classes = logits.shape[-1]
+  predicted = logits.argmax(-1)
+  onehot = jax.nn.one_hot(labels, classes)
+  counts = onehot.sum(0)
+  recall = jnp.sum(onehot * (predicted == labels)[:, None], axis=0) / jnp.maximum(counts, 1)
+  present = counts > 0
+  probs = jax.nn.softmax(logits)
+  per_class = jnp.stack([auroc(probs[:, c], onehot[:, c]) for c in range(classes)])
+  return {"val_loss": softmax_cross_entropy(logits, labels).mean(),
+          "val_accuracy": (predicted == labels).astype(jnp.float32).mean(),
+          "val_balanced_accuracy": jnp.sum(jnp.where(present, recall, 0.0)) / present.sum(),
+          "val_auroc": jnp.nanmean(per_class)}
+
+
 def segmentation_metrics(logits, masks) -> dict:
   """Validation soft Dice loss and mean hard Dice of [N, ...] logits."""
   return {"val_loss": soft_dice_loss(logits, masks).mean(),
           "val_dice": hard_dice(logits, masks).mean()}
 
 
-METRICS = {"sigmoid_cross_entropy": classification_metrics, "soft_dice": segmentation_metrics}
+METRICS = {"sigmoid_cross_entropy": classification_metrics, "soft_dice": segmentation_metrics,
+           "softmax_cross_entropy": multiclass_metrics}

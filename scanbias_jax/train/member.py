@@ -43,6 +43,7 @@ class MemberProgram(NamedTuple):
   batch_moments: Optional[Callable] = None  # (params, batch_stats, epoch_key, indices, x)
                                             #   -> one batch's per-layer {"mean", "var"}
   pool_moments: Optional[Callable] = None   # those, stacked over batches -> batch_stats
+  activation: str = "sigmoid"  # what turns eval logits into probabilities (losses.ON_HOST)
 
 
 def eval_chunks(n: int, eval_batch_size: int) -> np.ndarray:
@@ -104,6 +105,7 @@ class MemberSpec:
   stats_model: Any           # the same with BatchNorm momentum 0: a batch's own statistics
   loss_fn: Callable
   metrics_fn: Callable
+  activation: str            # logits -> probabilities: "sigmoid" or "softmax"
   optimizer: optax.GradientTransformation
   batch_size: int
   eval_batch_size: int
@@ -126,6 +128,7 @@ def member_spec(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
       stats_model=models.build(config.model, config.compute_dtype,
                                **{**model_kwargs, "bn_momentum": 0.0}),
       loss_fn=losses.LOSSES[config.loss], metrics_fn=losses.METRICS[config.loss],
+      activation=losses.ACTIVATIONS[config.loss],
       optimizer=optax.adam(config.learning_rate), batch_size=config.batch_size,
       eval_batch_size=config.eval_batch_size, select_metric=config.select_metric,
       maximise=maximises(config.select_metric), precise=config.bn_stats == "precise",
@@ -212,7 +215,7 @@ def logits_eval(spec: MemberSpec, variables, x):
 
 
 def predict(spec: MemberSpec, variables, x):
-  return jax.nn.sigmoid(logits_eval(spec, variables, x))
+  return losses.ON_DEVICE[spec.activation](logits_eval(spec, variables, x))
 
 
 def finish_epoch(spec: MemberSpec, state, carry, step_losses, val_logits, val_y):
@@ -274,7 +277,7 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
       bound(init), bound(epoch), bound(train), bound(predict), bound(epoch_plan), bound(step),
       bound(eval_logits), bound(finish_epoch),
       batch_moments=bound(batch_moments) if spec.precise else None,
-      pool_moments=pool_moments if spec.precise else None)
+      pool_moments=pool_moments if spec.precise else None, activation=spec.activation)
 
 
 def make_member_train(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,
