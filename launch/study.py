@@ -3,6 +3,14 @@
   python -m launch.study --config=configs/default.py --workdir=runs/default
   python -m launch.study --config=configs/paper.py --workdir=runs/paper
   python -m launch.study --config=configs/default.py --workdir=runs/mine --dicom_root=/data/export
+  python -m launch.study --config=configs/smoke.py --workdir=runs/two --processes=2
+
+Several processes (jax.distributed; scanbias_jax/processes.py): `--processes=N` starts
+a local cluster of N CPU processes (the others log to <workdir>/process_<i>.log); on
+several hosts, or one process a GPU, run the same command on each with
+`--coordinator_address=host0:port --num_processes=N --process_id=i` and a shared
+--workdir. Process 0 runs the data stages and writes every output; each process
+trains its block of every ensemble's members; results.json is one process's.
 
 Stages (each writes an inspectable folder or file under --workdir and resumes):
 synth/ (skipped with --dicom_root), cohort/ (ingest), prepared/ (prepare), train/ and
@@ -20,7 +28,7 @@ if not __package__:  # run as a file (python launch/study.py): configs/ is in th
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from scanbias_jax import console
+from scanbias_jax import console, processes
 from scanbias_jax.experiments import study
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -29,6 +37,11 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.", required=True)
 _DICOM_ROOT = flags.DEFINE_string("dicom_root", None,
                                   "Your own DICOM export instead of the synthetic cohort.")
+_PROCESSES = flags.DEFINE_integer("processes", 1, "Local CPU processes to run the study on.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (several hosts or processes).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Processes in the cluster.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index in the cluster.")
 
 
 def main(argv):
@@ -36,9 +49,18 @@ def main(argv):
   console.setup()
   config, workdir = _CONFIG.value, Path(_WORKDIR.value)
   started = time.time()
+  address, num_processes = _COORDINATOR.value, _NUM_PROCESSES.value
+  if _PROCESSES.value > 1 and not address:
+    argv = [a for a in sys.argv if not a.startswith("--processes")]
+    launcher = ["-m", "launch.study"] if __package__ else [argv[0]]
+    address, _ = processes.spawn_local(launcher + argv[1:], _PROCESSES.value, str(workdir))
+    num_processes = _PROCESSES.value
+  if address:
+    processes.initialize(address, num_processes, _PROCESS_ID.value)
   timings = study.run(config, workdir, _DICOM_ROOT.value, console.say)
   logging.info("stage seconds: %s", json.dumps(timings))
-  print(f"study finished in {time.time() - started:.0f} s; outputs in {workdir}")
+  print(f"study finished in {time.time() - started:.0f} s; outputs in {workdir}"
+        + (f" (process {processes.index()} of {num_processes})" if num_processes > 1 else ""))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import pydicom
 import pytest
 
 from configs import smoke
+from scanbias_jax import processes
 from scanbias_jax.experiments import study
 import golden
 import kill
@@ -207,3 +208,28 @@ def test_killed_anywhere_resumes_to_the_same_results(smoke_run, tmp_path):
   assert len(killed_on) == 7
   assert (json.loads((tmp_path / "results.json").read_text())
           == json.loads((workdir / "results.json").read_text()))
+
+
+def test_two_processes_killed_anywhere_give_one_processs_results(smoke_run, tmp_path):
+  """`--processes=2` (jax.distributed, two local CPU processes; issue 18 item 1):
+  process 0 runs the data stages while process 1 waits, each trains its block of
+  every ensemble's members. Killed during synthesis (process 1 at its barrier) and in
+  training (the child dies with its parent), then resumed: results.json equals one
+  process's, bit for bit."""
+  workdir, _ = smoke_run
+  killed_on = kill.kill_at(
+      ["-m", "launch.study", "--config=configs/smoke.py", f"--workdir={tmp_path}",
+       "--processes=2"],
+      [r"\[synthesize\] 1/", r"\[train\] \S+ members 0-0 epoch 1/"])
+  assert len(killed_on) == 2
+  assert (tmp_path / "results.json").read_bytes() == (workdir / "results.json").read_bytes()
+  blocks = sorted(p.name for p in (tmp_path / "train" / "spheres" / "easy" / "mixed").iterdir())
+  assert blocks == ["members_0-0", "members_1-1"]
+  assert "(process 1 of 2)" in (tmp_path / "process_1.log").read_text()
+
+
+def test_members_are_cut_into_whole_chunks_one_block_a_process():
+  assert processes.blocks(2, 1, 2) == [(0, 1), (1, 1)]
+  assert processes.blocks(10, 1, 4) == [(0, 3), (3, 3), (6, 3), (9, 1)]
+  assert processes.blocks(10, 4, 2) == [(0, 8), (8, 2)]    # 3 chunks of 4: two and one
+  assert processes.blocks(3, 1, 5)[3:] == [(3, 0), (3, 0)]  # more processes than members

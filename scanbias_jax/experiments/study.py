@@ -7,7 +7,8 @@
   report.md, report.html, results.json   the paper's tables, figures, provenance
 A stage that finished writes `<stage>/.done`; rerunning skips it. Stages that
 resume inside (synthesis, ingest, prepare skip finished studies) are rerun after an
-interruption and pick up where they stopped.
+interruption and pick up where they stopped. On several processes (processes.py)
+process 0 runs the data stages and writes the outputs; training is split by members.
 """
 import concurrent.futures
 import json
@@ -15,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from scanbias_jax import console, files, keys
+from scanbias_jax import console, files, keys, processes
 from scanbias_jax.cohort import balance
 from scanbias_jax.cohort.ingest import ingest_tree
 from scanbias_jax.evaluate import results as results_lib
@@ -126,6 +127,8 @@ def experiments(config, prepared_dir: Path, workdir: Path, say) -> dict:
           raise
     if probe is not None:
       results["controls"] = dict(texture_probe=probe.result())
+  if not processes.writes():  # every process evaluates the same; process 0 writes
+    return results_lib.to_jsonable(results)
   files.write_json(path, results_lib.to_jsonable(results), indent=1, sort_keys=True)
   return json.loads(path.read_text())
 
@@ -146,7 +149,8 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=console.say) -
   workdir.mkdir(parents=True, exist_ok=True)
   common.use_compilation_cache(os.environ.get(
       "SCANBIAS_XLA_CACHE", os.path.expanduser("~/.cache/scanbias_jax/xla")))
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+  if processes.writes():
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
   timings = {}
   start = time.time()
   if not dicom_root:
@@ -154,6 +158,10 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=console.say) -
   compiling = None
   if config.experiments.precompile and not (workdir / "results.json").exists():
     compiling = precompile.start(config)  # overlaps the data stages; joined before training
+  # Several processes (scanbias_jax/processes.py): process 0 runs the data stages, the
+  # others find them done after the barrier.
+  if not processes.writes():
+    processes.barrier("study data stages")
   if dicom_root:
     root, truth = Path(dicom_root), None
   else:
@@ -164,10 +172,14 @@ def run(config, workdir: Path, dicom_root: str | None = None, say=console.say) -
   timings["ingest"] = time.time() - start - sum(timings.values())
   prepared_dir = prepare(config, cohort_dir, truth, workdir, say)
   timings["prepare"] = time.time() - start - sum(timings.values())
+  if processes.writes():
+    processes.barrier("study data stages")
   if compiling is not None:
     compiling.join()
   results = experiments(config, prepared_dir, workdir, say)
   timings["train"] = time.time() - start - sum(timings.values())
+  if not processes.writes():
+    return timings  # the report is process 0's
   written = report(config, results, prepared_dir, workdir, timings,
                    source="dicom" if dicom_root else "synthetic")
   timings["report"] = time.time() - start - sum(timings.values())

@@ -67,7 +67,7 @@ def collect_environment() -> dict:
       versions[name] = "not installed"
   return dict(python=platform.python_version(), platform=platform.platform(),
               packages=versions, git=git_revision(), cpu=cpu_description(),
-              devices=[str(d) for d in jax.devices()],
+              processes=jax.process_count(), devices=[str(d) for d in jax.devices()],
               device_kinds=sorted({d.device_kind for d in jax.devices()}))
 
 

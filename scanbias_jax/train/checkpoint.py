@@ -18,6 +18,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from scanbias_jax import files
+
 PyTree = Any
 
 
@@ -27,6 +29,10 @@ def _is_key(leaf) -> bool:
 
 def _to_storable(tree: PyTree) -> PyTree:
   return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _local_cpu() -> jax.sharding.Sharding:
+  return jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
 
 
 def _pack(tree: PyTree) -> dict:
@@ -42,8 +48,7 @@ def _packed_abstract(template: PyTree) -> dict:
   for leaf in jax.tree.leaves(template):
     name = np.dtype(leaf.dtype).name
     sizes[name] = sizes.get(name, 0) + int(np.prod(leaf.shape))
-  cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-  return {name: jax.ShapeDtypeStruct((size,), np.dtype(name), sharding=cpu)
+  return {name: jax.ShapeDtypeStruct((size,), np.dtype(name), sharding=_local_cpu())
           for name, size in sizes.items()}
 
 
@@ -67,23 +72,51 @@ def _from_storable(tree: PyTree, template: PyTree) -> PyTree:
 
 
 class Checkpoints:
-  """Numbered checkpoints (by completed epochs) of one run's ensemble states."""
+  """Numbered checkpoints (by completed epochs) of one run's ensemble states.
 
-  def __init__(self, directory: str, max_to_keep: int = 2):
+  One process: orbax. Under jax.distributed each process checkpoints its own block
+  of members (train/loop.py), host-local arrays that orbax 0.12 refuses in a
+  multi-process job (and its numpy handler writes from process 0 only): there the
+  same packed arrays go to `<directory>/<epochs>.npz`, written atomically.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 2, read_only: bool = False):
+    self._directory, self._max_to_keep = os.path.abspath(directory), max_to_keep
+    self._manager = None
+    if jax.process_count() > 1:
+      if not read_only:
+        os.makedirs(self._directory, exist_ok=True)
+      return
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
-        enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+        max_to_keep=max_to_keep, create=not read_only, cleanup_tmp_directories=not read_only,
+        enable_async_checkpointing=False, read_only=read_only)
+    self._manager = ocp.CheckpointManager(self._directory, options=options)
 
   def latest(self) -> Optional[int]:
     """The number of completed epochs of the newest checkpoint, or None."""
+    if self._manager is None:
+      return max(self.all(), default=None)
     return self._manager.latest_step()
 
   def all(self) -> list[int]:
+    if self._manager is None:
+      names = os.listdir(self._directory) if os.path.isdir(self._directory) else []
+      return sorted(int(n[:-4]) for n in names if n.endswith(".npz") and n[:-4].isdigit())
     return list(self._manager.all_steps())
 
+  def _npz(self, epochs_done: int) -> str:
+    return os.path.join(self._directory, f"{epochs_done}.npz")
+
   def save(self, epochs_done: int, states: PyTree) -> None:
-    self._manager.save(epochs_done, args=ocp.args.StandardSave(_pack(_to_storable(states))))
+    packed = _pack(_to_storable(states))
+    if self._manager is None:
+      with files.atomic_path(self._npz(epochs_done), sync=True) as temporary:
+        with open(temporary, "wb") as f:
+          np.savez(f, **packed)
+      for old in self.all()[:-self._max_to_keep]:
+        os.remove(self._npz(old))
+      return
+    self._manager.save(epochs_done, args=ocp.args.StandardSave(packed))
     self._manager.wait_until_finished()
 
   def restore(self, epochs_done: int, template: PyTree) -> PyTree:
@@ -92,13 +125,21 @@ class Checkpoints:
     A checkpoint of a different model or ensemble layout fails here (sizes or
     dtypes differ) rather than later; loop.run checks the config first."""
     storable = _to_storable(template)
+    abstract = _packed_abstract(storable)
     try:
-      packed = self._manager.restore(
-          epochs_done, args=ocp.args.StandardRestore(_packed_abstract(storable)))
+      if self._manager is None:
+        with np.load(self._npz(epochs_done)) as stored:
+          packed = {name: stored[name] for name in stored.files}
+        if {n: (a.shape, a.dtype) for n, a in packed.items()} != \
+            {n: (a.shape, a.dtype) for n, a in abstract.items()}:
+          raise ValueError("stored arrays differ in size or type")
+      else:
+        packed = self._manager.restore(epochs_done, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # orbax raises assorted types for a mismatched target
-      raise ValueError(f"checkpoint {epochs_done} in {self._manager.directory} does not match "
+      raise ValueError(f"checkpoint {epochs_done} in {self._directory} does not match "
                        f"the model's state (different model or ensemble layout?): {e}") from e
     return _from_storable(_unpack(packed, storable), template)
 
   def close(self) -> None:
-    self._manager.close()
+    if self._manager is not None:
+      self._manager.close()

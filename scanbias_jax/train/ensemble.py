@@ -59,8 +59,9 @@ def member_keys(key: jax.Array, indices: Sequence[int]) -> jax.Array:
 
 
 def make_mesh(num_devices: Optional[int] = None) -> Mesh:
-  """A 1-D mesh named "members" over the first `num_devices` devices (all by default)."""
-  devices = jax.devices()
+  """A 1-D mesh named "members" over the first `num_devices` of this process's devices
+  (all by default); several processes split the members among them (train/loop.py)."""
+  devices = jax.local_devices()
   num_devices = num_devices or len(devices)
   if num_devices > len(devices):
     raise ValueError(f"asked for {num_devices} devices; only {len(devices)} are visible")

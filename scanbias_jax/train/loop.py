@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from scanbias_jax import files
+from scanbias_jax import files, processes
 from scanbias_jax.train import checkpoint, ensemble, member
 
 # Run-to-run identical bits on GPU: deterministic kernels only (scatter, reductions,
@@ -130,7 +130,20 @@ def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: 
   Fields that only seem to be about speed (layout, `scan_unroll`, `parallel`,
   `eval_batch_size`) are compared: they change the compiled program, hence the
   bits or the checkpoint's structure. `key` and `data` are not stored, so not checked.
+
+  Under jax.distributed (several processes) each process trains its block of the
+  members in `<workdir>/members_<first>-<last>` and returns the whole ensemble
+  (`_train_in_blocks`).
   """
+  if processes.count() > 1:
+    return _train_in_blocks(key, config, data, workdir, augment, eval_transform, mesh,
+                            stop_after_epochs, label)
+  return _train(key, config, data, workdir, augment, eval_transform, mesh, stop_after_epochs,
+                label)
+
+
+def _train(key, config, data, workdir, augment, eval_transform, mesh, stop_after_epochs,
+           label) -> RunResult:
   _check_reproducibility(config)
   os.makedirs(workdir, exist_ok=True)
   checkpoints = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"),
@@ -176,3 +189,54 @@ def run(key: jax.Array, config: ml_collections.ConfigDict, data: dict, workdir: 
       break
   checkpoints.close()
   return RunResult(states, read_metrics(metrics_path), ens)
+
+
+BLOCK_DONE = "block_done"  # a block's run directory: its epochs, once all are saved
+
+
+def _read_or_empty(path: str) -> str:
+  return open(path).read() if os.path.exists(path) else ""  # pylint: disable=unspecified-encoding
+
+
+def _train_in_blocks(key, config, data, workdir, augment, eval_transform, mesh,
+                     stop_after_epochs, label) -> RunResult:
+  """`run` on several processes (scanbias_jax/processes.py): this process trains its
+  block of members, then reads every block's final checkpoint and metrics, so it
+  returns what one process training them all would."""
+  if stop_after_epochs is not None:
+    raise ValueError("stop_after_epochs is for one process")
+  if jax.local_device_count() != 1:
+    raise ValueError("several processes: one device a process (one process a GPU); "
+                     f"this one has {jax.local_device_count()}")
+  os.makedirs(workdir, exist_ok=True)
+  ens = ensemble.shared_ensemble(config, augment, eval_transform, mesh)
+  chunk = ens.layout.members_per_device
+  spans = processes.blocks(config.num_members, chunk, processes.count())
+  first_member = config.first_member
+  dirs = [os.path.join(workdir, f"members_{first_member + f}-{first_member + f + n - 1}")
+          for f, n in spans]
+  first, n = spans[processes.index()]
+  if n:
+    own = ml_collections.ConfigDict(config.to_dict())
+    own.update(first_member=first_member + first, num_members=n)
+    _train(key, own, data, dirs[processes.index()], augment, eval_transform, mesh, None,
+           f"{label or workdir} members {own.first_member}-{own.first_member + n - 1}")
+    # The block's last checkpoint and metrics are on disk: the others may read them.
+    files.write_text(os.path.join(dirs[processes.index()], BLOCK_DONE), f"{config.num_epochs}\n")
+  template = ens.init(key, ens.place_data(data))
+  states, history = [], []
+  for (f, n), directory in zip(spans, dirs):
+    if not n:
+      continue
+    done = os.path.join(directory, BLOCK_DONE)
+    processes.wait_until(lambda path=done: _read_or_empty(path) == f"{config.num_epochs}\n",
+                         f"{done} (another process's members)")
+    reader = checkpoint.Checkpoints(os.path.join(directory, "checkpoints"), read_only=True)
+    try:
+      states += reader.restore(config.num_epochs, template[f // chunk:-(-(f + n) // chunk)])
+    finally:
+      reader.close()
+    history += [dict(r, member=r["member"] + f)
+                for r in read_metrics(os.path.join(directory, "metrics.jsonl"))]
+  history.sort(key=lambda r: (r["epoch"], r["member"]))
+  return RunResult(states, history, ens)
