@@ -19,6 +19,15 @@ def _interval(values) -> str:
   return f"[{values[0]:.2f}, {values[1]:.2f}]"
 
 
+def _cell(result: dict, metric: str) -> str:
+  """"0.95 [0.92, 0.97]": a metric with its interval."""
+  return f"{result[metric]:.2f} {_interval(result['ci'][metric])}"
+
+
+def _untested(label: str, result: dict, columns: int) -> list[str]:
+  return [label, *["-"] * (columns - 2), f"not tested: {result['reason']}"]
+
+
 def verdict(result: dict, alpha: float = 0.05) -> str:
   if not result["testable"]:
     return f"not tested: {result['reason']}"
@@ -32,13 +41,11 @@ def naming_table(named: dict) -> tables.Table:
   for attribute, r in named.items():
     label = audit.ATTRIBUTES.get(attribute, attribute)
     if not r["testable"]:
-      rows.append([label, "-", "-", "-", "-", "-", verdict(r)])
+      rows.append(_untested(label, r, 7))
       continue
     groups = ", ".join(f"{g} ({n})" for g, n in zip(r["groups"], r["n_per_group"]))
-    rows.append([label, groups,
-                 f"{r['balanced_accuracy']:.2f} {_interval(r['ci']['balanced_accuracy'])}",
-                 f"{r['chance_balanced_accuracy']:.2f}",
-                 f"{r['auroc']:.2f} {_interval(r['ci']['auroc'])}",
+    rows.append([label, groups, _cell(r, "balanced_accuracy"),
+                 f"{r['chance_balanced_accuracy']:.2f}", _cell(r, "auroc"),
                  f"{r['permutation_p']:.3g} (q {r.get('permutation_q', r['permutation_p']):.3g})",
                  verdict(r)])
   return tables.Table(
@@ -66,15 +73,13 @@ def cnn_table(by_cnn: dict) -> tables.Table:
   for attribute, r in by_cnn.items():
     label = audit.ATTRIBUTES.get(attribute, attribute)
     if not r["testable"]:
-      rows.append([label, "-", "-", "-", "-", "-", f"not tested: {r['reason']}"])
+      rows.append(_untested(label, r, 7))
       continue
-    cnn, beside = r["cnn"], r["probe"]
     split = r["split"]
     rows.append([label, f"{split['train']} / {split['val']} / {split['test']}",
-                 f"{cnn['balanced_accuracy']:.2f} {_interval(cnn['ci']['balanced_accuracy'])}",
-                 f"{cnn['auroc']:.2f} {_interval(cnn['ci']['auroc'])}",
-                 f"{cnn['permutation_p']:.3g}",
-                 f"{beside['auroc']:.2f} {_interval(beside['ci']['auroc'])}", cnn_reading(r)])
+                 _cell(r["cnn"], "balanced_accuracy"), _cell(r["cnn"], "auroc"),
+                 f"{r['cnn']['permutation_p']:.3g}", _cell(r["probe"], "auroc"),
+                 cnn_reading(r)])
   return tables.Table(
       "Name the X: the ShallowCNN ensemble on held-out studies, the probe beside it",
       ["Attribute", "Studies train / val / test", "CNN balanced accuracy [95% CI]",
