@@ -50,7 +50,24 @@ def barrier(name: str) -> None:
   """Every process waits here until all have arrived (a no-op for one process)."""
   if count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    multihost_utils.sync_global_devices(name)
+    with _stdout_silenced():  # gloo's C++ "[Gloo] Rank 0 is connected to 1 peer ranks"
+      multihost_utils.sync_global_devices(name)
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+  """File descriptor 1 to /dev/null for the block (C++ writes bypass sys.stdout);
+  the study's own lines go out before and after, and its logs go to stderr."""
+  sys.stdout.flush()
+  saved = os.dup(1)
+  try:
+    with open(os.devnull, "w") as null:  # pylint: disable=unspecified-encoding
+      os.dup2(null.fileno(), 1)
+      yield
+  finally:
+    sys.stdout.flush()
+    os.dup2(saved, 1)
+    os.close(saved)
 
 
 def blocks(num_members: int, chunk: int, processes: int) -> list[tuple[int, int]]:
