@@ -77,17 +77,37 @@ def _lps_origin(affine: np.ndarray, shape_xyz) -> np.ndarray:
 
 
 def _ellipsoid(grid, centre_ras, axes, yaw=0.0, pitch=0.0, mirror=False):
-  """Inside an ellipsoid given in MNI (RAS) mm, optionally rotated and mirrored in x."""
+  """Inside an ellipsoid given in MNI (RAS) mm, optionally rotated and mirrored in x.
+  Evaluated in the box of its bounding sphere only (the same values there)."""
   x, y, z = grid
   cx, cy, cz = centre_ras
   out = np.zeros(np.broadcast_shapes(x.shape, y.shape, z.shape), bool)
+  reach = max(axes) + 2.0  # a rotation keeps distances; 2 mm more for rounding
   for sign in ((1, -1) if mirror else (1,)):
-    dx, dy, dz = sign * x - cx, y - cy, z - cz
+    near = [np.flatnonzero(np.abs(values.ravel() - middle) <= reach)
+            for values, middle in ((z, cz), (y, cy), (sign * x, cx))]
+    if any(len(n) == 0 for n in near):
+      continue
+    bz, by, bx = (slice(int(n[0]), int(n[-1]) + 1) for n in near)
+    dx, dy, dz = sign * x[..., bx] - cx, y[:, by] - cy, z[bz] - cz
     c, s = np.cos(np.deg2rad(yaw)), np.sin(np.deg2rad(yaw))
     u, v = c * dx + s * dy, -s * dx + c * dy
     c, s = np.cos(np.deg2rad(pitch)), np.sin(np.deg2rad(pitch))
     v, w = c * v + s * dz, -s * v + c * dz
-    out |= (u / axes[0]) ** 2 + (v / axes[1]) ** 2 + (w / axes[2]) ** 2 < 1
+    out[bz, by, bx] |= (u / axes[0]) ** 2 + (v / axes[1]) ** 2 + (w / axes[2]) ** 2 < 1
+  return out
+
+
+def _edt_about(values, around, margin: int, beyond: float) -> np.ndarray:
+  """scipy's exact distance transform of `values` computed in the bounding box of
+  `around` grown by `margin` voxels, `beyond` elsewhere. Exact inside the box when
+  every zero of `values` outside it lies beyond the box's margin layer (its zeros):
+  the nearest one then has a copy in the box no further away (clamp it into the
+  box). A third of the volume or less: the padded template is mostly air."""
+  where = np.nonzero(around)
+  box = tuple(slice(max(int(w.min()) - margin, 0), int(w.max()) + margin + 1) for w in where)
+  out = np.full(values.shape, beyond, np.float64)
+  out[box] = ndimage.distance_transform_edt(values[box])
   return out
 
 
@@ -103,9 +123,9 @@ def _brain(gm, wm, t1):
   brain = ndimage.binary_fill_holes(brain)
   # Closing by 6 mm (distance transforms: exact balls, fast) bridges the sulci and
   # fissures at the surface; a CSF rim outside it is the subarachnoid space.
-  grown = ndimage.distance_transform_edt(~brain) <= 6.0
-  closed = ~(ndimage.distance_transform_edt(grown) <= 6.0)
-  cavity = ndimage.distance_transform_edt(~(closed | brain)) <= CSF_RIM_MM
+  grown = _edt_about(~brain, brain, 7, np.inf) <= 6.0
+  closed = ~(_edt_about(grown, grown, 1, 0.0) <= 6.0)
+  cavity = _edt_about(~(closed | brain), closed | brain, 2, np.inf) <= CSF_RIM_MM
   p = np.stack([gm, wm, np.clip(1.0 - gm - wm, 0.0, 1.0)]) ** SHARPEN
   p /= np.maximum(p.sum(0), 1e-6)
   p[:, ~cavity] = 0.0
@@ -183,7 +203,7 @@ def build() -> Reference:
 
   # Skull: a shell outside the cavity, thickness by region (frontal and occipital
   # thick, squamous temporal thin), a frontal sinus in the frontal bone.
-  out_mm = ndimage.distance_transform_edt(~cavity).astype(np.float32)
+  out_mm = _edt_about(~cavity, cavity, 30, np.inf).astype(np.float32)  # used to ~26 mm
   r = np.sqrt(x ** 2 + (y + 18.0) ** 2 + (z - 8.0) ** 2) + 1e-3
   u = (x / r, (y + 18.0) / r, (z - 8.0) / r)
   front, back = np.maximum(u[1], 0) ** 2, np.maximum(-u[1], 0) ** 2
