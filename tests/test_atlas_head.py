@@ -24,3 +24,18 @@ def test_trilinear_matches_scipy_map_coordinates():
     want = ndimage.map_coordinates(volume.astype(np.float64), [xyz[2], xyz[1], xyz[0]],
                                    order=1)
     np.testing.assert_allclose(np.asarray(values), want, atol=1e-5)
+
+
+def test_distance_transform_in_a_box_equals_scipys_over_the_whole_volume():
+  """atlas._edt_about: the same distances as scipy over the whole volume wherever they
+  are within the margin, for distances to a set and for depths inside one."""
+  from scanbias_jax.synth import atlas  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  blob = np.zeros((40, 36, 30), bool)
+  blob[12:25, 10:22, 8:20] = rng.random((13, 12, 12)) > 0.3
+  to_blob = atlas._edt_about(~blob, blob, 5, np.inf)
+  full = ndimage.distance_transform_edt(~blob)
+  np.testing.assert_array_equal(to_blob[full <= 5], full[full <= 5])
+  assert (to_blob[full > 5] > 5).all()
+  depth = atlas._edt_about(blob, blob, 1, 0.0)
+  np.testing.assert_array_equal(depth, ndimage.distance_transform_edt(blob))
