@@ -8,7 +8,7 @@ process trains its block in a run directory of its own (train/loop.py), then rea
 the other blocks' final checkpoints, so that every process holds the whole ensemble
 and evaluates it as one process would. A member's key is its index and each member
 trains in its own compiled program (`train.members_per_device` fixed), so the bits
-are one process's (tests/test_processes.py).
+are one process's (tests/test_study.py).
 """
 import contextlib
 import ctypes
@@ -113,9 +113,9 @@ def spawn_local(argv: list[str], num_processes: int, logs: str) -> tuple[str, li
   os.makedirs(logs, exist_ok=True)
   children = []
   for process_id in range(1, num_processes):
-    log = open(os.path.join(logs, f"process_{process_id}.log"), "w")  # pylint: disable=consider-using-with
-    children.append(subprocess.Popen(
-        [sys.executable, *argv, f"--coordinator_address={address}",
-         f"--num_processes={num_processes}", f"--process_id={process_id}"],
-        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent))
+    with open(os.path.join(logs, f"process_{process_id}.log"), "w") as log:  # pylint: disable=unspecified-encoding
+      children.append(subprocess.Popen(  # the child keeps its own copy of the log
+          [sys.executable, *argv, f"--coordinator_address={address}",
+           f"--num_processes={num_processes}", f"--process_id={process_id}"],
+          stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent))
   return address, children

@@ -24,10 +24,6 @@ def _cell(result: dict, metric: str) -> str:
   return f"{result[metric]:.2f} {_interval(result['ci'][metric])}"
 
 
-def _untested(label: str, result: dict, columns: int) -> list[str]:
-  return [label, *["-"] * (columns - 2), f"not tested: {result['reason']}"]
-
-
 def verdict(result: dict, alpha: float = 0.05) -> str:
   if not result["testable"]:
     return f"not tested: {result['reason']}"
@@ -36,22 +32,29 @@ def verdict(result: dict, alpha: float = 0.05) -> str:
   return "not nameable (interval contains chance)"
 
 
-def naming_table(named: dict) -> tables.Table:
+def _rows(by_attribute: dict, cells, columns: int) -> list[list[str]]:
+  """A table row an attribute: its name and `cells(result)`, or, untested, dashes and
+  why."""
   rows = []
-  for attribute, r in named.items():
+  for attribute, r in by_attribute.items():
     label = audit.ATTRIBUTES.get(attribute, attribute)
-    if not r["testable"]:
-      rows.append(_untested(label, r, 7))
-      continue
-    groups = ", ".join(f"{g} ({n})" for g, n in zip(r["groups"], r["n_per_group"]))
-    rows.append([label, groups, _cell(r, "balanced_accuracy"),
-                 f"{r['chance_balanced_accuracy']:.2f}", _cell(r, "auroc"),
-                 f"{r['permutation_p']:.3g} (q {r.get('permutation_q', r['permutation_p']):.3g})",
-                 verdict(r)])
+    rows.append([label, *cells(r)] if r["testable"]
+                else [label, *["-"] * (columns - 2), verdict(r)])
+  return rows
+
+
+def naming_table(named: dict) -> tables.Table:
+  def cells(r):
+    return [", ".join(f"{g} ({n})" for g, n in zip(r["groups"], r["n_per_group"])),
+            _cell(r, "balanced_accuracy"), f"{r['chance_balanced_accuracy']:.2f}",
+            _cell(r, "auroc"),
+            f"{r['permutation_p']:.3g} (q {r.get('permutation_q', r['permutation_p']):.3g})",
+            verdict(r)]
+  header = ["Attribute", "Groups (studies)", "Balanced accuracy [95% CI]", "Chance",
+            "Macro AUROC [95% CI]", "Permutation p (q)", "Verdict"]
   return tables.Table(
       "Name the X: the noise-texture probe, cross-fitted over patient-grouped folds",
-      ["Attribute", "Groups (studies)", "Balanced accuracy [95% CI]", "Chance",
-       "Macro AUROC [95% CI]", "Permutation p (q)", "Verdict"], rows,
+      header, _rows(named, cells, len(header)),
       ["Intervals: bootstrap over patients; p: labels shuffled over studies and the "
        "cross-fitting redone; q: Benjamini-Hochberg over the attributes tested, which the "
        "verdict uses."])
@@ -69,22 +72,17 @@ def cnn_reading(result: dict) -> str:
 
 
 def cnn_table(by_cnn: dict) -> tables.Table:
-  rows = []
-  for attribute, r in by_cnn.items():
-    label = audit.ATTRIBUTES.get(attribute, attribute)
-    if not r["testable"]:
-      rows.append(_untested(label, r, 7))
-      continue
+  def cells(r):
     split = r["split"]
-    rows.append([label, f"{split['train']} / {split['val']} / {split['test']}",
-                 _cell(r["cnn"], "balanced_accuracy"), _cell(r["cnn"], "auroc"),
-                 f"{r['cnn']['permutation_p']:.3g}", _cell(r["probe"], "auroc"),
-                 cnn_reading(r)])
+    return [f"{split['train']} / {split['val']} / {split['test']}",
+            _cell(r["cnn"], "balanced_accuracy"), _cell(r["cnn"], "auroc"),
+            f"{r['cnn']['permutation_p']:.3g}", _cell(r["probe"], "auroc"), cnn_reading(r)]
+  header = ["Attribute", "Studies train / val / test", "CNN balanced accuracy [95% CI]",
+            "CNN macro AUROC [95% CI]", "CNN permutation p", "Probe AUROC, same test studies",
+            "Reading"]
   return tables.Table(
       "Name the X: the ShallowCNN ensemble on held-out studies, the probe beside it",
-      ["Attribute", "Studies train / val / test", "CNN balanced accuracy [95% CI]",
-       "CNN macro AUROC [95% CI]", "CNN permutation p", "Probe AUROC, same test studies",
-       "Reading"], rows,
+      header, _rows(by_cnn, cells, len(header)),
       ["One split grouped by patient; CNN: crop probabilities averaged per study, then "
        "over the members; p: test labels shuffled over the fixed scores; the probe fitted "
        "on the same training and validation studies."])

@@ -103,7 +103,7 @@ def _edt_about(values, around, margin: int, beyond: float) -> np.ndarray:
   `around` grown by `margin` voxels, `beyond` elsewhere. Exact inside the box when
   every zero of `values` outside it lies beyond the box's margin layer (its zeros):
   the nearest one then has a copy in the box no further away (clamp it into the
-  box). A third of the volume or less: the padded template is mostly air."""
+  box). The boxes are smaller than the padded template, which is mostly air."""
   where = np.nonzero(around)
   box = tuple(slice(max(int(w.min()) - margin, 0), int(w.max()) + margin + 1) for w in where)
   out = np.full(values.shape, beyond, np.float64)

@@ -11,6 +11,7 @@ provided its config matches the stored one (see `run`).
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -195,7 +196,7 @@ BLOCK_DONE = "block_done"  # a block's run directory: its epochs, once all are s
 
 
 def _read_or_empty(path: str) -> str:
-  return open(path).read() if os.path.exists(path) else ""  # pylint: disable=unspecified-encoding
+  return Path(path).read_text() if os.path.exists(path) else ""
 
 
 def _train_in_blocks(key, config, data, workdir, augment, eval_transform, mesh,
