@@ -61,10 +61,13 @@ def test_traveling_head_is_one_anatomy_on_every_scanner():
   for s in subjects[1:]:
     np.testing.assert_array_equal(np.asarray(s.warp_amp), np.asarray(subjects[0].warp_amp))
     np.testing.assert_array_equal(np.asarray(s.centre), np.asarray(subjects[0].centre))
+  # Two with a thin series (planes 1.25 mm apart), two without (2.5 mm: every other
+  # plane of the first stack, sampled once for the group).
+  assert [p.with_thin for p in plans[:4]] == [True, False, False, True]
   group = cohort.render_group(key, plans[:4], synth)
-  alone = cohort.render_study(key, plans[2], synth)
-  for a, b in zip(group[2], alone):   # rendered with the others or alone: same pixels
-    np.testing.assert_array_equal(a.acquired.stored, b.acquired.stored)
+  for plan, series in zip(plans[:4], group):  # with the others or alone: same pixels
+    for a, b in zip(series, cohort.render_study(key, plan, synth)):
+      np.testing.assert_array_equal(a.acquired.stored, b.acquired.stored)
   ge, siemens = (g[0].acquired for g in group[:2])
   np.testing.assert_array_equal(ge.brain, siemens.brain)
   assert np.abs(ge.hu - siemens.hu).mean() > 0.5     # different scanner physics

@@ -258,20 +258,45 @@ def _stack_spacing(geometries, synth) -> float | None:
   return plane_spacing([g.thickness_mm for g in geometries], synth.plane_mm)
 
 
-def _stack_for(subject, synth, geometries, factor, spacing):
-  """The plane stack, `spacing` apart, of untilted series, or None (tilted, or no
-  common spacing). Its reach covers every configured vendor's slice profile, so
-  one stack serves all acquisitions of a traveling head that share the spacing;
-  planes lie on one lattice from the head's lowest z, whatever the series."""
+def _stack_for(synth, geometries, factor, spacing):
+  """The plane stack, `spacing` apart along the series' normal, of series of one
+  tilt, or None (no common spacing). Its reach covers every configured vendor's slice
+  profile, so one stack serves all acquisitions of a traveling head that share the
+  spacing and tilt; planes are the slice plane moved along the table from the head's
+  lowest z, on one lattice whatever the series (tilted: table steps of
+  spacing / cos(tilt), so every slice is one of the planes)."""
   thick = [g.thickness_mm for g in geometries]
-  if spacing is None or any(g.tilt_deg for g in geometries):
+  if spacing is None or len({g.tilt_deg for g in geometries}) != 1:
     return None
-  z_lo = float(subject.scan_range()[0])
+  cos_tilt = math.cos(math.radians(geometries[0].tilt_deg))
+  # The first slice's table z: the head's lowest z (its corner's z, if tilted, added).
+  z_lo = float(geometries[0].positions[0, 2])
   ssp = max(p.physics.ssp_ratio for p in profiles(synth).values())
-  reach = max(thick + [synth.slice_mm]) * ssp
+  reach = max(thick + [synth.slice_mm]) * ssp / cos_tilt
+  step = spacing / cos_tilt
   top = max(g.positions[-1, 2] for g in geometries)
-  steps = np.arange(-math.ceil(reach / spacing), math.ceil((top - z_lo + reach) / spacing) + 1)
-  return scanner.anatomy_grid(geometries[0], factor), z_lo + spacing * steps
+  steps = np.arange(-math.ceil(reach / step), math.ceil((top - z_lo + reach) / step) + 1)
+  return scanner.anatomy_grid(geometries[0], factor), z_lo + step * steps
+
+
+def _render_stacks(subject, grids: dict, lesion) -> dict:
+  """{stack key: PlaneStack} of {(tilt, spacing): (template, z)}. Stacks of one tilt
+  lie on lattices from the same first slice, so a coarser one's planes are mostly
+  a finer one's (2.5 mm steps are every other 1.25 mm step, exactly in floating
+  point): each distinct plane is sampled once (a plane's pixels do not depend on
+  which others are sampled with it, tested)."""
+  stacks = {}
+  for tilt in {k[0] for k in grids}:
+    mine = {k: grid for k, grid in grids.items() if k[0] == tilt}
+    template = next(iter(mine.values()))[0]
+    every_z = sorted({float(z) for _, zs in mine.values() for z in zs})
+    planes = scanner.render_planes(subject, template, np.array(every_z), lesion)
+    row = {z: i for i, z in enumerate(every_z)}
+    for k, (_, zs) in mine.items():
+      rows = [row[float(z)] for z in zs]
+      stacks[k] = planes._replace(z=np.asarray(zs, float), hu=planes.hu[rows],
+                                  brain=planes.brain[rows])
+  return stacks
 
 
 def series_geometries(plan: StudyPlan, synth, z_range) -> dict[str, geo.SeriesGeometry]:
@@ -287,12 +312,12 @@ def render_group(key: jax.Array, plans: list[StudyPlan], synth,
   head's acquisitions): the anatomy is drawn and sampled once, each scanner's
   physics applied to it.
 
-  Untilted series are integrated from a stack of planes (half the study's thinnest
-  slice apart, at least synth.plane_mm; acquisitions with the same spacing share one)
-  sampled on every k-th pixel of the image
-  grid, k the largest with k x pixel <= synth.anatomy_mm; tilted series sample
-  their own sub-planes. `lesion` (lesions.anatomy.Lesion) overrides the head's own
-  synth.lesions_in_anatomy draw.
+  Series are integrated from a stack of planes (half the study's thinnest slice
+  apart along the normal, at least synth.plane_mm; acquisitions with the same spacing
+  and tilt share one) sampled on every k-th pixel of the image grid, k the largest
+  with k x pixel <= synth.anatomy_mm. A study whose thicknesses share no spacing
+  samples synth.ssp_samples sub-planes a slice instead. `lesion`
+  (lesions.anatomy.Lesion) overrides the head's own synth.lesions_in_anatomy draw.
   """
   if len({p.anatomy for p in plans}) != 1:
     raise ValueError("render_group renders studies of one anatomy")
@@ -302,24 +327,24 @@ def render_group(key: jax.Array, plans: list[StudyPlan], synth,
   factor = scanner.anatomy_factor(synth.matrix, synth.fov_mm / synth.matrix,
                                   synth.anatomy_mm)
   per_plan = [series_geometries(p, synth, z_range) for p in plans]
-  spacings = [None if p.tilt_deg else _stack_spacing(list(g.values()), synth)
-              for p, g in zip(plans, per_plan)]
-  stacks = {}
-  for spacing in sorted({s for s in spacings if s is not None}):
-    untilted = [g for geoms, s in zip(per_plan, spacings) if s == spacing
-                for g in geoms.values()]
-    grid = _stack_for(subject, synth, untilted, factor, spacing)
+  stack_keys = [(p.tilt_deg, _stack_spacing(list(g.values()), synth))
+                for p, g in zip(plans, per_plan)]
+  grids = {}
+  for stack_key in sorted({k for k in stack_keys if k[1] is not None}):
+    shared = [g for geoms, k in zip(per_plan, stack_keys) if k == stack_key
+              for g in geoms.values()]
+    grid = _stack_for(synth, shared, factor, stack_key[1])
     if grid is not None:
-      stacks[spacing] = scanner.render_planes(subject, grid[0], grid[1], lesion)
+      grids[stack_key] = grid
+  stacks = _render_stacks(subject, grids, lesion)
   all_profiles = profiles(synth)
   out = []
-  for plan, geometries, spacing in zip(plans, per_plan, spacings):
-    stack = stacks.get(spacing)
+  for plan, geometries, stack_key in zip(plans, per_plan, stack_keys):
     study_key = keys.item(keys.stream(key, "study"), plan.index)
     profile = plan_profile(plan, synth, all_profiles)
     out.append([RenderedSeries(kind, g, scanner.acquire(
         keys.stream(study_key, kind), subject, g, profile, plan.dose, synth.ssp_samples,
-        None if plan.tilt_deg else stack, lesion, factor), lesion)
+        stacks.get(stack_key), lesion, factor), lesion)
         for kind, g in geometries.items()])
   return out
 

@@ -285,7 +285,7 @@ def _chunked(fn, count: int, per_slice: list, *shared, **static):
 
 
 class PlaneStack(NamedTuple):
-  """True HU on closely spaced untilted planes, shared by a study's axial series."""
+  """True HU on closely spaced parallel planes, shared by a study's axial series."""
   z: np.ndarray       # [planes] table z of each plane (mm)
   hu: np.ndarray      # [planes, rows, cols]
   brain: np.ndarray   # [planes, rows, cols]
@@ -318,9 +318,8 @@ def _sample_series(subject, lesion, geometry, offsets, weights):
 
 def render_planes(subject, template: geo.SeriesGeometry, z: np.ndarray,
                   lesion=None) -> PlaneStack:
-  """Samples the anatomy (with `lesion`, if any) on untilted planes at table z."""
-  if template.tilt_deg:
-    raise ValueError("plane stacks are untilted; sample tilted series directly")
+  """Samples the anatomy (with `lesion`, if any) on `template`'s slice plane moved
+  along the table to each z."""
   positions = np.repeat(template.positions[:1], len(z), axis=0)
   positions[:, 2] = z
   planes = dataclasses.replace(template, positions=positions)
@@ -330,26 +329,46 @@ def render_planes(subject, template: geo.SeriesGeometry, z: np.ndarray,
 
 
 def integrate_planes(stack: PlaneStack, geometry: geo.SeriesGeometry, ssp_ratio: float):
-  """SSP integral of an untilted series from a plane stack (Gaussian quadrature
-  weights on the planes within +-FWHM, the window `ssp_offsets` samples), on the
-  stack's in-plane grid (which must be the series' grid or a lattice of it)."""
+  """SSP integral of a series from a plane stack (Gaussian quadrature weights on the
+  planes within +-FWHM along the normal, the window `ssp_offsets` samples), on the
+  stack's in-plane grid (which must be the series' grid or a lattice of it).
+
+  A tilted series' planes are its slice plane moved along the table: the plane at
+  normal offset d from a slice is also moved d x tan(tilt) along the columns, so it
+  is read that far back, linearly interpolated between rows, to integrate along the
+  normal as the gantry does (BUILD_NOTES, session 16)."""
   t = stack.template
   factor = round(t.pixel_mm / geometry.pixel_mm)
-  if (geometry.tilt_deg or geometry.matrix != t.matrix * factor
+  if (t.tilt_deg != geometry.tilt_deg or geometry.matrix != t.matrix * factor
       or not math.isclose(t.pixel_mm, factor * geometry.pixel_mm, rel_tol=1e-6)
       or not np.allclose(geometry.positions[:, :2], t.positions[0, :2])):
     raise ValueError("series is not on the plane stack's in-plane grid")
   fwhm = geometry.thickness_mm * ssp_ratio
-  dz = stack.z[None, :] - geometry.positions[:, 2:3]                 # [slices, planes]
+  cos_tilt = math.cos(math.radians(geometry.tilt_deg))
+  dz = (stack.z[None, :] - geometry.positions[:, 2:3]) * cos_tilt    # [slices, planes]
   weights = np.where(np.abs(dz) <= fwhm + 1e-6, np.exp(-4 * math.log(2) * (dz / fwhm) ** 2), 0)
   if (weights.sum(1) == 0).any() or np.abs(dz).min(1).max() > 1e-3:
     raise ValueError("plane stack does not cover the series' slice centres")
   weights = (weights / weights.sum(1, keepdims=True)).astype(np.float32)
+  shift_rows = dz * math.tan(math.radians(geometry.tilt_deg)) / t.pixel_mm
   truth = np.zeros((len(weights), *stack.hu.shape[1:]), np.float32)
   for s, row in enumerate(weights):  # a few planes per slice: a sparse sum
     for p in np.flatnonzero(row):
-      truth[s] += row[p] * stack.hu[p]
+      truth[s] += row[p] * _rows_from(stack.hu[p], shift_rows[s, p])
   return truth, stack.brain[np.abs(dz).argmin(1)]
+
+
+def _rows_from(image: np.ndarray, shift: float) -> np.ndarray:
+  """image read at row r + shift (linear between rows; edge rows repeated)."""
+  if abs(shift) < 1e-6:
+    return image
+  rows = np.arange(image.shape[0]) + shift
+  lo = np.floor(rows)
+  frac = (rows - lo).astype(np.float32)[:, None]
+  lo = lo.astype(int)
+  last = image.shape[0] - 1
+  return ((1 - frac) * image[np.clip(lo, 0, last)]
+          + frac * image[np.clip(lo + 1, 0, last)])
 
 
 def acquire(key: jax.Array, subject, geometry: geo.SeriesGeometry,
@@ -359,7 +378,7 @@ def acquire(key: jax.Array, subject, geometry: geo.SeriesGeometry,
   """One series of `subject` on `geometry` as the vendor of `profile` makes it.
 
   `dose` is relative to the vendor's reference dose (1.0 = routine protocol).
-  With `stack` (untilted series only) the SSP is integrated over its planes,
+  With `stack` (of the series' own tilt) the SSP is integrated over its planes,
   whose grid sets the anatomy sampling; otherwise `ssp_samples` sub-planes per
   slice are sampled on every `anatomy_factor`-th pixel, with `lesion`
   (lesions.anatomy.Lesion) painted into the anatomy. Slice k's noise depends
