@@ -5,10 +5,11 @@
 
 Each size is timed after one warm-up study (compilation excluded) and split into
 rendering (anatomy + scanner) and writing (DICOM encode + disk), on one process
-pinned to one core, each study rendered alone. A last line times the default cohort
-as `make study` writes it (`export.write_cohort`: a traveling head's anatomy sampled
-once for its acquisitions, a thread writing study i while study i + 1 renders), on one
-core and on every core; the baseline has no traveling heads, so that line has no ratio.
+pinned to one core, each study rendered alone. Two last lines time the default
+cohort as `make study` writes it (`export.write_cohort`: a traveling head's anatomy
+sampled once for its acquisitions; with two cores or more, a thread writing study i
+while study i + 1 renders): on one core against the baseline's own default cohort
+(one patient a study, no traveling heads) at the same 256^2, and on every core.
 The baseline is the package at git revision --baseline (the analytic phantom,
 sampled per series at full resolution), extracted to a temporary folder and run
 in a subprocess with the same configs' sizes; the ratio baseline / now is printed.
@@ -57,19 +58,26 @@ def measure(config_name: str, matrix: int, count: int) -> dict:
               peak_rss_mb=peak_mb)
 
 
-def measure_cohort(count: int) -> dict:
+def measure_cohort(count: int, matrix: int = 0, workers: int = 0) -> dict:
   """Seconds a study of the default cohort through `export.write_cohort`, after a
-  two-study warm-up (compilation) of the same config."""
+  two-study warm-up (compilation) of the same config; `matrix`, `workers`: overrides."""
   from configs import default  # pylint: disable=g-import-not-at-top
   from scanbias_jax import keys  # pylint: disable=g-import-not-at-top
   from scanbias_jax.synth import export  # pylint: disable=g-import-not-at-top
   key = keys.stream(keys.root(0), "bench")
-  with tempfile.TemporaryDirectory() as tmp:
-    warm = default.get_config().synth
-    warm.num_studies = 2
-    export.write_cohort(key, warm, Path(tmp) / "warm")
+
+  def synth_of(studies):
     synth = default.get_config().synth
-    synth.num_studies = count
+    synth.num_studies = studies
+    if matrix:
+      synth.matrix = matrix
+    if workers:
+      synth.workers = workers
+    return synth
+
+  with tempfile.TemporaryDirectory() as tmp:
+    export.write_cohort(key, synth_of(2), Path(tmp) / "warm")
+    synth = synth_of(count)
     started = time.perf_counter()
     export.write_cohort(key, synth, Path(tmp) / "cohort")
     seconds = time.perf_counter() - started
@@ -113,11 +121,18 @@ def main(argv):
             f"{now['render_share']:.0%}, peak RSS {now['peak_rss_mb']:.0f} MB)  baseline "
             f"{_BASELINE.value} {old['s_per_study']:6.2f} s/study  ratio "
             f"x{old['s_per_study'] / now['s_per_study']:.1f}", flush=True)
-  for one_core in (True, False):
-    now = run_worker(ROOT, "default", 256, 0, one_core, f"measure_cohort({_COHORT.value})")
-    print(f"default cohort ({_COHORT.value} studies, write_cohort, "
-          f"{'one core' if one_core else f'{os.cpu_count()} cores'}) now "
-          f"{now['s_per_study']:6.2f} s/study (peak RSS {now['peak_rss_mb']:.0f} MB)", flush=True)
+    # The default cohort as each version's configs/default.py writes it (the baseline's
+    # without traveling heads, one process, at today's 256^2), one core.
+    call = f"measure_cohort({_COHORT.value}, matrix=256, workers=1)"
+    now = run_worker(ROOT, "default", 256, 0, True, call)
+    old = run_worker(base, "default", 256, 0, True, call)
+    print(f"default cohort ({_COHORT.value} studies, write_cohort, one core) now "
+          f"{now['s_per_study']:6.2f} s/study (peak RSS {now['peak_rss_mb']:.0f} MB)  baseline "
+          f"{_BASELINE.value} {old['s_per_study']:6.2f} s/study  ratio "
+          f"x{old['s_per_study'] / now['s_per_study']:.1f}", flush=True)
+  now = run_worker(ROOT, "default", 256, 0, False, f"measure_cohort({_COHORT.value})")
+  print(f"default cohort ({_COHORT.value} studies, write_cohort, {os.cpu_count()} cores) now "
+        f"{now['s_per_study']:6.2f} s/study (peak RSS {now['peak_rss_mb']:.0f} MB)", flush=True)
 
 
 if __name__ == "__main__":
