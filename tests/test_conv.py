@@ -16,6 +16,8 @@ CHANNELS_LAST = lax.conv_dimension_numbers((1, 5, 6, 7, 2), (3, 3, 3, 2, 4), ("N
 @pytest.mark.parametrize("shape, kernel, strides, padding", [
     ((2, 9, 8, 7, 3), (3, 3, 3), (1, 1, 1), "SAME"),
     ((2, 9, 8, 7, 1), (7, 7, 7), (2, 2, 2), "SAME"),     # the ResNet stem, odd sizes
+    ((2, 9, 8, 7, 1), (3, 3, 3), (1, 1, 1), "SAME"),     # the default stems: taps
+    ((1, 6, 7, 5, 1), (3, 2, 3), (1, 1, 1), ((1, 0), (0, 2), (2, 1))),
     ((2, 8, 8, 6, 2), (1, 1, 1), (2, 2, 2), "SAME"),     # the 1x1x1 projection shortcut
     ((1, 8, 9, 10, 2), (3, 2, 3), (1, 2, 3), "VALID"),
     ((1, 6, 6, 6, 2), (3, 3, 3), (1, 1, 1), ((1, 0), (0, 2), (2, 1))),
@@ -45,8 +47,8 @@ def test_conv_implementations_equal_lax_conv_with_gradients(shape, kernel, strid
 
 
 def test_other_convolutions_pass_through_unchanged():
-  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  w = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 4, 5))
   dn = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
   np.testing.assert_array_equal(conv.depth_folded_conv(x, w, (1, 1), "SAME", dimension_numbers=dn),
                                 lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn))
@@ -232,3 +234,36 @@ def test_folded_conv3d_vmapped_over_members_equals_each_members_convolution(
   np.testing.assert_array_equal(out[1], alone)
   compiled = jax.jit(jax.grad(loss(ours), argnums=(0, 1))).lower(x, w).compile().as_text()
   assert not any("group_count" in c for c in _convolutions(compiled))
+
+
+@pytest.mark.parametrize("shape, kernel, padding", [
+    ((2, 9, 8, 7, 1), (3, 3, 3), ((1, 1), (1, 1), (1, 1))),
+    ((1, 6, 7, 5, 1), (3, 2, 3), ((1, 0), (0, 2), (2, 1))),
+    ((2, 9, 8, 3), (3, 3), ((1, 1), (1, 1))),
+])
+@pytest.mark.parametrize("shared_input", [False, True])
+def test_taps_convolutions_vmapped_over_members_equal_lax(shape, kernel, padding, shared_input):
+  """The first layers' sum over taps: each member's output and both gradients equal
+  lax's, and a member's forward bits do not depend on the others."""
+  members, ndim = 3, len(shape) - 2
+  fn = conv.taps_conv3d if ndim == 3 else conv.taps_conv2d
+  layout = ("NHWDC", "HWDIO", "NHWDC") if ndim == 3 else ("NHWC", "HWIO", "NHWC")
+  x = jax.random.normal(jax.random.key(0), shape if shared_input else (members,) + shape)
+  w = jax.random.normal(jax.random.key(1), (members,) + kernel + (shape[-1], 4))
+  dn = lax.conv_dimension_numbers(shape, w.shape[1:], layout)
+  strides = (1,) * ndim
+  axes = (None if shared_input else 0, 0)
+
+  def loss(conv_fn):
+    return lambda x, w: jnp.sum(jnp.sin(conv_fn(x, w)))
+
+  ours = jax.vmap(lambda x, w: fn(x, w, strides, padding), in_axes=axes)
+  reference = jax.vmap(lambda x, w: lax.conv_general_dilated(x, w, strides, padding,
+                                                             dimension_numbers=dn), in_axes=axes)
+  out = jax.jit(ours)(x, w)
+  np.testing.assert_allclose(out, reference(x, w), rtol=1e-5, atol=1e-4)
+  grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(x, w)
+  for g, r in zip(grads, jax.grad(loss(reference), argnums=(0, 1))(x, w)):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+  alone = jax.jit(lambda x, w: fn(x, w, strides, padding))(x if shared_input else x[1], w[1])
+  np.testing.assert_array_equal(out[1], alone)

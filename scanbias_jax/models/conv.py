@@ -46,6 +46,8 @@ def depth_folded_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
   if plain and lhs.ndim == 4:
     if isinstance(padding, str):
       padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+    if lhs.shape[-1] <= TAPS_MAX_CHANNELS and all(s == 1 for s in window_strides):
+      return taps_conv2d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
     return conv2d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
   if not plain:
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
@@ -53,6 +55,8 @@ def depth_folded_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
                                     precision=precision, **kwargs)
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:4], rhs.shape[:3], window_strides, padding)
+  if lhs.shape[-1] <= TAPS_MAX_CHANNELS and all(s == 1 for s in window_strides):
+    return taps_conv3d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
   return folded_conv3d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
 
 
@@ -205,6 +209,30 @@ def _per_member_convolution(forward, input_grad, kernel_grad):
   return convolution
 
 
+# Input channels up to which stride-1 convolutions compute their forward as a sum
+# over taps (`taps_conv2d`, `taps_conv3d`): the networks' first layers (1 channel, the
+# ShallowCNN's 3 slices).
+TAPS_MAX_CHANNELS = 3
+
+
+def _taps_forward(x, w, strides, padding, precision):
+  """A stride-1 convolution of a few input channels as its sum over kernel taps and
+  channels of shifted inputs times the tap's weights: one elementwise loop, where
+  XLA:CPU's convolution of a single-channel input ran at ~11 GFLOP/s (3D stem, 16 x
+  32 x 32 x 16 -> 8: 9.4 ms, this 1.3 ms; BUILD_NOTES, session 16). Sums in float32."""
+  del strides, precision  # stride 1 only (see the callers); float32 products and sums
+  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  kernel = w.shape[:-2]
+  out = [n - k + 1 for n, k in zip(x.shape[1:-1], kernel)]
+  total = None
+  for offset in itertools.product(*[range(k) for k in kernel]):
+    tap = x[(slice(None), *[slice(o, o + m) for o, m in zip(offset, out)], slice(None))]
+    for c in range(x.shape[-1]):
+      term = tap[..., c:c + 1].astype(jnp.float32) * w[(*offset, c)].astype(jnp.float32)
+      total = term if total is None else total + term
+  return total.astype(jnp.result_type(x, w))
+
+
 # A 2D NHWC/HWIO convolution (explicit padding pairs, no dilation or groups), equal to
 # `lax.conv_general_dilated`, for XLA:CPU. Its gradients are written as NHWC/HWIO
 # convolutions with explicit transposes: XLA brings JAX's own gradient convolutions
@@ -222,6 +250,14 @@ conv2d = _per_member_convolution(_forward, _input_grad, _kernel_grad)
 # memory traffic (vmapped U-Net step 0.92-0.96 -> 1.06-1.10 of sequential).
 folded_conv3d = _per_member_convolution(_folded_forward, _folded_input_grad,
                                         _folded_kernel_grad)
+
+# A stride-1 3D convolution of up to TAPS_MAX_CHANNELS input channels (the networks'
+# first layers): the forward as a sum over taps (`_taps_forward`), the gradients as
+# `folded_conv3d`'s. Its kernel gradient by autodiff of that sum (one reduction a tap)
+# was 4x slower than the folded one.
+taps_conv3d = _per_member_convolution(_taps_forward, _folded_input_grad, _folded_kernel_grad)
+# The same for conv2d's stride-1 cases (the ShallowCNN's 3-slice input).
+taps_conv2d = _per_member_convolution(_taps_forward, _input_grad, _kernel_grad)
 
 
 def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
