@@ -105,6 +105,11 @@ def run_worker(root: Path, config_name: str, matrix: int, count: int,
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _against(now: dict, old: dict) -> str:
+  return (f"peak RSS {now['peak_rss_mb']:.0f} MB)  baseline {_BASELINE.value} "
+          f"{old['s_per_study']:6.2f} s/study  ratio x{old['s_per_study'] / now['s_per_study']:.1f}")
+
+
 def main(argv):
   del argv
   with tempfile.TemporaryDirectory() as tmp:
@@ -118,18 +123,14 @@ def main(argv):
       now = run_worker(ROOT, config_name, matrix, count)
       old = run_worker(base, config_name, matrix, count)
       print(f"{name:16s} now {now['s_per_study']:6.2f} s/study (render "
-            f"{now['render_share']:.0%}, peak RSS {now['peak_rss_mb']:.0f} MB)  baseline "
-            f"{_BASELINE.value} {old['s_per_study']:6.2f} s/study  ratio "
-            f"x{old['s_per_study'] / now['s_per_study']:.1f}", flush=True)
+            f"{now['render_share']:.0%}, {_against(now, old)}", flush=True)
     # The default cohort as each version's configs/default.py writes it (the baseline's
     # without traveling heads, one process, at today's 256^2), one core.
     call = f"measure_cohort({_COHORT.value}, matrix=256, workers=1)"
     now = run_worker(ROOT, "default", 256, 0, True, call)
     old = run_worker(base, "default", 256, 0, True, call)
     print(f"default cohort ({_COHORT.value} studies, write_cohort, one core) now "
-          f"{now['s_per_study']:6.2f} s/study (peak RSS {now['peak_rss_mb']:.0f} MB)  baseline "
-          f"{_BASELINE.value} {old['s_per_study']:6.2f} s/study  ratio "
-          f"x{old['s_per_study'] / now['s_per_study']:.1f}", flush=True)
+          f"{now['s_per_study']:6.2f} s/study ({_against(now, old)}", flush=True)
   now = run_worker(ROOT, "default", 256, 0, False, f"measure_cohort({_COHORT.value})")
   print(f"default cohort ({_COHORT.value} studies, write_cohort, {os.cpu_count()} cores) now "
         f"{now['s_per_study']:6.2f} s/study (peak RSS {now['peak_rss_mb']:.0f} MB)", flush=True)

@@ -43,21 +43,17 @@ def depth_folded_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
            and all(d == 1 for d in (lhs_dilation or (1,)))
            and all(d == 1 for d in (rhs_dilation or (1,)))
            and _channels_last(dimension_numbers, lhs.ndim))
-  if plain and lhs.ndim == 4:
-    if isinstance(padding, str):
-      padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-    if lhs.shape[-1] <= TAPS_MAX_CHANNELS and all(s == 1 for s in window_strides):
-      return taps_conv2d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
-    return conv2d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
   if not plain:
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                     rhs_dilation, dimension_numbers, feature_group_count,
                                     precision=precision, **kwargs)
+  spatial = lhs.ndim - 2
   if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:4], rhs.shape[:3], window_strides, padding)
-  if lhs.shape[-1] <= TAPS_MAX_CHANNELS and all(s == 1 for s in window_strides):
-    return taps_conv3d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
-  return folded_conv3d(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
+    padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:spatial], window_strides, padding)
+  taps = lhs.shape[-1] <= TAPS_MAX_CHANNELS and all(s == 1 for s in window_strides)
+  convolution = {(2, False): conv2d, (2, True): taps_conv2d,
+                 (3, False): folded_conv3d, (3, True): taps_conv3d}[spatial, taps]
+  return convolution(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
 
 
 def _fold(x, kd, stride, pad):

@@ -259,15 +259,15 @@ def _stack_spacing(geometries, synth) -> float | None:
 
 
 def _stack_for(synth, geometries, factor, spacing):
-  """The plane stack, `spacing` apart along the series' normal, of series of one
-  tilt, or None (no common spacing). Its reach covers every configured vendor's slice
-  profile, so one stack serves all acquisitions of a traveling head that share the
-  spacing and tilt; planes are the slice plane moved along the table from the head's
-  lowest z, on one lattice whatever the series (tilted: table steps of
-  spacing / cos(tilt), so every slice is one of the planes)."""
+  """(template, table z) of the plane stack, `spacing` apart along the normal, of
+  series of one tilt. Its reach covers every configured vendor's slice profile, so
+  one stack serves all acquisitions of a traveling head that share the spacing and
+  tilt; planes are the slice plane moved along the table from the head's lowest z, on
+  one lattice whatever the series (tilted: table steps of spacing / cos(tilt), so
+  every slice is one of the planes)."""
   thick = [g.thickness_mm for g in geometries]
-  if spacing is None or len({g.tilt_deg for g in geometries}) != 1:
-    return None
+  if len({g.tilt_deg for g in geometries}) != 1:
+    raise ValueError("a plane stack serves series of one tilt")
   cos_tilt = math.cos(math.radians(geometries[0].tilt_deg))
   # The first slice's table z: the head's lowest z (its corner's z, if tilted, added).
   z_lo = float(geometries[0].positions[0, 2])
@@ -293,6 +293,9 @@ def _render_stacks(subject, grids: dict, lesion) -> dict:
     planes = scanner.render_planes(subject, template, np.array(every_z), lesion)
     row = {z: i for i, z in enumerate(every_z)}
     for k, (_, zs) in mine.items():
+      if len(zs) == len(every_z):  # the only stack of its tilt, or the finest: all planes
+        stacks[k] = planes
+        continue
       rows = [row[float(z)] for z in zs]
       stacks[k] = planes._replace(z=np.asarray(zs, float), hu=planes.hu[rows],
                                   brain=planes.brain[rows])
@@ -333,9 +336,7 @@ def render_group(key: jax.Array, plans: list[StudyPlan], synth,
   for stack_key in sorted({k for k in stack_keys if k[1] is not None}):
     shared = [g for geoms, k in zip(per_plan, stack_keys) if k == stack_key
               for g in geoms.values()]
-    grid = _stack_for(synth, shared, factor, stack_key[1])
-    if grid is not None:
-      grids[stack_key] = grid
+    grids[stack_key] = _stack_for(synth, shared, factor, stack_key[1])
   stacks = _render_stacks(subject, grids, lesion)
   all_profiles = profiles(synth)
   out = []
