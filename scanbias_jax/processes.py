@@ -23,6 +23,7 @@ from typing import Callable
 import jax
 
 POLL_SECONDS = 0.5
+WAIT_SECONDS = 24 * 3600.0  # for another process's work (a study's data stages, a block)
 
 
 def initialize(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -46,28 +47,17 @@ def writes() -> bool:
   return index() == 0
 
 
-def barrier(name: str) -> None:
-  """Every process waits here until all have arrived (a no-op for one process)."""
+def barrier(name: str, timeout: float = WAIT_SECONDS) -> None:
+  """Every process waits here until all have arrived (a no-op for one process).
+
+  The coordination service's barrier, not a collective: the others wait here while
+  process 0 runs the data stages for minutes, and a first collective gives up after
+  30 s (gloo's context set-up: "GetKeyValue() timed out", found by CI on a loaded
+  machine). The public `multihost_utils.sync_global_devices` is such a collective;
+  jax's own array serialization waits on the client the same way."""
   if count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    with _stdout_silenced():  # gloo's C++ "[Gloo] Rank 0 is connected to 1 peer ranks"
-      multihost_utils.sync_global_devices(name)
-
-
-@contextlib.contextmanager
-def _stdout_silenced():
-  """File descriptor 1 to /dev/null for the block (C++ writes bypass sys.stdout);
-  the study's own lines go out before and after, and its logs go to stderr."""
-  sys.stdout.flush()
-  saved = os.dup(1)
-  try:
-    with open(os.devnull, "w") as null:  # pylint: disable=unspecified-encoding
-      os.dup2(null.fileno(), 1)
-      yield
-  finally:
-    sys.stdout.flush()
-    os.dup2(saved, 1)
-    os.close(saved)
+    from jax._src import distributed  # pylint: disable=g-import-not-at-top
+    distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=int(timeout * 1000))
 
 
 def blocks(num_members: int, chunk: int, processes: int) -> list[tuple[int, int]]:
@@ -83,7 +73,7 @@ def blocks(num_members: int, chunk: int, processes: int) -> list[tuple[int, int]
   return out
 
 
-def wait_until(done: Callable[[], bool], what: str, timeout: float = 24 * 3600.0) -> None:
+def wait_until(done: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
   """Polls `done` until it holds (another process's work shows on the file system)."""
   deadline = time.monotonic() + timeout
   while not done():
