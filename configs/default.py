@@ -142,6 +142,10 @@ def get_config() -> ml_collections.ConfigDict:
   # weights, one forward pass more). With ~100 steps the running averages lag the
   # weights and eval-mode outputs lose their calibration (BUILD_NOTES.md).
   train.bn_stats = "precise"
+  # ... from the epoch's first this many batches (0 = every batch): a forward pass over
+  # every batch added a third to each step (spheres and segmentation use 4: 64 and 16
+  # volumes; BUILD_NOTES, session 17).
+  train.bn_stats_batches = 0
   train.compute_dtype = "float32"    # or "bfloat16" (parameters stay float32)
   train.checkpoint_every_epochs = 5   # an orbax save (~0.6 s) outlasts a default epoch
   train.keep_checkpoints = 2
@@ -162,10 +166,11 @@ def get_config() -> ml_collections.ConfigDict:
   # (validation of the s11b cohort, BUILD_NOTES session 12).
   models.spheres = ml_collections.ConfigDict(dict(
       model="resnet3d", model_kwargs=ml_collections.ConfigDict(), loss="sigmoid_cross_entropy",
-      learning_rate=3e-3, select_metric="val_accuracy", num_epochs=8))
+      learning_rate=3e-3, select_metric="val_accuracy", num_epochs=8, bn_stats_batches=4))
   models.segmentation = ml_collections.ConfigDict(dict(
       model="unet3d", model_kwargs=ml_collections.ConfigDict(), loss="soft_dice",
-      learning_rate=3e-3, select_metric="val_dice", batch_size=4, num_epochs=10))
+      learning_rate=3e-3, select_metric="val_dice", batch_size=4, num_epochs=10,
+      bn_stats_batches=4))
   # The experiments (scanbias_jax/experiments) and their report.
   exp = config.experiments = ml_collections.ConfigDict()
   exp.title = "Scanner bias study"
@@ -188,6 +193,10 @@ def get_config() -> ml_collections.ConfigDict:
   # spheres: 54 -> 41 s, same bits). 1 = one after another.
   exp.concurrent_conditions = 2
   exp.spheres_shape = (32, 32, 16)   # ResNet3D input on CPU (paper: 256 x 256 x 35)
+  # "brain": air outside each study's brain mask; "head": the whole head (the paper's).
+  # At 5.9 mm voxels a sphere touching the inner table merges with the bone: the misses
+  # of "head" were those (BUILD_NOTES, session 17).
+  exp.spheres_input = "brain"
   # Cut to a box of these mm about each study's brain before the resize (() = the whole
   # volume, the paper's): 188 mm holds the widest brain of the default cohort (190 mm),
   # so the network's voxels are 5.9 mm, not 7.8 (BUILD_NOTES, session 11).

@@ -23,6 +23,7 @@ def get_config():
   config.train.bn_stats = "ema"      # 500+ training studies: the running averages keep up
   config.experiments.spheres_train_copies = 0  # the paper's sphere training set
   config.experiments.spheres_test = "paper"      # and its test set
+  config.experiments.spheres_input = "head"      # and its input: the whole head
   # The paper's learning rates (section 3.3); default.py's are for its small nets.
   config.models.name_manufacturer.learning_rate = 5e-3
   config.models.spheres.learning_rate = 5e-5

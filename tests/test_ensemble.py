@@ -45,11 +45,12 @@ def test_member_of_an_ensemble_equals_member_trained_alone(images):
   assert toys.max_abs_difference(vmapped, jax.tree.map(lambda x: x[0], alone)) < 1e-5
 
 
-@pytest.mark.parametrize("bn_stats", ["ema", "precise"])
-def test_engine_runs_the_pure_member_program_step_by_step(images, bn_stats):
+@pytest.mark.parametrize("bn_stats,bn_stats_batches", [("ema", 0), ("precise", 0), ("precise", 1)])
+def test_engine_runs_the_pure_member_program_step_by_step(images, bn_stats, bn_stats_batches):
   # The engine compiles one program per step; member.train is the same
   # computation as one pure function (the purejaxrl form), compiled whole.
-  config = toys.config(num_members=1, num_epochs=2, scan_unroll="always", bn_stats=bn_stats)
+  config = toys.config(num_members=1, num_epochs=2, scan_unroll="always", bn_stats=bn_stats,
+                       bn_stats_batches=bn_stats_batches)
   states, history = ensemble.make_train(config)(KEY, images)
   program = member.make_member(config)
   state, metrics = jax.jit(program.train)(ensemble.member_keys(KEY, [0])[0], images)
@@ -70,17 +71,22 @@ def test_pooled_batch_moments_are_the_statistics_of_all_batches_at_once():
   np.testing.assert_allclose(pooled["var"], everything.var(0), rtol=1e-5)
 
 
-def test_precise_statistics_are_those_of_the_last_weights_on_the_epochs_batches(images):
+@pytest.mark.parametrize("bn_stats_batches", [0, 2])
+def test_precise_statistics_are_those_of_the_last_weights_on_the_epochs_batches(
+    images, bn_stats_batches):
   # After an epoch with bn_stats="precise", the first BatchNorm's mean is the
-  # mean of the first convolution's output over every sample the epoch used,
-  # computed here directly with the final parameters.
-  config = toys.config(num_members=1, num_epochs=1, bn_stats="precise")
+  # mean of the first convolution's output over every sample the epoch used (or
+  # its first `bn_stats_batches` batches), computed here directly with the final
+  # parameters.
+  config = toys.config(num_members=1, num_epochs=1, bn_stats="precise",
+                       bn_stats_batches=bn_stats_batches, batch_size=4)
   states, _ = ensemble.make_train(config)(KEY, images)
   final = jax.tree.map(lambda x: x[0], ensemble.last(states)[0])
   program = member.make_member(config)
   state = program.init(ensemble.member_keys(KEY, [0])[0], images)
   _, order = program.epoch_plan(state, images["train"]["y"])
-  used = images["train"]["x"][order.reshape(-1)]
+  assert len(order) > 2  # the first two batches are not the whole epoch
+  used = images["train"]["x"][order[:bn_stats_batches or None].reshape(-1)]
   kernel = final["params"]["ConvNormRelu_0"]["Conv_0"]["kernel"]
   conv = jax.lax.conv_general_dilated(used, kernel, (1, 1), "SAME",
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))

@@ -156,11 +156,28 @@ def test_prepare_writes_specs_and_the_sets_come_back_as_arrays(tmp_path):
     mask = nib.load(os.path.join(out, "masks", f"{hard['study_ids'][m]}.nii.gz")).dataobj
     assert not (sphere & (np.asarray(mask) == 0)).any()
 
+  # The brain alone: air outside each mask, every voxel inside as it was; a sphere
+  # inserted there reads as in the whole head, so only the surroundings differ.
+  brain = datasets.spheres_set(prepared, "hard", outside_brain_hu=-1024)
+  for m, study_id in enumerate(hard["study_ids"]):
+    mask = np.asarray(nib.load(os.path.join(out, "masks", f"{study_id}.nii.gz")).dataobj) > 0
+    assert mask.any() and (~mask).any()
+    np.testing.assert_array_equal(brain["volumes"][m][mask], hard["volumes"][m][mask])
+    assert (brain["volumes"][m][~mask] == -1024).all()
+    spec = jax.tree.map(lambda a: a[m], hard["specs"])
+    key = hard["voxel_keys"][m]
+    x_head = np.asarray(datasets.spheres_input(hard["volumes"][m], spec, key))
+    x_brain = np.asarray(datasets.spheres_input(brain["volumes"][m], spec, key))
+    np.testing.assert_array_equal(x_brain[mask], x_head[mask])
+    assert (x_brain[~mask] == 0.0).all()
+
   # Paired training set: each study twice without and twice with a sphere.
   draws = datasets.paired_draws(prepared, datasets.select(prepared), copies=2)
   assert draws == datasets.paired_draws(prepared, datasets.select(prepared), copies=2)
   paired = {d: datasets.paired_spheres_set(prepared, d, draws) for d in ("easy", "medium", "hard")}
   pairs = paired["hard"]
+  brain_pairs = datasets.paired_spheres_set(prepared, "hard", draws, outside_brain_hu=-1024)
+  np.testing.assert_array_equal(brain_pairs["volumes"], brain["volumes"])
   assert len(pairs["labels"]) == 24 and pairs["volumes"].shape[0] == 6
   for m, study_id in enumerate(hard["study_ids"]):
     mine = pairs["source"] == m

@@ -17,7 +17,8 @@ def config(model="shallow_cnn", **overrides) -> ml_collections.ConfigDict:
       learning_rate=5e-3, batch_size=8, eval_batch_size=8, num_epochs=2,
       select_metric="val_dice" if loss == "soft_dice" else "val_accuracy",
       num_members=2, first_member=0, members_per_device=0, num_devices=1, keep_checkpoints=2,
-      checkpoint_every_epochs=1, scan_unroll="never", bn_stats="ema", parallel="dispatch",
+      checkpoint_every_epochs=1, scan_unroll="never", bn_stats="ema", bn_stats_batches=0,
+      parallel="dispatch",
       exact_reproducibility=False))
   c.update(overrides)
   return c

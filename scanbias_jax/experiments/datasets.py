@@ -181,11 +181,18 @@ def _stack_specs(specs):
   return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *specs)
 
 
-def spheres_set(prepared: Prepared, difficulty: str, split=None, group_value=None) -> dict:
+def spheres_set(prepared: Prepared, difficulty: str, split=None, group_value=None,
+                outside_brain_hu: float | None = None) -> dict:
   """volumes int16 [n, i, j, k] HU (no sphere yet), labels int32 [n] (1 = sphere),
-  specs (SphereSpec, leaves [n, ...]) and voxel_keys [n]: feed `spheres_input`."""
+  specs (SphereSpec, leaves [n, ...]) and voxel_keys [n]: feed `spheres_input`.
+  `outside_brain_hu`: every voxel outside the study's brain mask reads this (the
+  brain alone; a sphere lies wholly inside the mask, which is the same with and
+  without it, so the mask says nothing of the label)."""
   rows = select(prepared, split, group_value)
   volumes, spacing = _stack(prepared, rows, volume_path, np.int16)
+  if outside_brain_hu is not None:
+    for volume, row in zip(volumes, rows):
+      volume[read_nifti(mask_path(prepared, row))[0] == 0] = outside_brain_hu
   specs, voxel_keys = sphere_specs(prepared, rows, difficulty, spacing)
   return dict(volumes=volumes, labels=np.array([int(r["label"]) for r in rows], np.int32),
               specs=specs, voxel_keys=voxel_keys, spacing=spacing,
@@ -232,7 +239,7 @@ def paired_draws(prepared: Prepared, rows, copies: int) -> dict:
 
 
 def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=None,
-                       group_value=None) -> dict:
+                       group_value=None, outside_brain_hu: float | None = None) -> dict:
   """Each study `copies` times without a sphere (label 0) and `copies` times with one.
 
   The copies with a sphere: a positive's own sphere (the one `spheres_set` gives
@@ -243,7 +250,7 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
   Returns what `spheres_set` does plus `source` [n]: the row of `volumes`
   (one per study) each sample is built from.
   """
-  base = spheres_set(prepared, difficulty, split, group_value)
+  base = spheres_set(prepared, difficulty, split, group_value, outside_brain_hu)
   small_fraction = float(prepared.settings["spheres"]["small_fraction"][difficulty])
   spacing = base["spacing"]
   specs, voxel_keys, source, labels = [], [], [], []

@@ -51,10 +51,12 @@ def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> tup
   `groups` indexes prepared.group_values per mixed sample). With `draws` (one copy a
   study): the paired set. Where a unit (a study, or a traveling head) gives several
   samples, each set carries clusters: the unit of each sample."""
+  outside = outside_brain_hu(config)
   if draws is None:
-    data = datasets.spheres_set(prepared, difficulty, split)
+    data = datasets.spheres_set(prepared, difficulty, split, outside_brain_hu=outside)
   else:
-    data = datasets.paired_spheres_set(prepared, difficulty, draws, split)
+    data = datasets.paired_spheres_set(prepared, difficulty, draws, split,
+                                       outside_brain_hu=outside)
   arrays = build(config, data, datasets.sphere_reach(prepared, data))
   if datasets.repeats(data["units"]):
     arrays = (*arrays, data["units"])
@@ -88,6 +90,15 @@ def build(config, data: dict, reach_voxels=None):
   return x[..., None], data["labels"].astype(np.float32)
 
 
+def outside_brain_hu(config) -> float | None:
+  """What the network sees outside the brain mask: None (the head as scanned, the
+  paper's) or air (`experiments.spheres_input = "brain"`)."""
+  kind = config.experiments.spheres_input
+  if kind not in ("head", "brain"):
+    raise ValueError(f"experiments.spheres_input must be 'head' or 'brain', got {kind!r}")
+  return float(config.ingest.volume.air_hu) if kind == "brain" else None
+
+
 def crop_size(config, volume_shape, spacing) -> tuple | None:
   """Voxels of the `experiments.spheres_crop_mm` box (at most the volume), None = no crop.
 
@@ -105,7 +116,8 @@ def training_sets(config, prepared, difficulty: str, draws) -> dict:
   """condition -> (x, y) training set: the paper's, or paired when `draws` is given."""
   if draws is None:
     return split_sets(config, prepared, difficulty, "train")[0]
-  paired = datasets.paired_spheres_set(prepared, difficulty, draws, "train")
+  paired = datasets.paired_spheres_set(prepared, difficulty, draws, "train",
+                                       outside_brain_hu=outside_brain_hu(config))
   return common.by_condition(prepared.group_values, paired["groups"],
                             *build(config, paired, datasets.sphere_reach(prepared, paired)))
 
@@ -136,7 +148,8 @@ def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Ar
   copies = settings.spheres_train_copies
   out["training_set"] = dict(kind="paired" if copies else "paper", copies=copies,
                              samples=int(len(train[1])), positives=int(train[1].sum()))
-  out["test_set"] = dict(kind=test_design(config), copies=eval_copies(config))
+  out["test_set"] = dict(kind=test_design(config), copies=eval_copies(config),
+                         input=settings.spheres_input)
   return out
 
 

@@ -225,6 +225,10 @@ def _training_set_note(spheres: dict, train_group: str) -> list[str]:
                  f"effective n, cluster bootstrap for AUROC). The paper scored each study once.")
   elif tested:
     notes.append("Validation and test sets are the paper's: each study once, its own label.")
+  if any(t.get("input") == "brain" for t in test_sets):
+    notes.append("Input: the brain alone (experiments.spheres_input = \"brain\"): air "
+                 "outside each study's skull-strip mask, the same with and without its "
+                 "sphere; the paper gave the whole head.")
   return notes
 
 

@@ -210,11 +210,12 @@ class Ensemble:
       steps = list(np.asarray(order).transpose(1, 0, 2))
       carry = (state["params"], state["batch_stats"], state["opt_state"])
       step_losses, batches = [], []
+      kept = (self.program.moment_batches or len(steps)) if precise else 0
       for indices in steps:
         x, y = self._gather(indices, train["x"], train["y"])
         carry, loss = self._step(carry, epoch_keys, indices, x, y)
         step_losses.append(loss)
-        if precise:
+        if len(batches) < kept:
           batches.append(x)
       if precise:
         moments = [self._moments(carry[0], carry[1], epoch_keys, indices, x)

@@ -43,6 +43,7 @@ class MemberProgram(NamedTuple):
   batch_moments: Optional[Callable] = None  # (params, batch_stats, epoch_key, indices, x)
                                             #   -> one batch's per-layer {"mean", "var"}
   pool_moments: Optional[Callable] = None   # those, stacked over batches -> batch_stats
+  moment_batches: int = 0   # the epoch's first batches they come from (0 = every batch)
   activation: str = "sigmoid"  # what turns eval logits into probabilities (losses.ON_HOST)
 
 
@@ -112,6 +113,7 @@ class MemberSpec:
   select_metric: str
   maximise: bool
   precise: bool              # bn_stats == "precise": statistics recomputed after the steps
+  moment_batches: int        # ... from the epoch's first this many batches (0 = all)
   unrolled: bool
   num_epochs: int
   augment: Optional[Augment]
@@ -132,6 +134,7 @@ def member_spec(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
       optimizer=optax.adam(config.learning_rate), batch_size=config.batch_size,
       eval_batch_size=config.eval_batch_size, select_metric=config.select_metric,
       maximise=maximises(config.select_metric), precise=config.bn_stats == "precise",
+      moment_batches=int(config.bn_stats_batches),
       unrolled=unrolled_loops(config.scan_unroll), num_epochs=config.num_epochs,
       augment=augment, eval_transform=eval_transform or (lambda x: x))
 
@@ -255,7 +258,7 @@ def epoch(spec: MemberSpec, state, data):
   if spec.precise:
     _, moments = scan(lambda _, idx: (None, batch_moments(spec, carry[0], carry[1], epoch_key,
                                                           idx, train_x[idx])),
-                      None, order, spec.unrolled)
+                      None, order[:spec.moment_batches or None], spec.unrolled)
     carry = (carry[0], pool_moments(moments), carry[2])
   val_logits = logits_eval(spec, {"params": carry[0], "batch_stats": carry[1]},
                            data["val"]["x"])
@@ -277,7 +280,8 @@ def make_member(config: ml_collections.ConfigDict, augment: Optional[Augment] = 
       bound(init), bound(epoch), bound(train), bound(predict), bound(epoch_plan), bound(step),
       bound(eval_logits), bound(finish_epoch),
       batch_moments=bound(batch_moments) if spec.precise else None,
-      pool_moments=pool_moments if spec.precise else None, activation=spec.activation)
+      pool_moments=pool_moments if spec.precise else None,
+      moment_batches=spec.moment_batches, activation=spec.activation)
 
 
 def make_member_train(config: ml_collections.ConfigDict, augment: Optional[Augment] = None,
