@@ -144,8 +144,8 @@ def get_config() -> ml_collections.ConfigDict:
   # weights and eval-mode outputs lose their calibration (BUILD_NOTES.md).
   train.bn_stats = "precise"
   # ... from the epoch's first this many batches (0 = every batch): a forward pass over
-  # every batch added a third to each step (spheres and segmentation use 4: 64 and 16
-  # volumes; BUILD_NOTES, session 17).
+  # every batch added a third to each step (each task of default.py uses 4: 64 crops,
+  # 64 or 16 volumes; BUILD_NOTES, session 17).
   train.bn_stats_batches = 0
   train.compute_dtype = "float32"    # or "bfloat16" (parameters stay float32)
   train.checkpoint_every_epochs = 5   # an orbax save (~0.6 s) outlasts a default epoch
@@ -161,7 +161,7 @@ def get_config() -> ml_collections.ConfigDict:
   models.name_manufacturer = ml_collections.ConfigDict(dict(
       model="shallow_cnn", model_kwargs=ml_collections.ConfigDict(dict(
           widths=(16, 32, 64), head="mean")), loss="sigmoid_cross_entropy",
-      learning_rate=3e-4, select_metric="val_accuracy", num_epochs=8))
+      learning_rate=3e-4, select_metric="val_accuracy", num_epochs=8, bn_stats_batches=4))
   # Spheres at 3e-3 (was 1e-3): with 72-144 training studies a condition has 72-144 Adam
   # steps, and at 1e-3 one member in three had not started to learn by the last epoch
   # (validation of the s11b cohort, BUILD_NOTES session 12).

@@ -254,3 +254,23 @@ def test_conditions_with_equal_configs_share_compiled_programs(images, tmp_path)
   smaller = jax.tree.map(lambda x: x[:24], images)  # another condition: fewer studies
   second = loop.run(KEY, config, smaller, str(tmp_path / "b"))
   assert second.ensemble is first.ensemble and first.ensemble.step_traces == 1
+
+
+def test_repeated_samples_are_scored_once_with_the_same_bits(images):
+  from scanbias_jax.experiments import common
+  config = toys.config(num_members=2, num_epochs=1)
+  train = ensemble.make_train(config)
+  states, _ = train(KEY, images)
+  variables = ensemble.best(states)
+  x = np.asarray(images["val"]["x"])
+  repeated = x[[0, 3, 0, 0, 5, 3, 7, 0]]  # as a paired set's sphere-free copies
+  calls = []
+  original = train.ensemble.predict
+  train.ensemble.predict = lambda v, chunk: calls.append(len(chunk)) or original(v, chunk)
+  try:
+    scores = common.predict(train.ensemble, variables, repeated, chunk=2)
+  finally:
+    train.ensemble.predict = original
+  assert len(calls) == 2  # 4 distinct samples, 2 a chunk
+  np.testing.assert_array_equal(scores, common._predict_chunks(train.ensemble, variables,
+                                                               repeated, 2))

@@ -124,3 +124,18 @@ def test_depth_on_the_bounding_box_matches_the_whole_array_transform():
   whole = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
   np.testing.assert_allclose(skullstrip.depth_mm(mask, spacing), whole, rtol=0, atol=1e-5)
   assert not skullstrip.depth_mm(np.zeros((4, 4, 4), bool), spacing).any()
+
+
+@pytest.mark.parametrize("shape", [(40, 50, 7), (64, 64, 12), (1, 5, 3), (30, 30, 1)])
+def test_fill_holes_matches_scipy_whole_and_slice_by_slice(shape):
+  rng = np.random.default_rng(sum(shape))
+  for density in (0.3, 0.5, 0.7):  # sparse: few holes; dense: holes in holes' islands
+    mask = ndimage.binary_opening(rng.random(shape) < density) | (rng.random(shape) < 0.05)
+    np.testing.assert_array_equal(skullstrip.fill_holes(mask), ndimage.binary_fill_holes(mask))
+    by_slice = np.stack([ndimage.binary_fill_holes(mask[..., k]) for k in range(shape[2])], -1)
+    np.testing.assert_array_equal(skullstrip.fill_holes(mask, in_plane=True), by_slice)
+  ring = np.zeros((9, 9, 3), bool)
+  ring[2:7, 2:7, 1] = True
+  ring[3:6, 3:6, 1] = False  # a hole in the middle slice only
+  assert skullstrip.fill_holes(ring, in_plane=True)[4, 4, 1]
+  assert skullstrip.fill_holes(ring)[4, 4, 1] == ndimage.binary_fill_holes(ring)[4, 4, 1]

@@ -207,3 +207,18 @@ def test_build_makes_a_sample_without_sphere_once_and_every_sample_as_alone(brai
     alone = datasets.spheres_input(volumes[v], spec, data["voxel_keys"][i])
     np.testing.assert_allclose(x[i, ..., 0], common.resize(np.asarray(alone)[None], (16, 16, 4))[0],
                                rtol=1e-6, atol=1e-6)
+  # A memo shared with another set of the same volumes: the samples both hold (same
+  # volume, sphere and voxel key) come from it bit for bit, only the others are built.
+  memo = {}
+  first, _ = experiment.build(config, data, memo=memo)
+  np.testing.assert_array_equal(first, x)
+  built = len(memo)
+  assert built == 2 + 4  # a sphere-free sample a volume, the 4 distinct spheres
+  again, _ = experiment.build(config, data, memo=memo)
+  np.testing.assert_array_equal(again, x)
+  assert len(memo) == built
+  other = dict(data, voxel_keys=jax.random.split(jax.random.key(4), len(order)))
+  redrawn, _ = experiment.build(config, other, memo=memo)
+  assert len(memo) == built + 4  # new voxel keys: new spheres, the sphere-free reused
+  alone, _ = experiment.build(config, other)
+  np.testing.assert_array_equal(redrawn, alone)

@@ -45,7 +45,8 @@ def mirror(key: jax.Array, x):
   return jax.numpy.where(jax.random.bernoulli(key), x[::-1], x)
 
 
-def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> tuple[dict, np.ndarray]:
+def split_sets(config, prepared, difficulty: str, split: str, draws=None,
+               memo: dict | None = None) -> tuple[dict, np.ndarray]:
   """({"mixed": (x, y[, clusters]), group value: its rows of them}, groups) of one split,
   built once (a group's set is the mixed set's rows of that group, in the same order;
   `groups` indexes prepared.group_values per mixed sample). With `draws` (one copy a
@@ -57,37 +58,54 @@ def split_sets(config, prepared, difficulty: str, split: str, draws=None) -> tup
   else:
     data = datasets.paired_spheres_set(prepared, difficulty, draws, split,
                                        outside_brain_hu=outside)
-  arrays = build(config, data, datasets.sphere_reach(prepared, data))
+  arrays = build(config, data, datasets.sphere_reach(prepared, data), memo)
   if datasets.repeats(data["units"]):
     arrays = (*arrays, data["units"])
   return common.by_condition(prepared.group_values, data["groups"], *arrays), data["groups"]
 
 
-def build(config, data: dict, reach_voxels=None):
+def build(config, data: dict, reach_voxels=None, memo: dict | None = None):
   """(x, y) of a `spheres_set` or `paired_spheres_set` dict: spheres inserted (in a box
   of `reach_voxels` about the centre, `spheres.insert_sphere`), windowed, cut to the
   brain box (`crop_size`), resized to `experiments.spheres_shape`, 8 samples at a time.
-  A sample without a sphere is its volume alone: built once for all its copies."""
+  A sample without a sphere is its volume alone: built once for all its copies.
+  `memo` (a dict kept over the difficulties of one split) holds every sample built,
+  keyed by its volume, sphere and voxel key: Medium and Hard share Easy's sphere-free
+  samples and every positive whose sphere is not small."""
   shape = tuple(config.experiments.spheres_shape)
   n = len(data["labels"])
   if not n:
     return np.zeros((0, *shape, 1), np.float32), np.zeros(0, np.float32)
+  memo = {} if memo is None else memo
   source = data.get("source", np.arange(n))
   size = crop_size(config, data["volumes"].shape[1:], data["spacing"])
   starts = (None if size is None else
             datasets.crop_starts(data["brain_centres"], data["volumes"].shape[1:], size)[source])
   batch = _batcher(*config.prepare.spheres_window, reach_voxels, size)
-  sample = np.where(np.asarray(data["specs"].present), -1 - np.arange(n), source)
-  _, built, copy_of = np.unique(sample, return_index=True, return_inverse=True)
-  parts = []
-  for i in range(0, len(built), 8):
-    rows = built[np.minimum(np.arange(i, i + 8), len(built) - 1)]  # padded: one compilation
-    parts.append(common.resize(batch(data["volumes"][source[rows]],
-                                     jax.tree.map(lambda a: np.asarray(a)[rows], data["specs"]),
-                                     keys.take(data["voxel_keys"], rows),
-                                     None if starts is None else starts[rows]), shape))
-  x = np.concatenate(parts)[:len(built)][copy_of.ravel()]
-  return x[..., None], data["labels"].astype(np.float32)
+  names = [_sample_name(data, source, m) for m in range(n)]
+  firsts = {}  # name -> its first sample, for names not built yet
+  for m, name in enumerate(names):
+    if name not in memo:
+      firsts.setdefault(name, m)
+  missing = np.array(list(firsts.values()), np.int64)
+  for i in range(0, len(missing), 8):
+    rows = missing[np.minimum(np.arange(i, i + 8), len(missing) - 1)]  # padded: one compilation
+    made = common.resize(batch(data["volumes"][source[rows]],
+                               jax.tree.map(lambda a: np.asarray(a)[rows], data["specs"]),
+                               keys.take(data["voxel_keys"], rows),
+                               None if starts is None else starts[rows]), shape)
+    memo.update({names[m]: made[j] for j, m in enumerate(rows)})
+  return np.stack([memo[name] for name in names])[..., None], data["labels"].astype(np.float32)
+
+
+def _sample_name(data: dict, source, m: int) -> bytes:
+  """What makes sample m: its volume (the row of `volumes`: the same study in every set
+  of one split), and its sphere (spec and voxel key) if it has one."""
+  study = str(int(source[m])).encode()
+  if not bool(np.asarray(data["specs"].present)[m]):
+    return study
+  spec = b"".join(np.asarray(leaf)[m].tobytes() for leaf in jax.tree.leaves(data["specs"]))
+  return b"|".join([study, spec, np.asarray(jax.random.key_data(data["voxel_keys"][m])).tobytes()])
 
 
 def outside_brain_hu(config) -> float | None:
@@ -112,14 +130,14 @@ def crop_size(config, volume_shape, spacing) -> tuple | None:
   return tuple(int(v) for v in np.maximum(size, 1))
 
 
-def training_sets(config, prepared, difficulty: str, draws) -> dict:
+def training_sets(config, prepared, difficulty: str, draws, memo: dict | None = None) -> dict:
   """condition -> (x, y) training set: the paper's, or paired when `draws` is given."""
   if draws is None:
-    return split_sets(config, prepared, difficulty, "train")[0]
+    return split_sets(config, prepared, difficulty, "train", memo=memo)[0]
   paired = datasets.paired_spheres_set(prepared, difficulty, draws, "train",
                                        outside_brain_hu=outside_brain_hu(config))
   return common.by_condition(prepared.group_values, paired["groups"],
-                            *build(config, paired, datasets.sphere_reach(prepared, paired)))
+                            *build(config, paired, datasets.sphere_reach(prepared, paired), memo))
 
 
 @functools.cache
@@ -182,10 +200,11 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=
                                               eval_copies(config))
                  for split in ("val", "test")}
   pending = {}
+  memos = {"train": {}, "val": {}, "test": {}}  # samples the difficulties share
   for difficulty in config.experiments.difficulties:
-    tests = split_sets(config, prepared, difficulty, "test", evaluated.get("test"))
-    val, _ = split_sets(config, prepared, difficulty, "val", evaluated.get("val"))
-    train = training_sets(config, prepared, difficulty, draws)
+    tests = split_sets(config, prepared, difficulty, "test", evaluated.get("test"), memos["test"])
+    val, _ = split_sets(config, prepared, difficulty, "val", evaluated.get("val"), memos["val"])
+    train = training_sets(config, prepared, difficulty, draws, memos["train"])
     pending[difficulty] = {
         condition: common.submit(pool, run_condition, config, prepared, difficulty, condition,
                                  keys.stream(key, f"{difficulty}/{condition}"), workdir,
