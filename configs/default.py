@@ -164,10 +164,12 @@ def get_config() -> ml_collections.ConfigDict:
       learning_rate=3e-4, select_metric="val_accuracy", num_epochs=8, bn_stats_batches=4))
   # Spheres at 3e-3 (was 1e-3): with 72-144 training studies a condition has 72-144 Adam
   # steps, and at 1e-3 one member in three had not started to learn by the last epoch
-  # (validation of the s11b cohort, BUILD_NOTES session 12).
+  # (validation of the s11b cohort, BUILD_NOTES session 12). Two members a condition:
+  # nine conditions of three kept the study over its 10 minutes (BUILD_NOTES, session 17).
   models.spheres = ml_collections.ConfigDict(dict(
       model="resnet3d", model_kwargs=ml_collections.ConfigDict(), loss="sigmoid_cross_entropy",
-      learning_rate=3e-3, select_metric="val_accuracy", num_epochs=8, bn_stats_batches=4))
+      learning_rate=3e-3, select_metric="val_accuracy", num_epochs=8, bn_stats_batches=4,
+      num_members=2))
   models.segmentation = ml_collections.ConfigDict(dict(
       model="unet3d", model_kwargs=ml_collections.ConfigDict(), loss="soft_dice",
       learning_rate=3e-3, select_metric="val_dice", batch_size=4, num_epochs=10,

@@ -40,6 +40,7 @@ def get_config():
   config.models.spheres.model_kwargs = ml_collections.ConfigDict()       # paper widths
   config.models.spheres.num_epochs = 30
   config.models.segmentation.model_kwargs = ml_collections.ConfigDict()
+  config.models.spheres.num_members = 10
   config.models.segmentation.num_members = 10
   config.models.segmentation.num_epochs = 30
   config.models.segmentation.batch_size = 32  # the paper's (default.py: 4)
