@@ -95,10 +95,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Exact matching on sex x age bin (<= 0: sex only). The synthetic cohort is
   # matched in distribution by construction; wide bins keep most of it.
   cohort.age_bin_years = 10.0
-  # Heads, not studies, are split (a head's acquisitions stay together). 70 heads: 36
-  # train, 4 validation, 30 test, so each vendor's paired sphere test holds 30 heads (20
-  # left per-vendor intervals up to +-9 points; the paper's 0.70 / 0.09 / 0.21 left 10
-  # test studies a vendor; BUILD_NOTES, session 17).
+  # Heads, not studies, are split (a head's acquisitions stay together). 70 heads: 38
+  # train, 4 validation, 28 test (the stratified rounding), so each vendor's paired
+  # sphere test holds 28 heads (20 left per-vendor intervals up to +-9 points; the
+  # paper's 0.70 / 0.09 / 0.21 left 10 test studies a vendor; BUILD_NOTES, session 17).
   cohort.split_fractions = (0.52, 0.06, 0.42)
   cohort.one_study_per_patient = True
   # Experiment data sets (skull stripping, spheres, splits): launch/prepare.py.
