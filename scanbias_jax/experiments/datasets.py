@@ -190,25 +190,25 @@ def spheres_set(prepared: Prepared, difficulty: str, split=None, group_value=Non
   without it, so the mask says nothing of the label)."""
   rows = select(prepared, split, group_value)
   volumes, spacing = _stack(prepared, rows, volume_path, np.int16)
-  if outside_brain_hu is not None:
-    for volume, row in zip(volumes, rows):
-      volume[read_nifti(mask_path(prepared, row))[0] == 0] = outside_brain_hu
+  centres = []
+  for volume, row in zip(volumes, rows):  # each mask read once
+    mask = read_nifti(mask_path(prepared, row))[0]
+    centres.append(brain_centre(mask))
+    if outside_brain_hu is not None:
+      volume[mask == 0] = outside_brain_hu
   specs, voxel_keys = sphere_specs(prepared, rows, difficulty, spacing)
   return dict(volumes=volumes, labels=np.array([int(r["label"]) for r in rows], np.int32),
               specs=specs, voxel_keys=voxel_keys, spacing=spacing,
-              brain_centres=brain_centres(prepared, rows), **_common(prepared, rows))
+              brain_centres=np.array(centres, np.int32).reshape(-1, 3),
+              **_common(prepared, rows))
 
 
-def brain_centres(prepared: Prepared, rows) -> np.ndarray:
-  """int32 [n, 3]: the voxel at the centre of each study's brain-mask bounding box
-  (the volume's centre where the mask is empty)."""
-  centres = []
-  for r in rows:
-    mask, _ = read_nifti(mask_path(prepared, r))
-    box = skullstrip.bounding_box(mask)
-    centres.append([(b.start + b.stop - 1) // 2 for b in box] if box is not None
-                   else [n // 2 for n in mask.shape])
-  return np.array(centres, np.int32).reshape(-1, 3)
+def brain_centre(mask) -> list[int]:
+  """The voxel at the centre of a brain mask's bounding box (the volume's centre where
+  the mask is empty)."""
+  box = skullstrip.bounding_box(mask)
+  return ([(b.start + b.stop - 1) // 2 for b in box] if box is not None
+          else [n // 2 for n in mask.shape])
 
 
 def crop_starts(centres, shape, size) -> np.ndarray:

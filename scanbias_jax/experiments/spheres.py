@@ -82,7 +82,7 @@ def build(config, data: dict, reach_voxels=None, memo: dict | None = None):
   starts = (None if size is None else
             datasets.crop_starts(data["brain_centres"], data["volumes"].shape[1:], size)[source])
   batch = _batcher(*config.prepare.spheres_window, reach_voxels, size)
-  names = [_sample_name(data, source, m) for m in range(n)]
+  names = _sample_names(data, source)
   firsts = {}  # name -> its first sample, for names not built yet
   for m, name in enumerate(names):
     if name not in memo:
@@ -98,14 +98,20 @@ def build(config, data: dict, reach_voxels=None, memo: dict | None = None):
   return np.stack([memo[name] for name in names])[..., None], data["labels"].astype(np.float32)
 
 
-def _sample_name(data: dict, source, m: int) -> bytes:
-  """What makes sample m: its volume (the row of `volumes`: the same study in every set
-  of one split), and its sphere (spec and voxel key) if it has one."""
-  study = str(int(source[m])).encode()
-  if not bool(np.asarray(data["specs"].present)[m]):
-    return study
-  spec = b"".join(np.asarray(leaf)[m].tobytes() for leaf in jax.tree.leaves(data["specs"]))
-  return b"|".join([study, spec, np.asarray(jax.random.key_data(data["voxel_keys"][m])).tobytes()])
+def _sample_names(data: dict, source) -> list[bytes]:
+  """What makes each sample: its volume (the row of `volumes`: the same study in every
+  set of one split), and its sphere (spec and voxel key) if it has one."""
+  present = np.asarray(data["specs"].present)
+  leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(data["specs"])]
+  key_data = np.asarray(jax.random.key_data(data["voxel_keys"]))
+  names = []
+  for m, volume in enumerate(source):
+    name = str(int(volume)).encode()
+    if present[m]:
+      name = b"|".join([name, b"".join(leaf[m].tobytes() for leaf in leaves),
+                        key_data[m].tobytes()])
+    names.append(name)
+  return names
 
 
 def outside_brain_hu(config) -> float | None:
