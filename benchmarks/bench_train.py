@@ -27,7 +27,7 @@ def config(model, members=1, per_device=0, batch=8, lr=1e-4):
       model=model, model_kwargs={}, compute_dtype="float32", loss=loss, learning_rate=lr,
       batch_size=batch, eval_batch_size=batch, num_epochs=1, num_members=members,
       members_per_device=per_device, num_devices=1, first_member=0, parallel="dispatch",
-      bn_stats="ema", scan_unroll="never",
+      bn_stats="ema", bn_stats_batches=0, scan_unroll="never",
       select_metric="val_dice" if loss == "soft_dice" else "val_accuracy"))
 
 

@@ -6,7 +6,9 @@
   .venv/bin/python -m benchmarks.bench_vs_torch --models unet3d --threads 2
 
 One step = forward in train mode (batch statistics), loss, backward, Adam update, on
-the same batch for both. The JAX step is member.py's `step`, jitted with its
+the same batch for both. Inference = the forward in evaluation mode (running
+statistics) on the same batch: flax's `apply(..., train=False)` jitted, torch's
+`eval()` under `inference_mode`. The JAX step is member.py's `step`, jitted with its
 carry donated, on the state `member.make_member(...).init` builds; the torch step is
 the usual eager loop over benchmarks/torch_models.py (channels-last, float32).
 Steps are timed one by one in alternating blocks (JAX, torch, JAX, ...) so machine
@@ -21,7 +23,6 @@ import statistics
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import torch
 from torch.nn import functional as F
 
@@ -67,12 +68,7 @@ def check_param_counts(model, shape, kwargs) -> int:
 
 def jax_step(model, kwargs, lr, x, y):
   """(jitted step(carry, x, y) -> (carry, loss), initial carry, parameter count)."""
-  batch = x.shape[0]
-  config = ml_collections.ConfigDict(dict(
-      model=model, model_kwargs=kwargs, compute_dtype="float32", loss=loss_name(model),
-      learning_rate=lr, batch_size=batch, eval_batch_size=batch, num_epochs=1,
-      select_metric="val_loss", bn_stats="ema", scan_unroll="never"))
-  return common.member_step(config, x, y)
+  return common.member_step(common.train_config(model, kwargs, lr, x.shape[0]), x, y)
 
 
 def torch_soft_dice(logits, masks, eps=1.0):
@@ -93,37 +89,44 @@ def torch_step(model, shape, kwargs, lr, channels_last=True):
     loss_fn = lambda logits, y: F.binary_cross_entropy_with_logits(logits, y, reduction="none")
 
   def step(x, y):
+    net.train()
     optimizer.zero_grad(set_to_none=True)
     loss = loss_fn(net(x), y).mean()
     loss.backward()
     optimizer.step()
     return loss
 
-  return step, torch_models.param_count_torch(net)
+  def infer(x):
+    net.eval()
+    with torch.inference_mode():
+      return net(x)
+
+  return step, torch_models.param_count_torch(net), infer
 
 
 def fastest_torch_step(model, shape, kwargs, lr, memory, x, y):
-  """(step, parameter count, "CL" or "NC") in the memory format asked for, or ("best")
-  in the faster of the two after warm-up (oneDNN primitive creation, allocator)."""
+  """(step, parameter count, "CL" or "NC", inference) in the memory format asked for,
+  or ("best") in the faster of the two steps after warm-up (oneDNN primitive creation,
+  allocator)."""
   formats = {"channels_last": [True], "contiguous": [False], "best": [True, False]}[memory]
   candidates = []
   for channels_last in formats:
-    step, count = torch_step(model, shape, kwargs, lr, channels_last)
+    step, count, infer = torch_step(model, shape, kwargs, lr, channels_last)
     for _ in range(2):
       step(x, y)
     seconds = timed(step, x, y) if len(formats) > 1 else 0.0
-    candidates.append((seconds, step, count, "CL" if channels_last else "NC"))
+    candidates.append((seconds, step, count, "CL" if channels_last else "NC", infer))
   return min(candidates, key=lambda c: c[0])[1:]
 
 
 def measure(model, shape, batch, kwargs, lr, reps, steps, memory="best"):
   """One table row: ((JAX, torch) parameters, torch memory format, median s/step of JAX,
-  of torch, JAX compile s)."""
+  of torch, JAX compile s, median s/inference of JAX, of torch)."""
   x, y = batch_for(model, shape, batch)
   jstep, carry, n_jax = jax_step(model, kwargs, lr, x, y)
   jx, jy = jnp.asarray(x), jnp.asarray(y)
   tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-  tstep, n_torch, layout = fastest_torch_step(model, shape, kwargs, lr, memory, tx, ty)
+  tstep, n_torch, layout, tinfer = fastest_torch_step(model, shape, kwargs, lr, memory, tx, ty)
   assert n_jax == n_torch, f"{model}: JAX {n_jax} vs torch {n_torch} parameters"
   state = {"carry": carry}
 
@@ -141,7 +144,33 @@ def measure(model, shape, batch, kwargs, lr, reps, steps, memory="best"):
     for fn in (run_jax, run_torch):
       times[fn] += [timed(fn) for _ in range(steps)]
   median = statistics.median
-  return (n_jax, n_torch), layout, median(times[run_jax]), median(times[run_torch]), compile_s
+  jax_infer, torch_infer = measure_inference(model, kwargs, state["carry"], jx, tinfer, tx,
+                                             reps, steps)
+  return ((n_jax, n_torch), layout, median(times[run_jax]), median(times[run_torch]), compile_s,
+          jax_infer, torch_infer)
+
+
+def measure_inference(model, kwargs, carry, jx, tinfer, tx, reps, steps):
+  """Median s of one evaluation-mode forward of the batch: (JAX, torch), alternating."""
+  params, batch_stats = carry[0], carry[1]
+  flax_model = models.build(model, **kwargs)
+  apply = jax.jit(lambda variables, x: flax_model.apply(variables, x, train=False))
+  variables = {"params": params, "batch_stats": batch_stats}
+
+  def run_jax():
+    jax.block_until_ready(apply(variables, jx))
+
+  def run_torch():
+    tinfer(tx)
+
+  for fn in (run_jax, run_torch):   # compilation, oneDNN primitives for eval mode
+    fn()
+    fn()
+  times = {run_jax: [], run_torch: []}
+  for _ in range(reps):
+    for fn in (run_jax, run_torch):
+      times[fn] += [timed(fn) for _ in range(steps)]
+  return statistics.median(times[run_jax]), statistics.median(times[run_torch])
 
 
 def load_average() -> str:
@@ -170,16 +199,16 @@ def main():
     rows += [("paper widths", r) for r in PAPER_ROWS]
   print(f"\n{'sizes':12} {'model':12} {'input':>16} {'batch':>5} {'JAX params':>10} "
         f"{'torch params':>12} {'JAX vol/s':>9} {'torch vol/s':>11} {'memory':>6} "
-        f"{'JAX/torch':>9} {'JAX compile s':>13}")
+        f"{'JAX/torch':>9} {'JAX compile s':>13} {'infer JAX/torch':>15}")
   for sizes, (model, shape, batch, kwargs, lr) in rows:
     if model not in args.models:
       continue
-    (n_jax, n_torch), memory, jax_s, torch_s, compile_s = measure(
+    (n_jax, n_torch), memory, jax_s, torch_s, compile_s, jax_i, torch_i = measure(
         model, shape, batch, kwargs, lr, reps, steps, args.torch_memory)
     print(f"{sizes:12} {model:12} {str(shape):>16} {batch:5d} {n_jax:10,d} {n_torch:12,d} "
           f"{batch / jax_s:9.1f} {batch / torch_s:11.1f} {memory:>6} {torch_s / jax_s:9.2f} "
-          f"{compile_s:13.1f}", flush=True)
-  print("\nJAX/torch > 1: JAX is faster. Parameter counts are asserted equal (params only, "
+          f"{compile_s:13.1f} {torch_i / jax_i:15.2f}", flush=True)
+  print("\nJAX/torch > 1: JAX is faster (train step; infer: evaluation-mode forward, same batch). Parameter counts are asserted equal (params only, "
         "not BatchNorm statistics). memory: torch's, CL channels-last, NC contiguous.")
   print(f"load average at the end: {load_average()} (other processes on these cores skew "
         "torch's OpenMP steps far more than XLA's)")

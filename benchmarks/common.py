@@ -2,6 +2,7 @@
 import time
 
 import jax
+import ml_collections
 import numpy as np
 
 from scanbias_jax.train import member
@@ -27,6 +28,15 @@ def batch_for(model, shape, batch, seed=0):
 def param_count_flax(params) -> int:
   """Parameters only (BatchNorm statistics live in `batch_stats`)."""
   return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+
+
+def train_config(model, model_kwargs, lr, batch):
+  """The train-style ConfigDict of one member of `model` (float32, BatchNorm by moving
+  averages) that `member_step` takes."""
+  return ml_collections.ConfigDict(dict(
+      model=model, model_kwargs=model_kwargs, compute_dtype="float32", loss=loss_name(model),
+      learning_rate=lr, batch_size=batch, eval_batch_size=batch, num_epochs=1,
+      select_metric="val_loss", bn_stats="ema", bn_stats_batches=0, scan_unroll="never"))
 
 
 def member_step(config, x, y):

@@ -23,6 +23,9 @@ CHANNELS_LAST = lax.conv_dimension_numbers((1, 5, 6, 7, 2), (3, 3, 3, 2, 4), ("N
     ((1, 6, 6, 6, 2), (3, 3, 3), (1, 1, 1), ((1, 0), (0, 2), (2, 1))),
     ((2, 9, 8, 3), (3, 3), (1, 1), "SAME"),                # 2D (ShallowCNN)
     ((2, 9, 8, 2), (3, 2), (2, 1), ((0, 1), (2, 0))),
+    ((2, 2, 2, 1, 6), (3, 3, 3), (1, 1, 1), "SAME"),     # <= 16 output voxels: patches
+    ((2, 4, 4, 1, 5), (3, 3, 3), (2, 2, 2), "SAME"),
+    ((2, 3, 3, 4), (3, 3), (1, 1), "SAME"),
 ])
 @pytest.mark.parametrize("implementation", ["depth_folded", "patches"])
 def test_conv_implementations_equal_lax_conv_with_gradients(shape, kernel, strides, padding,
@@ -44,6 +47,23 @@ def test_conv_implementations_equal_lax_conv_with_gradients(shape, kernel, strid
   grads = jax.grad(loss(fn), argnums=(0, 1))(x, w)
   for g, r in zip(grads, ref_grads):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, strides, product", [
+    ((2, 2, 2, 1, 8), (1, 1, 1), True),     # the paper ResNet3D's last scale
+    ((2, 4, 4, 1, 8), (1, 1, 1), True),     # its third: 16 voxels
+    ((2, 8, 8, 2, 8), (2, 2, 2), True),     # the stride-2 step into it
+    ((2, 4, 4, 2, 8), (1, 1, 1), False),    # the default networks' smallest scale
+    ((2, 8, 8, 4, 8), (2, 2, 2), False),
+])
+def test_small_outputs_are_one_matrix_product(shape, strides, product):
+  x = jnp.ones(shape)
+  w = jnp.ones((3, 3, 3, shape[-1], 4))
+  dn = lax.conv_dimension_numbers(shape, w.shape, ("NHWDC", "HWDIO", "NHWDC"))
+  jaxpr = str(jax.make_jaxpr(lambda x, w: conv.depth_folded_conv(
+      x, w, strides, "SAME", dimension_numbers=dn))(x, w))
+  assert ("conv_general_dilated" not in jaxpr) == product
+  assert ("dot_general" in jaxpr) == product
 
 
 def test_other_convolutions_pass_through_unchanged():

@@ -50,10 +50,29 @@ def depth_folded_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
   spatial = lhs.ndim - 2
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:spatial], window_strides, padding)
+  if _output_voxels(lhs.shape[1:-1], rhs.shape[:spatial], window_strides, padding) <= PATCHES_MAX_VOXELS:
+    return patches_conv(lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers,
+                        precision=precision)
   taps = lhs.shape[-1] <= TAPS_MAX_CHANNELS and all(s == 1 for s in window_strides)
   convolution = {(2, False): conv2d, (2, True): taps_conv2d,
                  (3, False): folded_conv3d, (3, True): taps_conv3d}[spatial, taps]
   return convolution(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)), precision)
+
+
+# Output voxels a sample up to which a convolution is one matrix product over explicit
+# patches (`patches_conv`): the deepest scales of the paper-width ResNet3D (4 x 4 x 1 and
+# 2 x 2 x 1 outputs), where XLA:CPU swapped the folded convolution's operands (its kernel
+# larger than its input) into a layout it runs through its generic loop: 113 ms for a
+# forward the product does in 2.8 (BUILD_NOTES, session 18). The default networks' smallest
+# outputs (4 x 4 x 2) stay folded.
+PATCHES_MAX_VOXELS = 16
+
+
+def _output_voxels(sizes, kernel, strides, padding) -> int:
+  voxels = 1
+  for n, k, s, (low, high) in zip(sizes, kernel, strides, padding):
+    voxels *= (n + low + high - k) // s + 1
+  return voxels
 
 
 def _fold(x, kd, stride, pad):
