@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from benchmarks import common, torch_models
 from benchmarks.common import batch_for, loss_name, param_count_flax, timed
 from scanbias_jax import models
+from scanbias_jax.models import conv
 
 def default_rows() -> list:
   """(model, Flax-layout sample shape, batch, model_kwargs, learning rate) of each
@@ -154,7 +155,8 @@ def measure_inference(model, kwargs, carry, jx, tinfer, tx, reps, steps):
   """Median s of one evaluation-mode forward of the batch: (JAX, torch), alternating."""
   params, batch_stats = carry[0], carry[1]
   flax_model = models.build(model, **kwargs)
-  apply = jax.jit(lambda variables, x: flax_model.apply(variables, x, train=False))
+  apply = jax.jit(lambda variables, x: flax_model.apply(variables, x, train=False),
+                  compiler_options=conv.compiler_options())   # as the ensemble's _eval
   variables = {"params": params, "batch_stats": batch_stats}
 
   def run_jax():

@@ -5,6 +5,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from scanbias_jax.models import conv
 from scanbias_jax.train import member
 
 MIB = 2 ** 20
@@ -57,7 +58,9 @@ def member_step(config, x, y):
     return program.step(carry, epoch_key, indices, x, y)
 
   carry = (state["params"], state["batch_stats"], state["opt_state"])
-  return jax.jit(step, donate_argnums=0), carry, param_count_flax(state["params"])
+  # Compiled as the ensemble compiles its step (convolutions to XLA:CPU's Eigen).
+  return (jax.jit(step, donate_argnums=0, compiler_options=conv.compiler_options()), carry,
+          param_count_flax(state["params"]))
 
 
 def first_step_args(ens, placed, states):

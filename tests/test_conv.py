@@ -287,3 +287,19 @@ def test_taps_convolutions_vmapped_over_members_equal_lax(shape, kernel, padding
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
   alone = jax.jit(lambda x, w: fn(x, w, strides, padding))(x if shared_input else x[1], w[1])
   np.testing.assert_array_equal(out[1], alone)
+
+
+def test_network_programs_send_convolutions_to_eigen():
+  # A 2D convolution of 32 channels: XLA:CPU gives it to YNNPACK unless told otherwise.
+  x = jnp.ones((2, 8, 8, 32))
+  w = jnp.ones((3, 3, 32, 32))
+
+  def program(x, w):
+    return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  plain = jax.jit(program).lower(x, w).compile().as_text()
+  ours = jax.jit(program, compiler_options=conv.compiler_options()).lower(x, w).compile().as_text()
+  assert "__ynn_fusion" in plain   # if not, this jaxlib changed its routing: re-measure
+  assert "__ynn_fusion" not in ours and "convolution(" in ours
+  np.testing.assert_allclose(jax.jit(program, compiler_options=conv.compiler_options())(x, w),
+                             jax.jit(program)(x, w), rtol=1e-6)

@@ -311,6 +311,23 @@ def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilat
                     precision=precision)
 
 
+# XLA:CPU hands a 2D convolution with more than 16 channels to YNNPACK and the rest to
+# Eigen; YNNPACK also takes the dots and reductions. For the programs that run the
+# networks we send every convolution to Eigen and leave YNNPACK the dots and reductions.
+# Train steps on the 2-core EPYC (ms, same run, alternating): ShallowCNN 9.2 -> 6.9,
+# default ResNet3D 79 -> 74, default U-Net 72 -> 73, paper-width ResNet3D 670 -> 478
+# (its 7^3 stride-2 stem forward 263 -> 96), paper-width U-Net 656 -> 616 (BUILD_NOTES,
+# session 18). Rounding differs from YNNPACK's, so CPU results move bit-wise once.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
+                        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+
+
+def compiler_options() -> dict:
+  """XLA compiler options of a program that runs the networks (`jax.jit(...,
+  compiler_options=...)`): CPU_COMPILER_OPTIONS on CPU, none elsewhere."""
+  return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else {}
+
+
 def conv_function(implementation: str) -> Callable:
   """The convolution primitive flax's nn.Conv should call ("auto": folded on CPU)."""
   if implementation not in IMPLEMENTATIONS:

@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from scanbias_jax import keys
+from scanbias_jax.models import conv
 from scanbias_jax.train import losses, member
 
 AXIS = "members"
@@ -142,10 +143,13 @@ class Ensemble:
     self._init = jax.jit(over_members(program.init, (0, 0)), **cheap)
     self._plan = jax.jit(over_members(program.epoch_plan, (0, None)), **cheap)
     self._gather = jax.jit(over_members(gather, (0, None, None)), **cheap)
-    self._step = jax.jit(over_members(counted_step, (0, 0, 0, 0, 0)), donate_argnums=0)
-    self._eval = jax.jit(over_members(program.eval_logits, (0, None)))
+    # The programs that run the network: convolutions to XLA:CPU's Eigen (models/conv.py).
+    network = {"compiler_options": conv.compiler_options()}
+    self._step = jax.jit(over_members(counted_step, (0, 0, 0, 0, 0)), donate_argnums=0,
+                         **network)
+    self._eval = jax.jit(over_members(program.eval_logits, (0, None)), **network)
     if program.batch_moments is not None:
-      self._moments = jax.jit(over_members(program.batch_moments, (0, 0, 0, 0, 0)))
+      self._moments = jax.jit(over_members(program.batch_moments, (0, 0, 0, 0, 0)), **network)
       def with_pooled(carry, moments):
         stacked = jax.tree.map(lambda *m: jnp.stack(m), *moments)
         return carry[0], program.pool_moments(stacked), carry[2]
