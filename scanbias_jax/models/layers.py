@@ -1,4 +1,5 @@
 """Building blocks shared by the three networks."""
+import functools
 import itertools
 
 import flax.linen as nn
@@ -34,8 +35,13 @@ def _windows(x):
 
 @jax.custom_vjp
 def _max_pool_even(x):
-  windows, axes = _windows(x)
-  return windows.max(axis=axes)
+  # The maximum of the window's 2^n strided slices, one elementwise loop; the same values
+  # as `_windows(x)[0].max(axes)`, which XLA:CPU ran as a reduction 2-8x slower (16 x 32
+  # x 32 x 8 x 32: 13.7 -> 1.6 ms; BUILD_NOTES, session 18).
+  spatial = x.ndim - 2
+  parts = [x[(slice(None), *[slice(o, None, 2) for o in offsets], slice(None))]
+           for offsets in itertools.product((0, 1), repeat=spatial)]
+  return functools.reduce(jnp.maximum, parts)
 
 
 def _max_pool_even_fwd(x):

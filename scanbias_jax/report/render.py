@@ -17,6 +17,7 @@ import base64
 import html
 import importlib.metadata
 import json
+import os
 import platform
 import re
 import subprocess
@@ -26,6 +27,7 @@ import jax
 
 from scanbias_jax import files
 from scanbias_jax.evaluate.results import to_jsonable
+from scanbias_jax.models import conv
 from scanbias_jax.report import figures, summary, tables
 
 MIXED = "mixed"
@@ -65,8 +67,11 @@ def collect_environment() -> dict:
       versions[name] = importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
       versions[name] = "not installed"
+  # XLA settings that choose kernels, hence last bits: the environment's flags and the
+  # options the networks' programs are compiled with (models/conv.py).
+  xla = dict(flags=os.environ.get("XLA_FLAGS", ""), network_options=conv.compiler_options())
   return dict(python=platform.python_version(), platform=platform.platform(),
-              packages=versions, git=git_revision(), cpu=cpu_description(),
+              packages=versions, git=git_revision(), cpu=cpu_description(), xla=xla,
               processes=jax.process_count(), devices=[str(d) for d in jax.devices()],
               device_kinds=sorted({d.device_kind for d in jax.devices()}))
 
