@@ -210,8 +210,9 @@ def main():
     print(f"{sizes:12} {model:12} {str(shape):>16} {batch:5d} {n_jax:10,d} {n_torch:12,d} "
           f"{batch / jax_s:9.1f} {batch / torch_s:11.1f} {memory:>6} {torch_s / jax_s:9.2f} "
           f"{compile_s:13.1f} {torch_i / jax_i:15.2f}", flush=True)
-  print("\nJAX/torch > 1: JAX is faster (train step; infer: evaluation-mode forward, same batch). Parameter counts are asserted equal (params only, "
-        "not BatchNorm statistics). memory: torch's, CL channels-last, NC contiguous.")
+  print("\nJAX/torch > 1: JAX is faster (train step; infer: evaluation-mode forward, same "
+        "batch). Parameter counts are asserted equal (params only, not BatchNorm "
+        "statistics). memory: torch's, CL channels-last, NC contiguous.")
   print(f"load average at the end: {load_average()} (other processes on these cores skew "
         "torch's OpenMP steps far more than XLA's)")
 

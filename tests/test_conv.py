@@ -295,7 +295,8 @@ def test_network_programs_send_convolutions_to_eigen():
   w = jnp.ones((3, 3, 32, 32))
 
   def program(x, w):
-    return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
   plain = jax.jit(program).lower(x, w).compile().as_text()
   ours = jax.jit(program, compiler_options=conv.compiler_options()).lower(x, w).compile().as_text()

@@ -10,7 +10,9 @@ shape), so checkpoints and parameter counts do not depend on the choice; only th
 rounding order differs (float32: ~1e-6 relative).
 
 The folded 3D convolutions go through `folded_conv3d` and the ShallowCNN's 2D ones
-through `conv2d`. Both (1) write their gradients as convolutions in the layout
+through `conv2d`; stride-1 layers of up to 3 input channels compute their forward as a
+sum over taps, and layers of at most 16 output voxels a sample are one matrix product
+over patches (`patches_conv`). Both (1) write their gradients as convolutions in the layout
 XLA:CPU's fast kernel takes, (2) under vmap over ensemble members run one convolution
 per member instead of a grouped one, and (3) sum the kernel gradient over
 cache-sized batch chunks. BUILD_NOTES.md, "Session 5", has the measurements.
@@ -50,7 +52,8 @@ def depth_folded_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
   spatial = lhs.ndim - 2
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:spatial], window_strides, padding)
-  if _output_voxels(lhs.shape[1:-1], rhs.shape[:spatial], window_strides, padding) <= PATCHES_MAX_VOXELS:
+  out_voxels = _output_voxels(lhs.shape[1:-1], rhs.shape[:spatial], window_strides, padding)
+  if out_voxels <= PATCHES_MAX_VOXELS:
     return patches_conv(lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers,
                         precision=precision)
   taps = lhs.shape[-1] <= TAPS_MAX_CHANNELS and all(s == 1 for s in window_strides)
