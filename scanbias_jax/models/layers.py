@@ -35,9 +35,9 @@ def _windows(x):
 
 @jax.custom_vjp
 def _max_pool_even(x):
-  # The maximum of the window's 2^n strided slices, one elementwise loop; the same values
-  # as `_windows(x)[0].max(axes)`, which XLA:CPU ran as a reduction 2-8x slower (16 x 32
-  # x 32 x 8 x 32: 13.7 -> 1.6 ms; BUILD_NOTES, session 18).
+  # Not differentiated (evaluation): the maximum of the window's 2^n strided slices, one
+  # elementwise loop, the same values as the windowed `max`, which XLA:CPU ran as a
+  # reduction 2-8x slower (16 x 32 x 32 x 8 x 32: 13.7 -> 1.6 ms; BUILD_NOTES, session 18).
   spatial = x.ndim - 2
   parts = [x[(slice(None), *[slice(o, None, 2) for o in offsets], slice(None))]
            for offsets in itertools.product((0, 1), repeat=spatial)]
@@ -45,7 +45,12 @@ def _max_pool_even(x):
 
 
 def _max_pool_even_fwd(x):
-  y = _max_pool_even(x)
+  # Differentiated: the windowed `max`. The backward finds each window's maximum by
+  # equality with y; with the slices form XLA fused the producer (a convolution) into
+  # the eight slices and recomputed it with other rounding, so some windows matched
+  # nothing and lost their gradient (session 18, tests/test_ensemble.py caught it).
+  windows, axes = _windows(x)
+  y = windows.max(axis=axes)
   return y, (x, y)
 
 
