@@ -56,6 +56,12 @@ def get_config() -> ml_collections.ConfigDict:
                                      # (dose factor, kVp) of its head protocol
   # Per-vendor overrides of scanner profile fields, e.g. {"GE": {"noise_hu": 4.0}}.
   synth.profile_overrides = ml_collections.ConfigDict()
+  # Positive control: a planted harm of known physical size. This vendor's soft-tissue
+  # calibration shifted by this many HU on top of its profile (not scaled by the
+  # strength); scanners differ by 1-10 HU in grey matter (Oh et al., Am J Emerg Med
+  # 2019;37:680). README gives the command and its measured drop.
+  synth.planted_vendor = ""
+  synth.planted_tissue_hu = 0.0
   # DICOM ingestion (scanbias_jax/dicom, preprocess/resample, launch/ingest.py).
   ingest = config.ingest = ml_collections.ConfigDict()
   ingest.grid = "paper"              # "paper" (below) or "native": the series as assembled
@@ -181,6 +187,11 @@ def get_config() -> ml_collections.ConfigDict:
   exp.difficulties = ("easy", "medium", "hard")
   exp.select_k = 3                   # best members by validation accuracy + AUROC (paper: 6 of 10)
   exp.bootstrap_resamples = 1000
+  # In-study positive control (experiments/planted.py): single-group sphere models also
+  # scored on the other groups' test studies with their tissue calibration shifted by
+  # this many HU, the top of what scanners differ by (grey matter 1-10 HU, Oh et al.,
+  # Am J Emerg Med 2019;37:680); 0 = off.
+  exp.planted_harm_hu = 10.0
   # Name the Manufacturer's input: "crops" (brain squares at the ingest grid's own
   # resolution, experiments/brain_crops.py) or "slices" (the paper's whole slices).
   exp.manufacturer_input = "crops"
@@ -240,8 +251,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.audit = ml_collections.ConfigDict(dict(
       min_group=10,                  # studies a group needs for its attribute to be tested
       folds=5,                       # cross-fitting folds, grouped by patient
-      n_permutations=200,            # label shuffles, each redoing the cross-fitting
-      n_resamples=1000,              # patient bootstrap of the intervals
+      n_permutations=200,            # label shuffles, each redoing the cross-fitting;
+                                     # p-values and intervals both come from them
       workers=2,                     # processes for features and permutation refits
       # "Name the X" by a ShallowCNN ensemble too (experiments/audit_cnn.py): these
       # attributes, and this many more, the probe's strongest.

@@ -5,7 +5,7 @@ from sklearn.metrics import roc_auc_score
 
 from scanbias_jax.evaluate import audit
 
-FAST = audit.Settings(min_group=5, folds=4, n_permutations=60, n_resamples=200)
+FAST = audit.Settings(min_group=5, folds=4, n_permutations=60)
 
 
 def test_untestable_attributes_say_why():
@@ -37,9 +37,36 @@ def test_a_real_signal_is_named_and_a_planted_null_is_not():
   # The same features under labels drawn at random (a station name, say).
   shuffled = list(rng.permutation(values))
   null = audit.name_attribute(features, shuffled, patients, FAST)
-  assert null["permutation_p"] > 0.05
+  assert null["permutation_p"] > 0.05 and not audit.nameable(null)
   low, high = null["ci"]["balanced_accuracy"]
   assert low <= null["chance_balanced_accuracy"] <= high
+  assert null["ci"]["auroc"][0] <= 0.5 <= null["ci"]["auroc"][1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_planted_null_attributes_keep_chance_inside_the_interval_the_test_gives(seed):
+  """Cross-fitted scores of a null attribute sit below chance; the interval comes from the
+  same permutations as p, so it excludes chance exactly when p < 0.05, and a null's
+  verdict, p and interval agree."""
+  rng = np.random.default_rng(100 + seed)
+  features, values, patients = _cohort(rng, 2, 24, signal=0.0)
+  null = audit.name_attribute(features, values, patients, FAST, seed=seed)
+  for name in ("auroc", "balanced_accuracy"):
+    low, high = null["ci"][name]
+    chance = 0.5 if name == "auroc" else null["chance_balanced_accuracy"]
+    assert (low > chance or high < chance) == (null["p_values"][name] < 0.05)
+  assert (null["ci"]["auroc"][0] > 0.5) == (null["permutation_p"] < 0.05 and null["auroc"] > 0.5)
+
+
+def test_permutation_interval_inverts_the_permutation_test():
+  rng = np.random.default_rng(5)
+  null = rng.normal(0.45, 0.05, 199)   # cross-fitting's downward bias
+  for found in rng.uniform(0.2, 0.8, 300):
+    p, (low, high) = audit.permutation_test(found, null, chance=0.5)
+    assert (low > 0.5 or high < 0.5) == (p < 0.05), (found, p, low, high)
+  p, (low, high) = audit.permutation_test(0.45, null, chance=0.5)
+  assert p > 0.5 and low < 0.5 < high   # at the null's centre, chance is inside
+  assert audit.permutation_test(0.9, null[:20], chance=0.5) == (2 / 21, [0.0, 1.0])
 
 
 def test_folds_keep_a_patient_together_and_scores_are_out_of_fold():
@@ -129,7 +156,7 @@ def test_held_out_scores_against_scikit_learn_and_a_shuffled_null():
                          np.arange(36), ["a", "b", "c"], FAST)
   assert named["balanced_accuracy"] == pytest.approx(
       balanced_accuracy_score(labels, informative.argmax(1)))
-  assert named["permutation_p"] == pytest.approx(1 / (1 + FAST.n_permutations))
+  assert named["permutation_p"] == pytest.approx(2 / (1 + FAST.n_permutations))  # two-sided
   assert np.trace(np.asarray(named["confusion"])) == 36
   noise = rng.random((36, 3))
   noise /= noise.sum(1, keepdims=True)

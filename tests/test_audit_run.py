@@ -17,8 +17,7 @@ from scanbias_jax.synth import cohort
 # The small export the fixture audits and the kill test relaunches (as flags): 1.95 mm
 # pixels keep part of the vendors' texture.
 SMALL = {"synth.num_studies": 40, "synth.matrix": 128, "ingest.paper_grid.in_plane": 128,
-         "audit.min_group": 6, "audit.folds": 3, "audit.n_permutations": 200,
-         "audit.n_resamples": 200}
+         "audit.min_group": 6, "audit.folds": 3, "audit.n_permutations": 200}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +140,7 @@ def export_audit(tmp_path_factory):
   """configs/audit.py's export (`make audit`) at 96 studies."""
   config = audit_config.get_config()
   config.synth.num_studies = 96
-  config.audit.update(min_group=8, folds=3, n_permutations=40, n_resamples=200,
+  config.audit.update(min_group=8, folds=3, n_permutations=40,
                       cnn_attributes=(), cnn_strongest=0)  # the CNN: the smoke fixture's
   return audit_run.run(config, tmp_path_factory.mktemp("export_audit"), None, None,
                        lambda *a: None)

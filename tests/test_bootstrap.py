@@ -88,25 +88,6 @@ def test_coverage_of_a_known_accuracy():
   assert 0.85 <= covered / trials <= 1.0
 
 
-def test_difference_interval():
-  labels, scores = _data(80, 0)
-  same = bootstrap.difference_ci(_key(), (labels, scores), (labels, scores), 300)
-  assert same["accuracy"]["difference"] == 0.0
-  low, high = same["accuracy"]["ci"]
-  assert low <= 0.0 <= high
-  worse = (labels, np.full(80, 0.9))  # calls everything positive: accuracy 0.5
-  drop = bootstrap.difference_ci(_key(), (labels, scores), worse, 300)
-  expected = metrics.classification(labels, scores)["accuracy"] - 0.5
-  assert drop["accuracy"]["difference"] == pytest.approx(expected)
-  assert drop["accuracy"]["ci"][0] > 0
-  # Constant scores rank every pair as a tie: AUROC 0.5.
-  expected = metrics.classification(labels, scores)["auroc"] - 0.5
-  assert drop["auroc"]["difference"] == pytest.approx(expected)
-  dice = bootstrap.mean_difference_ci(_key(), [0.9, 0.95, 0.92], [0.8, 0.85, 0.82], 200)
-  assert dice["dice"]["difference"] == pytest.approx(0.1)
-  assert dice["dice"]["ci"][0] > 0
-
-
 def test_mean_ci_skips_undefined_values():
   ci = bootstrap.mean_ci(_key(), [0.5, np.nan, 0.7], 200)
   assert 0.5 <= ci["dice"][0] <= ci["dice"][1] <= 0.7
@@ -137,10 +118,6 @@ def test_clustered_intervals_resample_whole_studies():
   twice = bootstrap.classification_ci(_key(), np.repeat(labels, 2), np.repeat(scores, 2), 300,
                                       clusters=np.repeat(np.arange(40), 2))
   np.testing.assert_allclose(twice["accuracy"], plain["accuracy"])
-  diff = bootstrap.difference_ci(_key(), (labels[:20], scores[:20]), (labels[20:], scores[20:]),
-                                 200, clusters=(studies[:20], studies[20:]))
-  assert diff["accuracy"]["ci_method"].startswith("Newcombe") and "n_eff" in diff["accuracy"]
-  assert np.isfinite(diff["auroc"]["ci"]).all()
 
 
 def test_mean_ci_with_clusters_resamples_units():
@@ -153,44 +130,6 @@ def test_mean_ci_with_clusters_resamples_units():
   width = lambda ci: ci["dice"][1] - ci["dice"][0]
   assert width(clustered) == pytest.approx(width(by_head), rel=0.15)
   assert width(as_if_independent) < 0.85 * width(clustered)   # copies would shrink it
-
-
-def test_difference_on_the_same_heads_is_paired():
-  labels, scores = _data(40)
-  order = np.ravel(np.c_[np.arange(20), np.arange(20, 40)])
-  labels, scores = labels[order], scores[order]
-  heads = np.repeat(np.arange(20), 2)
-  other = np.clip(scores + 0.05 * np.random.default_rng(1).standard_normal(40), 0, 1)
-  diff = bootstrap.difference_ci(_key(), (labels, scores), (labels, other), 300,
-                                 clusters=(heads, heads))
-  assert diff["accuracy"]["ci_method"].startswith("Newcombe paired")
-  assert diff["accuracy"]["test"].startswith("sign-flip")
-  low, high = diff["auroc"]["ci"]
-  assert low <= diff["auroc"]["difference"] <= high and high - low < 0.2   # shared heads
-  again = bootstrap.difference_ci(_key(), (labels, scores), (labels, other), 300,
-                                  clusters=(heads, heads))
-  assert again == diff
-  # Different heads: the independent clustered comparison.
-  apart = bootstrap.difference_ci(_key(), (labels, scores), (labels, other), 300,
-                                  clusters=(heads, heads + 100))
-  assert apart["accuracy"]["ci_method"] == "Newcombe hybrid score at the effective n"
-
-
-def test_dice_difference_on_the_same_heads_is_paired():
-  from scipy import stats
-  rng = np.random.default_rng(5)
-  head = rng.normal(0.93, 0.02, 20)                   # head-to-head spread dominates
-  first, second = head + rng.normal(0.004, 0.002, 20), head + rng.normal(0, 0.002, 20)
-  order = rng.permutation(20)                          # a set's rows in any order
-  paired = bootstrap.mean_difference_ci(_key(), first, second[order], 1000,
-                                        clusters=(np.arange(20), order))
-  apart = bootstrap.mean_difference_ci(_key(), first, second[order], 1000)
-  assert paired["dice"]["ci_method"] == "paired unit bootstrap"
-  assert paired["dice"]["p_value"] == pytest.approx(stats.ttest_rel(first, second).pvalue)
-  assert paired["dice"]["difference"] == pytest.approx(first.mean() - second.mean())
-  width = lambda d: d["dice"]["ci"][1] - d["dice"]["ci"][0]
-  assert width(paired) < 0.3 * width(apart)
-  assert paired["dice"]["mdd"] < 0.3 * apart["dice"]["mdd"]
 
 
 def test_perfect_separation_gets_an_auroc_interval_that_is_not_a_point():

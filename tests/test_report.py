@@ -9,7 +9,7 @@ import pytest
 
 from scanbias_jax import keys
 from scanbias_jax.evaluate import metrics, results as results_lib
-from scanbias_jax.report import paper_values, render, summary, tables
+from scanbias_jax.report import harm_table, paper_values, render, summary, tables
 
 MEMBERS, K, RESAMPLES = 4, 3, 100
 ENVIRONMENT = dict(python="3", packages={"jax": "test"}, git="n/a (test)", devices=["cpu"])
@@ -140,7 +140,7 @@ def test_report_files_are_self_contained_and_clean(complete, tmp_path):
 
 
 def test_headline_and_forest_rows_come_from_the_numbers(complete):
-  panels = summary.comparison_panels(complete)
+  panels = harm_table.forest_panels(complete)
   transfers = sum(len(c.get("transfer", {})) for d in ("easy", "medium", "hard")
                   for c in complete["spheres"].get(d, {}).values())
   assert len(panels["accuracy"]["rows"]) == transfers
@@ -149,7 +149,7 @@ def test_headline_and_forest_rows_come_from_the_numbers(complete):
   assert first["label"] == "spheres easy: GE -> Siemens"
   assert first["difference"] == pytest.approx(100 * drop["difference"])
   lines = summary.headline(complete)
-  assert any(line.startswith("Cross-group differences:") for line in lines)
+  assert any(line.startswith("This cohort shows") for line in lines)
 
 
 def test_json_round_trip_renders_the_same_tables(complete, tmp_path):
@@ -163,18 +163,19 @@ def test_json_round_trip_renders_the_same_tables(complete, tmp_path):
 
 def test_summary_is_computed_from_the_numbers(complete):
   answers = summary.summarise(complete)
-  lines = [line for group in answers.values() for line in group]
+  lines = [line if isinstance(line, str) else tables.to_markdown(line)
+           for group in answers.values() for line in group]
   assert all("nan" not in line.lower() for line in lines)
   test = complete["name_manufacturer"]["mixed"]["test"]["mixed"]
   accuracy = test["averaged"]["selected"]["metrics"]["accuracy"]
   assert f"{100 * accuracy:.1f}%" in answers["Is the group recognisable?"][0]
   trend = answers["Does the harm grow with task difficulty?"]
   assert len(trend) == 2 and all("points with 95% CI" in line for line in trend)
-  # Cross-group lines give the test-set sizes behind each interval.
-  easy = complete["spheres"]["easy"]["GE"]["test"]
-  line = next(l for l in answers["Does single-group training hurt the other group?"]
-              if l.startswith("Spheres easy, trained on GE"))
-  assert line.endswith(f"; {easy['GE']['n']} GE and {easy['Siemens']['n']} Siemens test studies).")
+  # The cross-group answer: a sentence, then a table row per comparison.
+  sentence, table = answers["Does single-group training hurt the other group?"]
+  assert sentence.startswith("This cohort shows") and isinstance(table, tables.Table)
+  assert len(table.rows) == len(harm_table.comparisons(complete))
+  assert any(note.startswith("How to read this") for note in table.notes)
 
 
 def _hand_made(*drops):
@@ -234,33 +235,51 @@ def test_summary_never_claims_what_its_intervals_contradict():
       assert values[0] <= values[1] <= values[2] and hard_low > easy_high and hard_low > 0
     if "shrinks" in line:
       assert values[0] >= values[1] >= values[2] and easy_low > hard_high and easy_low > 0
-    # The task with the larger harm is also called a harm in the cross-group answer.
-    lines = summary.cross_group(results)
+    # The task with the larger harm is also called a harm in the cross-group table.
+    verdicts = [row[-1] for row in harm_table.table(results).rows]
     if "grows" in line:
-      assert lines[2].startswith("Spheres hard, trained on GE, tested on Siemens: worse")
+      assert verdicts[2].startswith("harm: worse on Siemens")
     if "shrinks" in line:
-      assert lines[0].startswith("Spheres easy, trained on GE, tested on Siemens: worse")
-    for cross, (_, low, _) in zip(lines, drops):
-      assert ("worse" in cross) == (low > 0), cross
+      assert verdicts[0].startswith("harm: worse on Siemens")
+    for cross, (_, low, _) in zip(verdicts, drops):
+      assert cross.startswith("harm") == (low > 0), cross
   assert claims > 50  # the draws do exercise the claims
 
 
-def test_cross_group_calls_a_drop_only_when_its_interval_excludes_zero():
-  lines = summary.cross_group(_hand_made((0.10, 0.02, 0.18), (0.10, -0.01, 0.21),
-                                         (-0.10, -0.18, -0.02)))
-  assert lines[0].startswith("Spheres easy, trained on GE, tested on Siemens: worse on Siemens"
-                             " than on GE: difference of +10.0 points [+2.0, +18.0]")
-  assert "no difference larger than 21.0 points" in lines[1] and "drop" not in lines[1]
-  assert "better on Siemens" in lines[2]
+def _with_tests(results, planted=None):
+  for d, p in zip(summary.DIFFICULTIES, (0.01, 0.2, 0.03)):
+    condition = results["spheres"][d]["GE"]
+    condition["transfer"]["Siemens"]["accuracy"].update(p_value=p, mdd=0.12)
+    if planted:
+      condition["planted"] = {"Siemens": {"accuracy": dict(
+          difference=planted[0], ci=list(planted[1:]), p_value=0.001, mdd=0.1)}}
+  return results
 
 
-def test_cross_group_gives_p_value_and_detectable_difference_when_present():
-  results = _hand_made((0.10, 0.02, 0.18), (0.10, -0.01, 0.21), (-0.10, -0.18, -0.02))
-  value = results["spheres"]["easy"]["GE"]["transfer"]["Siemens"]["accuracy"]
-  value.update(p_value=0.0123, mdd=0.25, test="Fisher exact", ci_method="Newcombe hybrid score")
-  line = summary.cross_group(results)[0]
-  assert "95% Newcombe hybrid score CI; Fisher exact p = 0.0123" in line
-  assert "the smallest fall these test sets detect with 80% power is 25.0 points" in line
+def test_cross_group_table_calls_a_harm_only_when_its_interval_excludes_zero():
+  results = _with_tests(_hand_made((0.10, 0.02, 0.18), (0.10, -0.01, 0.21),
+                                   (-0.10, -0.18, -0.02)))
+  rows = harm_table.table(results).rows
+  assert rows[0][2:] == ["+10.0 [+2.0, +18.0]", "0.01", "12.0", "not planted",
+                         "harm: worse on Siemens"]
+  assert rows[1][-1] == "no harm shown; a fall above 21.0 points is ruled out"
+  assert rows[2][-1] == "better on Siemens"
+  sentence = harm_table.answer(results)
+  assert sentence.startswith("This cohort shows cross-group harm in 1 of 3 comparisons, the "
+                             "largest spheres easy GE -> Siemens: +10.0 [+2.0, +18.0] points")
+  assert "median MDD" in sentence
+
+
+def test_cross_group_answer_states_the_planted_harm_it_detected():
+  results = _with_tests(_hand_made((0.01, -0.03, 0.05), (0.0, -0.04, 0.04), (0.02, -0.01, 0.05)),
+                        planted=(0.15, 0.08, 0.22))
+  results["provenance"] = {"config": {"experiments": {"planted_harm_hu": 10.0}}}
+  rows = harm_table.table(results).rows
+  assert rows[0][5] == "+10 HU: +15.0 [+8.0, +22.0], detected"
+  sentence = harm_table.answer(results)
+  assert sentence.startswith("This cohort shows no cross-group harm: none of 3 comparisons")
+  assert ("a planted +10 HU tissue calibration shift on the other vendor was detected in 3 of "
+          "3 sphere comparisons") in sentence
 
 
 def test_missing_and_undefined_cells_say_why(tmp_path):

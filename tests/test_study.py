@@ -47,6 +47,21 @@ def test_every_stage_leaves_its_outputs(smoke_run):
     assert (workdir / name).stat().st_size > 0, name
 
 
+def test_single_group_sphere_models_are_scored_on_the_planted_harm(smoke_run):
+  workdir, _ = smoke_run
+  results = json.loads((workdir / "results.json").read_text())
+  for conditions in results["spheres"].values():
+    assert "planted" not in conditions["mixed"]
+    for group in results["groups"]:
+      others = set(results["groups"]) - {group}
+      assert set(conditions[group]["planted"]) == others
+      assert set(conditions[group]["planted"]) == set(conditions[group]["transfer"])
+      for other in others:
+        entry = conditions[group]["planted"][other]["accuracy"]
+        assert {"difference", "ci", "p_value", "mdd"} <= set(entry)
+  assert "Planted harm, same comparison" in (workdir / "report.md").read_text()
+
+
 def test_every_table_cell_is_produced_and_finite(smoke_run):
   workdir, _ = smoke_run
   report = (workdir / "report.md").read_text()

@@ -22,7 +22,7 @@ from scipy import stats
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from scanbias_jax.evaluate import bootstrap, probe
+from scanbias_jax.evaluate import probe
 
 # Manifest columns asked about, and what the report calls them.
 ATTRIBUTES = {"vendor": "vendor", "model": "scanner model", "kernel": "reconstruction kernel",
@@ -36,7 +36,6 @@ class Settings:
   min_group: int = 10            # studies a group needs to be tested
   folds: int = 5
   n_permutations: int = 200
-  n_resamples: int = 1000
   workers: int = 1               # processes for the permutation refits (joblib)
   cnn_attributes: tuple = ()     # attributes the CNN names too (experiments/audit_cnn.py)
   cnn_strongest: int = 1         # ... and this many more: the probe's strongest
@@ -79,44 +78,57 @@ def macro_auroc(labels, scores) -> float:
                              labels=np.arange(scores.shape[1])))
 
 
-def _bootstrap(rng, labels, scores, patients, n_resamples: int) -> dict:
-  """95 % percentile intervals of balanced accuracy and macro AUROC, patients resampled
-  (a resample missing a class is drawn again)."""
-  members = bootstrap.cluster_members(patients)
-  classes = scores.shape[1]
-  values = {"balanced_accuracy": [], "auroc": []}
-  while len(values["auroc"]) < n_resamples:
-    rows = np.concatenate([members[u] for u in rng.integers(0, len(members), len(members))])
-    if np.unique(labels[rows]).size < classes:
-      continue
-    values["balanced_accuracy"].append(
-        balanced_accuracy_score(labels[rows], scores[rows].argmax(1)))
-    values["auroc"].append(macro_auroc(labels[rows], scores[rows]))
-  return {name: [float(v) for v in np.percentile(draws, [2.5, 97.5])]
-          for name, draws in values.items()}
+def statistics(labels, scores) -> dict:
+  return {"balanced_accuracy": float(balanced_accuracy_score(labels, scores.argmax(1))),
+          "auroc": macro_auroc(labels, scores)}
 
 
-def _shuffled_accuracy(x, labels, units, folds, seed) -> float:
-  return balanced_accuracy_score(labels, cross_fitted_scores(x, labels, units, folds,
-                                                             seed).argmax(1))
+def permutation_test(found: float, null, chance: float, level: float = 0.95) -> tuple:
+  """(two-sided p, interval) of a statistic against its permutation `null`, one test.
+
+  p = min(1, 2 min(P(null >= found), P(null <= found))) with the +1 of an exact
+  permutation p. The interval inverts that test under a shift: the values theta for
+  which found - (theta - chance) would not be rejected, so it excludes `chance` exactly
+  when p < 1 - level (and sits where the null's own bias says: a null attribute's
+  cross-fitted AUROC below 0.5 keeps chance inside). Clipped to [0, 1]."""
+  null = np.sort(np.asarray(null, np.float64))
+  b, tail = null.size, (1 - level) / 2
+  upper = (1 + np.sum(null >= found - 1e-12)) / (b + 1)
+  lower = (1 + np.sum(null <= found + 1e-12)) / (b + 1)
+  p = float(min(1.0, 2 * min(upper, lower)))
+  allowed = int(np.ceil(tail * (b + 1) - 1 - 1e-9)) - 1  # null values past found a rejection allows
+  if allowed < 0:  # too few permutations to reject at this level
+    return p, [0.0, 1.0]
+  high_q, low_q = null[b - 1 - allowed], null[allowed]
+  interval = [chance + found - high_q, chance + found - low_q]
+  return p, [float(np.clip(v, 0.0, 1.0)) for v in interval]
 
 
-def _summary(labels, scores, patients, groups, null, rng, settings: Settings,
-             statistic: str = "balanced_accuracy") -> dict:
-  """The numbers of one "Name the X": balanced accuracy, macro AUROC, the permutation
-  p of `statistic` against its `null`, patient-bootstrap intervals, confusion matrix."""
-  found = {"balanced_accuracy": float(balanced_accuracy_score(labels, scores.argmax(1))),
-           "auroc": macro_auroc(labels, scores)}
+def _summary(labels, scores, groups, nulls: dict, settings: Settings) -> dict:
+  """The numbers of one "Name the X": balanced accuracy and macro AUROC, each with the
+  p and interval of its permutation test against `nulls[name]`; the verdict's p is
+  the AUROC's (it does not hang on the argmax threshold, which unequal groups tilt)."""
+  found = statistics(labels, scores)
+  chance = {"balanced_accuracy": 1.0 / len(groups), "auroc": 0.5}
+  tests = {name: permutation_test(found[name], nulls[name], chance[name]) for name in found}
   return {
       "testable": True, "groups": groups, "n": int(len(labels)),
       "n_per_group": [int(c) for c in np.bincount(labels, minlength=len(groups))],
-      "chance_balanced_accuracy": 1.0 / len(groups), **found,
-      "ci": _bootstrap(rng, labels, scores, patients, settings.n_resamples),
-      "permutation_p": float((1 + np.sum(np.asarray(null) >= found[statistic] - 1e-12))
-                             / (1 + len(null))),
-      "permutation_statistic": statistic, "n_permutations": len(null),
+      "chance_balanced_accuracy": chance["balanced_accuracy"], **found,
+      "ci": {name: interval for name, (_, interval) in tests.items()},
+      "p_values": {name: p for name, (p, _) in tests.items()},
+      "permutation_p": tests["auroc"][0], "permutation_statistic": "auroc",
+      "n_permutations": len(nulls["auroc"]), "ci_method": "permutation test inverted",
       "confusion": confusion_matrix(labels, scores.argmax(1),
                                     labels=np.arange(len(groups))).tolist()}
+
+
+def _nulls(draws: list[dict]) -> dict:
+  return {name: [d[name] for d in draws] for name in ("balanced_accuracy", "auroc")}
+
+
+def _shuffled_statistics(x, labels, units, folds, seed) -> dict:
+  return statistics(labels, cross_fitted_scores(x, labels, units, folds, seed))
 
 
 def labelled(values, settings: Settings) -> tuple:
@@ -143,22 +155,21 @@ def name_attribute(features, values, patients, settings: Settings, seed: int = 0
   rng = np.random.default_rng(seed)
   shuffles = [rng.permutation(labels) for _ in range(settings.n_permutations)]
   null = joblib.Parallel(n_jobs=settings.workers)(
-      joblib.delayed(_shuffled_accuracy)(x, shuffled, units, folds, seed)
+      joblib.delayed(_shuffled_statistics)(x, shuffled, units, folds, seed)
       for shuffled in shuffles)
-  return {**_summary(labels, scores, units, groups, null, rng, settings), "folds": folds}
+  return {**_summary(labels, scores, groups, _nulls(null), settings), "folds": folds}
 
 
 def held_out(labels, scores, patients, groups, settings: Settings, seed: int = 0) -> dict:
   """"Name the X" of a model scored on held-out studies: `scores` [n, classes] are
   fixed, so the permutation null shuffles the labels over them (nothing is refitted).
-  Its statistic is the macro AUROC, as for Name the Manufacturer's controls: it does
-  not hang on the argmax threshold, which a network trained on unequal groups tilts."""
+  `patients` is kept for the callers' symmetry: the shuffle is over studies."""
+  del patients
   labels, scores = np.asarray(labels), np.asarray(scores)
   rng = np.random.default_rng(seed)
-  null = [macro_auroc(shuffled, scores) for shuffled in
+  null = [statistics(shuffled, scores) for shuffled in
           (rng.permutation(labels) for _ in range(settings.n_permutations))]
-  return _summary(labels, scores, np.asarray(patients), groups, null, rng, settings,
-                  statistic="auroc")
+  return _summary(labels, scores, groups, _nulls(null), settings)
 
 
 def held_out_split(labels, patients, folds: int, seed: int) -> tuple:
@@ -204,11 +215,11 @@ def add_q_values(results, p_key: str, q_key: str) -> None:
 
 
 def nameable(result: dict, alpha: float = 0.05) -> bool:
-  """Named from the images: permutation q (p where not adjusted) < alpha and the AUROC
-  interval above chance."""
+  """Named from the images: the AUROC above chance with permutation q (p where not
+  adjusted) < alpha. Since q >= p, the AUROC's interval then excludes chance too."""
   return bool(result.get("testable")) and \
       result.get("permutation_q", result["permutation_p"]) < alpha and \
-      result["ci"]["auroc"][0] > 0.5
+      result["auroc"] > 0.5
 
 
 def shortcut_risks(named: dict, associations: dict, labels: list[str],

@@ -1,9 +1,7 @@
-"""95% intervals for the member-averaged test output: percentile bootstrap for AUROC
-and Dice, Wilson score for the proportions of studies (accuracy, sensitivity,
+"""95% intervals of one test set's member-averaged output: percentile bootstrap for
+AUROC and Dice, Wilson score for the proportions of studies (accuracy, sensitivity,
 specificity; evaluate/comparisons.py), which a bootstrap collapses to a point at 0
-or 100 %. Cross-group differences add Newcombe's interval, a p-value and the
-minimum detectable difference for proportions, Welch's p and the minimum detectable
-difference for Dice.
+or 100 %. Differences between two test sets are evaluate/harm.py's.
 
 Classification resamples are stratified by class: each resample draws the
 positives from the positives and the negatives from the negatives, with
@@ -79,45 +77,6 @@ def clustered_auroc(rng: np.random.Generator, labels: np.ndarray, scores: np.nda
     if 0 < y.sum() < y.size:
       values.append(resampled_auroc(y[None], scores[rows][None])[0])
   return np.asarray(values)
-
-
-def _paired_mean_difference(key, first, second, clusters, n_resamples, level, name) -> dict:
-  """Units resampled jointly; paired t-test; MDD = SD of the differences x Cohen's d_z."""
-  a = np.asarray(first, np.float64)[np.argsort(clusters[0], kind="stable")]
-  b = np.asarray(second, np.float64)[np.argsort(clusters[1], kind="stable")]
-  keep = np.isfinite(a) & np.isfinite(b)
-  a, b = a[keep], b[keep]
-  base = {"reasons": {}, "n_resamples": int(n_resamples), "level": float(level)}
-  if a.size < 2:
-    return {name: dict(difference=NAN, ci=[NAN, NAN]), **base,
-            "reasons": {name: "fewer than two units with values on both sides"}}
-  draws = keys.numpy_rng(key).integers(0, a.size, (n_resamples, a.size))
-  test = comparisons.paired_mean_difference_test(a, b)
-  return {name: dict(difference=float(a.mean() - b.mean()),
-                     ci=_percentile_interval((a[draws] - b[draws]).mean(axis=1), level),
-                     ci_method="paired unit bootstrap", test=comparisons.PAIRED_MEAN_TEST,
-                     mdd_method=comparisons.MDD_METHOD, n_units=int(a.size), **test), **base}
-
-
-def same_units(first, second) -> bool:
-  """Whether two sets hold the same units, each as many times in both (a traveling
-  head's acquisitions by two vendors, with the same paired samples each)."""
-  a, count_a = np.unique(np.asarray(first).ravel(), return_counts=True)
-  b, count_b = np.unique(np.asarray(second).ravel(), return_counts=True)
-  return a.size > 1 and np.array_equal(a, b) and np.array_equal(count_a, count_b)
-
-
-def joint_cluster_auroc(rng: np.random.Generator, sets, n_resamples: int) -> list[np.ndarray]:
-  """Per set (labels, scores, clusters), the AUROC of each resample of the shared units,
-  the same units drawn for every set (each set's clusters of one size); resamples where
-  a set has one class are left out."""
-  members = [cluster_members(clusters) for _, _, clusters in sets]
-  draws = rng.integers(0, len(members[0]), (n_resamples, len(members[0])))
-  index = [m[draws].reshape(n_resamples, -1) for m in members]
-  y = [labels[i] for (labels, _, _), i in zip(sets, index)]
-  both = np.logical_and.reduce([(v.sum(1) > 0) & (v.sum(1) < v.shape[1]) for v in y])
-  return [resampled_auroc(v[both], scores[i][both]) for v, (_, scores, _), i in
-          zip(y, sets, index)]
 
 
 def resampled_auroc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -217,100 +176,3 @@ def mean_ci(key: jax.Array, values, n_resamples: int = 1000, level: float = 0.95
              np.array([values[i].mean() for i in index]))
   out[name] = _percentile_interval(means, level)
   return out
-
-
-def difference_ci(key: jax.Array, first: tuple, second: tuple, n_resamples: int = 1000,
-                  level: float = 0.95, threshold: float = 0.5, clusters=None) -> dict:
-  """Interval of metric(first) - metric(second) for two disjoint test sets.
-
-  `first` and `second` are (labels, scores) of independent sets of studies (e.g.
-  the training group's test studies and another group's), so each is resampled
-  on its own (stratified by class). Returns {metric: {difference, ci, ...}} and
-  `reasons` for metrics undefined on either set: proportions get Newcombe's interval
-  with Fisher's p and the MDD (`comparisons.proportion_difference`), AUROC the
-  bootstrap's. `clusters` = (first's, second's) study ids per sample: whole studies
-  are resampled and the proportions compared at their effective sizes
-  (`comparisons.clustered_proportion_difference`).
-  """
-  point_a = metrics.classification(*first, threshold=threshold)
-  point_b = metrics.classification(*second, threshold=threshold)
-  draws, proportions = [], []
-  for part, (labels, scores) in enumerate((first, second)):
-    labels = np.asarray(labels).astype(int).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    rng = keys.numpy_rng(keys.item(key, part))
-    if clusters is None:
-      index = stratified_indices(rng, labels, n_resamples)
-      draws.append((labels[index], scores[index]))
-      proportions.append(_proportions(labels, scores, threshold))
-    else:
-      ids = np.asarray(clusters[part]).ravel()
-      draws.append((rng, labels, scores, ids))
-      proportions.append({name: (correct[members], ids[members]) for name, (correct, members)
-                          in _correct(labels, scores, threshold).items()})
-  out = dict(n_resamples=int(n_resamples), level=float(level), reasons={})
-  for name in metrics.CLASSIFICATION:
-    if not (np.isfinite(point_a[name]) and np.isfinite(point_b[name])):
-      why = point_a["reasons"].get(name) or point_b["reasons"].get(name) or "undefined"
-      out[name] = dict(difference=NAN, ci=[NAN, NAN])
-      out["reasons"][name] = why
-      continue
-    if name in proportions[0] and clusters is None:
-      (k1, n1), (k2, n2) = proportions[0][name], proportions[1][name]
-      out[name] = dict(comparisons.proportion_difference(k1, n1, k2, n2, level),
-                       ci_method=comparisons.DIFFERENCE_CI, test=comparisons.PROPORTION_TEST,
-                       mdd_method=comparisons.MDD_METHOD)
-      continue
-    if name in proportions[0]:
-      (c1, ids1), (c2, ids2) = proportions[0][name], proportions[1][name]
-      if same_units(ids1, ids2):  # the same heads on both sides: a paired comparison
-        seed = int(keys.numpy_rng(keys.item(key, 2)).integers(2 ** 31))
-        out[name] = dict(comparisons.paired_clustered_difference(c1, ids1, c2, ids2, level,
-                                                                 seed=seed),
-                         ci_method=comparisons.PAIRED_DIFFERENCE_CI,
-                         test=comparisons.PAIRED_TEST, mdd_method=comparisons.MDD_METHOD)
-      else:
-        out[name] = dict(comparisons.clustered_proportion_difference(c1, ids1, c2, ids2, level),
-                         ci_method=comparisons.CLUSTERED_DIFFERENCE_CI,
-                         test=comparisons.CLUSTERED_TEST, mdd_method=comparisons.MDD_METHOD)
-      continue
-    if clusters is None:  # AUROC
-      samples = [resampled_auroc(labels, scores) for labels, scores in draws]
-    elif same_units(*(d[3] for d in draws)) and isinstance(
-        cluster_members(draws[0][3]), np.ndarray):  # heads drawn once for both sets
-      samples = joint_cluster_auroc(keys.numpy_rng(keys.item(key, 3)),
-                                    [d[1:] for d in draws], n_resamples)
-    else:
-      samples = [clustered_auroc(*draw, n_resamples) for draw in draws]
-      size = min(len(a) for a in samples)
-      samples = [a[:size] for a in samples]
-    out[name] = dict(difference=float(point_a[name] - point_b[name]),
-                     ci=_percentile_interval(samples[0] - samples[1], level),
-                     ci_method="study bootstrap")
-  return out
-
-
-def mean_difference_ci(key: jax.Array, first, second, n_resamples: int = 1000,
-                       level: float = 0.95, name: str = "dice", clusters=None) -> dict:
-  """Interval of mean(first) - mean(second) for per-item values of disjoint sets; with
-  `clusters` = (first's, second's) holding the same units once each (a traveling head
-  segmented on each vendor's scan), the paired comparison over units."""
-  if (clusters is not None and same_units(*clusters)
-      and np.unique(clusters[0]).size == len(clusters[0])):  # each unit once a side
-    return _paired_mean_difference(key, first, second, clusters, n_resamples, level, name)
-  samples, means = [], []
-  for part, values in enumerate((first, second)):
-    values = np.asarray(values, dtype=np.float64).ravel()
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-      return {name: dict(difference=NAN, ci=[NAN, NAN]), "reasons": {name: "no defined values"},
-              "n_resamples": int(n_resamples), "level": float(level)}
-    rng = keys.numpy_rng(keys.item(key, part))
-    samples.append(values[rng.integers(0, values.size, (n_resamples, values.size))].mean(1))
-    means.append(values.mean())
-  test = comparisons.mean_difference_test(first, second)
-  return {name: dict(difference=float(means[0] - means[1]),
-                     ci=_percentile_interval(samples[0] - samples[1], level),
-                     ci_method="study bootstrap", test=comparisons.MEAN_TEST,
-                     mdd_method=comparisons.MDD_METHOD, **test),
-          "reasons": {}, "n_resamples": int(n_resamples), "level": float(level)}

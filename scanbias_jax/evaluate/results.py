@@ -28,9 +28,12 @@ by `to_jsonable`). "mixed" names the set of all groups together and is reserved.
     selection: {selected: [int], k, n_members, metrics: [str], criterion, reason}
     validation: Split                   # the condition's own validation set
     test: {"mixed": Split, group: Split, ...}
-    transfer: {other_group: {metric: {difference, ci: [lo, hi]}, reasons: {...},
-               n_resamples, level}}    # metric(test[train_group]) - metric(test[other]),
-                                       # member-averaged selected output; {} for "mixed"
+    transfer: {other_group: {metric: {difference, ci: [lo, hi], p_value, mdd, se, df,
+               n_units, design, method}, reasons: {...}, level}}
+               # metric(test[train_group]) - metric(test[other]), member-averaged
+               # selected output (evaluate/harm.py); {} for "mixed"
+    planted: {other_group: as transfer}  # the other group's test set with the planted
+               # harm (experiments/planted.py); absent where none was planted
   Split, classification:
     n, n_positive, n_negative: int; n_studies: int where a study gives several samples
       (the paired sphere test); its intervals then resample studies
@@ -53,7 +56,7 @@ import jax
 import numpy as np
 
 from scanbias_jax import keys
-from scanbias_jax.evaluate import bootstrap, metrics, selection
+from scanbias_jax.evaluate import bootstrap, harm, metrics, selection
 
 MIXED = "mixed"
 SCHEMA_VERSION = 1
@@ -91,11 +94,14 @@ def classification_condition(key: jax.Array, train_group: str, validation: tuple
                              positive_class: str,
                              selection_metrics: Sequence[str] = ("accuracy", "auroc"),
                              criterion: str = "mean", threshold: float = 0.5,
-                             n_resamples: int = 1000, keep_outputs: bool = False) -> dict:
+                             n_resamples: int = 1000, keep_outputs: bool = False,
+                             planted: Mapping[str, tuple] | None = None) -> dict:
   """A Condition: selects on validation, then evaluates every test set.
 
   `validation` and each `tests[name]` are (labels (N,), member_scores (M, N)), or
   (labels, member_scores, clusters (N,)) where a study gives several samples.
+  `planted[other]`: another group's test set with the planted harm
+  (experiments/planted.py), compared with the own group's as `transfer` is.
   """
   val_labels, val_scores = validation[:2]
   val_members = [metrics.classification(val_labels, s, threshold)
@@ -118,10 +124,14 @@ def classification_condition(key: jax.Array, train_group: str, validation: tuple
       if other in (MIXED, train_group):
         continue
       clusters = ((tests[train_group][2], data[2]) if len(data) > 2 else None)
-      condition["transfer"][other] = bootstrap.difference_ci(
-          keys.stream(key, f"transfer/{other}"), own,
-          (data[0], metrics.average_scores(data[1], chosen.indices)), n_resamples,
-          threshold=threshold, clusters=clusters)
+      condition["transfer"][other] = harm.classification_difference(
+          own, (data[0], metrics.average_scores(data[1], chosen.indices)), threshold,
+          clusters)
+    for other, data in (planted or {}).items():
+      clusters = ((tests[train_group][2], data[2]) if len(data) > 2 else None)
+      condition.setdefault("planted", {})[other] = harm.classification_difference(
+          own, (data[0], metrics.average_scores(data[1], chosen.indices)), threshold,
+          clusters)
   return condition
 
 
@@ -177,10 +187,9 @@ def segmentation_condition(key: jax.Array, train_group: str,
     for other, data in tests.items():
       if other not in (MIXED, train_group):
         clusters = tests[train_group].get("clusters"), data.get("clusters")
-        condition["transfer"][other] = bootstrap.mean_difference_ci(
-            keys.stream(key, f"transfer/{other}"), own, data["averaged_dice"]["selected"],
-            n_resamples, clusters=None if clusters[0] is None or clusters[1] is None
-            else clusters)
+        condition["transfer"][other] = harm.mean_difference(
+            own, data["averaged_dice"]["selected"],
+            None if clusters[0] is None or clusters[1] is None else clusters)
   return condition
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from scanbias_jax import keys
 from scanbias_jax.evaluate import results
-from scanbias_jax.experiments import common, datasets
+from scanbias_jax.experiments import common, datasets, planted
 
 TASK = "spheres"
 
@@ -46,7 +46,7 @@ def mirror(key: jax.Array, x):
 
 
 def split_sets(config, prepared, difficulty: str, split: str, draws=None,
-               memo: dict | None = None) -> tuple[dict, np.ndarray]:
+               memo: dict | None = None, shift_hu: float = 0.0) -> tuple[dict, np.ndarray]:
   """({"mixed": (x, y[, clusters]), group value: its rows of them}, groups) of one split,
   built once (a group's set is the mixed set's rows of that group, in the same order;
   `groups` indexes prepared.group_values per mixed sample). With `draws` (one copy a
@@ -58,6 +58,8 @@ def split_sets(config, prepared, difficulty: str, split: str, draws=None,
   else:
     data = datasets.paired_spheres_set(prepared, difficulty, draws, split,
                                        outside_brain_hu=outside)
+  if shift_hu:
+    data = dict(data, volumes=planted.calibration_shift(data["volumes"], shift_hu))
   arrays = build(config, data, datasets.sphere_reach(prepared, data), memo)
   if datasets.repeats(data["units"]):
     arrays = (*arrays, data["units"])
@@ -153,9 +155,12 @@ def _batcher(level: float, width: float, reach_voxels, size):
 
 
 def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Array,
-                  workdir: str, train: tuple, val: tuple, tests: tuple[dict, np.ndarray]) -> dict:
+                  workdir: str, train: tuple, val: tuple, tests: tuple[dict, np.ndarray],
+                  planted_tests: dict | None = None) -> dict:
   """`tests`: `split_sets`' (sets, groups) of the test split; the mixed set is scored
-  once and each group's scores are its rows (the groups' sets are its rows too)."""
+  once and each group's scores are its rows (the groups' sets are its rows too).
+  `planted_tests`: its sets with the planted harm; a single-group condition scores the
+  other groups' too."""
   ens, variables, _ = common.fit(config, TASK, keys.stream(key, "train"),
                                  dict(x=train[0], y=train[1]), dict(x=val[0], y=val[1]),
                                  os.path.join(workdir, TASK, difficulty, condition),
@@ -164,11 +169,16 @@ def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Ar
   scores = common.by_condition(prepared.group_values, groups,
                                common.predict(ens, variables, sets[results.MIXED][0]).T)
   scored = {name: (data[1], scores[name][0].T, *data[2:]) for name, data in sets.items()}
+  planted_scored = {
+      other: (data[1], common.predict(ens, variables, data[0]), *data[2:])
+      for other, data in (planted_tests or {}).items()
+      if condition != results.MIXED and other not in (results.MIXED, condition)}
   settings = config.experiments
   out = results.classification_condition(
       keys.stream(key, "evaluate"), condition,
       (val[1], common.predict(ens, variables, val[0]), *val[2:]), scored, settings.select_k,
-      positive_class="sphere", n_resamples=settings.bootstrap_resamples)
+      positive_class="sphere", n_resamples=settings.bootstrap_resamples,
+      planted=planted_scored)
   copies = settings.spheres_train_copies
   out["training_set"] = dict(kind="paired" if copies else "paper", copies=copies,
                              samples=int(len(train[1])), positives=int(train[1].sum()))
@@ -206,15 +216,18 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=
                                               eval_copies(config))
                  for split in ("val", "test")}
   pending = {}
-  memos = {"train": {}, "val": {}, "test": {}}  # samples the difficulties share
+  memos = {"train": {}, "val": {}, "test": {}, "planted": {}}  # shared by the difficulties
+  shift = planted.planted_hu(config, prepared.group_values)
   for difficulty in config.experiments.difficulties:
     tests = split_sets(config, prepared, difficulty, "test", evaluated.get("test"), memos["test"])
+    planted_tests = (split_sets(config, prepared, difficulty, "test", evaluated.get("test"),
+                                memos["planted"], shift)[0] if shift else None)
     val, _ = split_sets(config, prepared, difficulty, "val", evaluated.get("val"), memos["val"])
     train = training_sets(config, prepared, difficulty, draws, memos["train"])
     pending[difficulty] = {
         condition: common.submit(pool, run_condition, config, prepared, difficulty, condition,
                                  keys.stream(key, f"{difficulty}/{condition}"), workdir,
-                                 train[condition], val[condition], tests)
+                                 train[condition], val[condition], tests, planted_tests)
         for condition in common.conditions(prepared.group_values)}
   return {difficulty: {condition: done.result() for condition, done in conditions.items()}
           for difficulty, conditions in pending.items()}

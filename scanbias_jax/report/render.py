@@ -28,7 +28,7 @@ import jax
 from scanbias_jax import files
 from scanbias_jax.evaluate.results import to_jsonable
 from scanbias_jax.models import conv
-from scanbias_jax.report import figures, summary, tables
+from scanbias_jax.report import figures, harm_table, summary, tables
 
 MIXED = "mixed"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy",
@@ -206,7 +206,7 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
   if samples:
     figure_paths["Sample slices per group (Figs. 1-3)"] = figures.sample_slices(
         samples, run_dir / "figures" / "samples.png")
-  forest = figures.forest_plot(summary.comparison_panels(results),
+  forest = figures.forest_plot(harm_table.forest_panels(results),
                                run_dir / "figures" / "forest.png")
   forest_caption = ("Every cross-group difference (task x difficulty x training group) "
                     "with its 95% interval; grey band: +- the minimum detectable difference "
@@ -228,7 +228,10 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
   md += ["", f"![{forest_caption}](figures/{forest.name})", "", f"*{forest_caption}*", "",
          "## Summary", ""]
   for question, lines in answers.items():
-    md += [f"**{question}**", ""] + [f"- {line}" for line in lines] + [""]
+    md += [f"**{question}**", ""]
+    for line in lines:
+      md += ([tables.to_markdown(line)] if isinstance(line, tables.Table) else [f"- {line}"])
+    md += [""]
   md += ["## Tables", ""] + [tables.to_markdown(t) for t in all_tables]
   md += ["## Figures", ""]
   for caption, path in figure_paths.items():
@@ -245,8 +248,10 @@ def render_report(results: dict, run_dir, samples: dict | None = None,
           embedded(forest, forest_caption),
           "<h2>Summary</h2>"]
   for question, lines in answers.items():
+    texts = [line for line in lines if not isinstance(line, tables.Table)]
     body.append(f"<h4>{html.escape(question)}</h4><ul>"
-                + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
+                + "".join(f"<li>{html.escape(line)}</li>" for line in texts) + "</ul>")
+    body += [tables.to_html(t) for t in lines if isinstance(t, tables.Table)]
   body += ["<h2>Tables</h2>"] + [tables.to_html(t) for t in all_tables]
   body.append("<h2>Figures</h2>")
   body += [embedded(path, caption) for caption, path in figure_paths.items()]

@@ -12,7 +12,7 @@ a harm. Otherwise the line says there is no clear difference or trend, and why.
 """
 import math
 
-import numpy as np
+from scanbias_jax.report import harm_table
 
 MIXED = "mixed"
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -102,101 +102,13 @@ def _ci_name(control: dict) -> str:
   return "Wilson" if method == "Wilson score" else method
 
 
-def _drop(condition: dict, other: str, metric: str):
-  entry = condition.get("transfer", {}).get(other, {})
-  value = entry.get(metric)
-  if value is None or not _finite(value["difference"], *value["ci"]):
-    reason = entry.get("reasons", {}).get(metric, "not computed") if entry else "not run"
-    return None, reason
-  return value, None
-
-
-def _verdict(low: float, high: float, own: str, other: str) -> str:
-  if low > 0:
-    return f"worse on {other} than on {own}"
-  if high < 0:
-    return f"better on {other} than on {own}"
-  return f"no clear difference between {other} and {own}"
-
-
-def _sizes(condition: dict, *groups: str) -> str:
-  """"; 10 GE and 10 Siemens test studies": how wide an interval to expect."""
-  tests = [condition.get("test", {}).get(g, {}) for g in groups]
-  if any(t.get("n") is None for t in tests):
-    return ""
-  if all("n_studies" in t for t in tests):  # the paired test: samples from studies
-    return "; " + " and ".join(f"{t['n']} samples from {t['n_studies']} {g}"
-                               for t, g in zip(tests, groups)) + " test studies"
-  return "; " + " and ".join(f"{t['n']} {g}" for t, g in zip(tests, groups)) + " test studies"
-
-
-def comparison_text(value: dict, own: str, other: str, what: str, scale: float, unit: str,
-                    digits: int, sizes: str = "") -> str:
-  """"worse on X than on Y: difference of +12.0 points [+3.1, +20.5] ..." when the
-  interval excludes zero, else "no difference larger than 9.3 points ..."; with the
-  test's p-value and the minimum detectable difference where the results have them."""
-  def number(x, sign="+"):
-    return f"{scale * x:{sign}.{digits}f}"
-
-  low, high = value["ci"]
-  method = value.get("ci_method", "bootstrap")
-  if low > 0 or high < 0:
-    text = (f"{_verdict(low, high, own, other)}: difference of {number(value['difference'])}"
-            f"{unit} [{number(low)}, {number(high)}] ({what}; 95% {method} CI")
-  else:
-    bound = max(abs(low), abs(high))
-    text = (f"no difference larger than {number(bound, '')}{unit} between {other} and {own} "
-            f"({what}: {number(value['difference'])} [{number(low)}, {number(high)}], "
-            f"95% {method} CI")
-  if _finite(value.get("p_value")):
-    text += f"; {value.get('test', 'test')} p = {value['p_value']:.3g}"
-  if _finite(value.get("mdd")):
-    text += (f"; the smallest fall these test sets detect with 80% power is "
-             f"{number(value['mdd'], '')}{unit}")
-  return text + sizes + ")"
-
-
-def cross_group(results: dict, metric: str = "accuracy") -> list[str]:
-  """Per task and single-group condition: metric(own group) - metric(other)."""
-  lines = []
-  groups = results["groups"]
-  for difficulty in DIFFICULTIES:
-    conditions = results.get("spheres", {}).get(difficulty, {})
-    for train_group in groups:
-      if train_group not in conditions:
-        continue
-      for other in groups:
-        if other == train_group:
-          continue
-        value, reason = _drop(conditions[train_group], other, metric)
-        head = f"Spheres {difficulty}, trained on {train_group}, tested on {other}"
-        if value is None:
-          lines.append(f"{head}: n/a ({reason}).")
-          continue
-        lines.append(f"{head}: " + comparison_text(
-            value, train_group, other, f"{metric} on {train_group} minus on {other}",
-            scale=100.0, unit=" points", digits=1,
-            sizes=_sizes(conditions[train_group], train_group, other)) + ".")
-  for train_group, condition in results.get("segmentation", {}).items():
-    for other in condition.get("transfer", {}):
-      value, reason = _drop(condition, other, "dice")
-      head = f"Segmentation, trained on {train_group}, tested on {other}"
-      if value is None:
-        lines.append(f"{head}: n/a ({reason}).")
-        continue
-      lines.append(f"{head}: " + comparison_text(
-          value, train_group, other, f"Dice on {train_group} minus on {other}",
-          scale=1.0, unit="", digits=4, sizes=_sizes(condition, train_group, other)) + ".")
-  return lines or ["Cross-group drop: n/a (no single-group conditions run)."]
-
-
 def trend(drops: list[dict]) -> tuple[str, list[str]]:
   """(verdict, reasons) for the drops {difference, ci} of easy, medium, hard.
 
   A trend is claimed only if the point drops are monotone, the easy and hard 95%
   intervals do not overlap (a conservative test of their difference), and the
   larger end's interval lies above zero, so that the claim agrees with that task's
-  cross_group line. Otherwise the verdict is "no clear trend" and the reasons say
+  cross-group table. Otherwise the verdict is "no clear trend" and the reasons say
   which condition failed; a verdict and its reasons never contradict each other.
   """
   values = [d["difference"] for d in drops]
@@ -226,7 +138,7 @@ def difficulty_trend(results: dict, metric: str = "accuracy") -> list[str]:
     for other in groups:
       if other == train_group:
         continue
-      drops = [_drop(spheres.get(d, {}).get(train_group, {}), other, metric)[0]
+      drops = [harm_table.entry(spheres.get(d, {}).get(train_group, {}), other, metric)[0]
                for d in DIFFICULTIES]
       head = f"Trained on {train_group}, tested on {other}"
       if any(d is None for d in drops):
@@ -241,26 +153,6 @@ def difficulty_trend(results: dict, metric: str = "accuracy") -> list[str]:
       lines.append(f"{head}: {verdict}{why} ({metric} on {train_group} minus on {other}, "
                    f"points with 95% CI: {listed}).")
   return lines or ["Difficulty trend: n/a (no single-group conditions run)."]
-
-
-def comparison_panels(results: dict) -> dict:
-  """The forest plot's rows (`figures.forest_plot`): every cross-group difference of the
-  spheres (accuracy, points) and of segmentation (Dice, x 100) with interval and MDD."""
-  panels = {"accuracy": dict(unit="points", rows=[]), "Dice": dict(unit="Dice x 100", rows=[])}
-  blocks = [(f"spheres {d}", results.get("spheres", {}).get(d, {}), "accuracy", "accuracy")
-            for d in DIFFICULTIES]
-  blocks.append(("segmentation", results.get("segmentation", {}), "dice", "Dice"))
-  for task, conditions, metric, panel in blocks:
-    for train_group, condition in conditions.items():
-      for other in condition.get("transfer", {}):
-        value, _ = _drop(condition, other, metric)
-        if value is None:
-          continue
-        panels[panel]["rows"].append(dict(
-            label=f"{task}: {train_group} -> {other}",
-            difference=100 * value["difference"], ci=[100 * c for c in value["ci"]],
-            mdd=100 * value["mdd"] if _finite(value.get("mdd")) else float("nan")))
-  return panels
 
 
 def _reached(cnn: dict, probe: dict) -> str:
@@ -306,20 +198,9 @@ def headline(results: dict) -> list[str]:
         f"{probe['permutation_p']:.2g}.")
   elif probe:
     lines.append(f"Noise-texture probe: n/a ({probe.get('reason', 'not run')}).")
-  panels = comparison_panels(results)
-  rows = [r for panel in panels.values() for r in panel["rows"]]
-  if rows:
-    shown = [r for r in rows if r["ci"][0] > 0 or r["ci"][1] < 0]
-    detectable = []
-    for metric, panel in panels.items():
-      mdds = [r["mdd"] for r in panel["rows"] if _finite(r["mdd"])]
-      if mdds:
-        detectable.append(f"{np.median(mdds) / 100:.3f} (Dice)" if metric == "Dice"
-                          else f"{np.median(mdds):.1f} {panel['unit']} ({metric})")
-    mdd = ("; the median difference the test sets detect with 80% power is "
-           + " and ".join(detectable)) if detectable else ""
-    lines.append(f"Cross-group differences: {len(shown)} of {len(rows)} comparisons have a "
-                 f"95% interval that excludes zero{mdd} (forest plot below).")
+  if harm_table.comparisons(results):
+    lines.append(harm_table.answer(results)[:-1] + " (forest plot below; every "
+                 "comparison in the Summary's table).")
   provenance = results.get("provenance", {})
   design = provenance.get("config", {}).get("synth", {}).get("design")
   if provenance.get("source") == "dicom":
@@ -347,14 +228,14 @@ DESIGNS = dict(
           "different heads).",
     traveling="Design: traveling heads (every anatomy acquired on every vendor, each "
               "acquisition its own study; splits keep a head in one split). Cross-vendor "
-              "differences are paired over the same test heads (accuracy: Newcombe's paired "
-              "interval and a sign-flip test over heads; Dice: a paired head bootstrap and "
-              "t-test).")
+              "differences are paired over the same test heads.")
 
 
-def summarise(results: dict) -> dict[str, list[str]]:
+def summarise(results: dict) -> dict[str, list]:
+  """Question -> its answer: lines, and a table where one answers it (tables.Table)."""
   return {
       "Is the group recognisable?": recognisable(results),
-      "Does single-group training hurt the other group?": cross_group(results),
+      "Does single-group training hurt the other group?": [harm_table.answer(results),
+                                                           harm_table.table(results)],
       "Does the harm grow with task difficulty?": difficulty_trend(results),
   }

@@ -278,15 +278,10 @@ def transfer_table(results: dict) -> Table:
   if not rows:
     rows.append(["n/a (no single-group conditions run)"] + [""] * 5)
   notes = ["Member-averaged output of the selected members; positive = worse on the other "
-           "group. Accuracy: Newcombe's hybrid score interval of the difference of two "
-           "independent proportions, Fisher's exact p (the paired sphere test: both at the "
-           "Korn-Graubard effective n, with a z test; traveling heads: Newcombe's paired "
-           "interval and a sign-flip test over the shared heads). AUROC and Dice: 95% "
-           "bootstrap interval (the two test sets' studies resampled independently, or the "
-           "shared heads jointly); Dice: Welch's p (paired t on shared heads). "
-           "MDD: the smallest fall from the training group's own value that these test-set "
-           "sizes detect with 80% power at two-sided 5% (Cohen's h for proportions, d for "
-           "Dice)."]
+           "group. Interval, p and MDD of each cell from one t procedure over heads "
+           "(paired) or studies (Welch) on per-unit values (evaluate/harm.py): the "
+           "interval excludes zero exactly when p < 0.05; MDD = the fall that test finds "
+           "with 80% power."]
   return Table("Cross-group drop", header, rows, notes)
 
 

@@ -68,7 +68,7 @@ def check(synth) -> None:
     raise ValueError(f"synth.vendor_mix must be >= 0 and sum to 1, got "
                      f"{tuple(synth.vendor_mix)}")
   for name in synth.vendors:
-    vendors.resolve(name, synth.profile_overrides.get(name), synth.signature_strength)
+    vendors.configured(synth, name)
   if synth.anatomy not in ANATOMIES:
     raise ValueError(f"synth.anatomy must be one of {sorted(ANATOMIES)}, got "
                      f"{synth.anatomy!r}")
@@ -116,8 +116,7 @@ def profiles(synth) -> dict[str, vendors.Profile]:
   """Each configured vendor's profile with overrides, strength and synth.effects applied."""
   out = {}
   for name in synth.vendors:
-    profile = vendors.resolve(name, synth.profile_overrides.get(name),
-                              synth.signature_strength)
+    profile = vendors.configured(synth, name)
     effects = synth.effects
     physics = profile.physics._replace(
         noise_nonuniformity=profile.physics.noise_nonuniformity * effects.nonstationary_noise,
@@ -139,8 +138,7 @@ def plan_study(key: jax.Array, index: int, synth, vendor_index: int,
   a traveling head, its age and sex from fold_in(key, anatomy))."""
   rng = keys.numpy_rng(keys.item(keys.stream(key, "plan"), index))
   vendor = synth.vendors[vendor_index]
-  profile = vendors.resolve(vendor, synth.profile_overrides.get(vendor),
-                            synth.signature_strength)
+  profile = vendors.configured(synth, vendor)
   age, female = _age_sex(rng, synth)
   if anatomy is None:
     anatomy = index

@@ -182,3 +182,19 @@ def resolve(name: str, overrides: Mapping[str, Any] | None = None,
   if strength < 0:
     raise ValueError(f"signature_strength must be >= 0, got {strength}")
   return dataclasses.replace(profile, physics=scale_physics(physics, strength), **top)
+
+
+def configured(synth, name: str) -> Profile:
+  """Vendor `name` as the synth config makes it: overrides, strength, and the planted
+  harm of a positive control (`synth.planted_vendor`'s tissue calibration shifted by
+  `synth.planted_tissue_hu`, on top of the strength: a known physical difference)."""
+  profile = resolve(name, synth.profile_overrides.get(name), synth.signature_strength)
+  planted = synth.get("planted_vendor", "")
+  if planted and planted not in synth.vendors:
+    raise ValueError(f"synth.planted_vendor {planted!r} is not one of synth.vendors "
+                     f"{tuple(synth.vendors)}")
+  if name != planted:
+    return profile
+  shifted = profile.physics.water_offset_hu + float(synth.planted_tissue_hu)
+  return dataclasses.replace(profile, physics=profile.physics._replace(water_offset_hu=shifted))
+
