@@ -20,7 +20,7 @@ if not __package__:  # run as a file (python launch/audit.py): configs/ is in th
 from absl import app, flags
 from ml_collections import config_flags
 
-from scanbias_jax import console
+from scanbias_jax import console, run_lock
 from scanbias_jax.experiments import audit
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -36,8 +36,11 @@ def main(argv):
   del argv
   console.setup()
   started = time.time()
-  audit.run(_CONFIG.value, Path(_WORKDIR.value), _DICOM_ROOT.value, _LABELS.value,
-            console.say)
+  try:
+    audit.run(_CONFIG.value, Path(_WORKDIR.value), _DICOM_ROOT.value, _LABELS.value,
+              console.say)
+  except run_lock.WorkdirBusy as busy:
+    sys.exit(f"error: {busy}")
   print(f"audit finished in {time.time() - started:.0f} s; outputs in "
         f"{Path(_WORKDIR.value) / 'audit'}")
 

@@ -28,7 +28,7 @@ if not __package__:  # run as a file (python launch/study.py): configs/ is in th
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from scanbias_jax import console, processes
+from scanbias_jax import console, processes, run_lock
 from scanbias_jax.experiments import study
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -50,6 +50,11 @@ def main(argv):
   config, workdir = _CONFIG.value, Path(_WORKDIR.value)
   started = time.time()
   address, num_processes = _COORDINATOR.value, _NUM_PROCESSES.value
+  try:
+    if _PROCESS_ID.value == 0:
+      run_lock.refuse_if_busy(workdir)
+  except run_lock.WorkdirBusy as busy:
+    sys.exit(f"error: {busy}")
   if _PROCESSES.value > 1 and not address:
     argv = [a for a in sys.argv if not a.startswith("--processes")]
     launcher = ["-m", "launch.study"] if __package__ else [argv[0]]
@@ -57,7 +62,10 @@ def main(argv):
     num_processes = _PROCESSES.value
   if address:
     processes.initialize(address, num_processes, _PROCESS_ID.value)
-  timings = study.run(config, workdir, _DICOM_ROOT.value, console.say)
+  try:
+    timings = study.run(config, workdir, _DICOM_ROOT.value, console.say)
+  except run_lock.WorkdirBusy as busy:
+    sys.exit(f"error: {busy}")
   logging.info("stage seconds: %s", json.dumps(timings))
   print(f"study finished in {time.time() - started:.0f} s; outputs in {workdir}"
         + (f" (process {processes.index()} of {num_processes})" if num_processes > 1 else ""))

@@ -16,11 +16,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def kill_at(args: list[str], patterns: list[str], timeout: float = 900) -> list[str]:
+def kill_at(args: list[str], patterns: list[str], timeout: float = 900,
+            meanwhile: dict | None = None) -> list[str]:
   """Runs `python <args>` from the repository root once per pattern, killing it at the
   first console line (stdout and stderr) that matches; then once to the end. Returns
   the lines each killed run died on. AssertionError if a run ends before its pattern
-  (the stage it names did not run), fails, or the last run fails."""
+  (the stage it names did not run), fails, or the last run fails. `meanwhile[i]()` is
+  called when pattern i matches, before the kill, while that run still runs."""
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   killed_on = []
   for pattern in patterns:
@@ -30,6 +32,8 @@ def kill_at(args: list[str], patterns: list[str], timeout: float = 900) -> list[
     for line in process.stdout:
       seen.append(line)
       if re.search(pattern, line):
+        if (meanwhile or {}).get(len(killed_on)):
+          meanwhile[len(killed_on)]()
         process.send_signal(signal.SIGKILL)
         killed_on.append(line.strip())
         break

@@ -212,14 +212,23 @@ def test_killed_anywhere_resumes_to_the_same_results(smoke_run, tmp_path):
   """SIGKILL during compilation and synthesis, ingest, prepare, at the first epoch any
   condition ends, in the spheres' second difficulty, when a task is done (the others
   still training, two conditions at once), and after the report: the resumed study
-  ends with the uninterrupted fixture's results.json (issue 18 item 2). The tasks
+  ends with the uninterrupted fixture's results.json (issue 18 item 2); a second start
+  while one runs is refused, and each resume takes the killed run's lock over. The tasks
   overlap, so the training patterns name events every resumed run reaches whatever
   the order."""
   workdir, _ = smoke_run
+  launch = ["-m", "launch.study", "--config=configs/smoke.py", f"--workdir={tmp_path}"]
+
+  def second_start_is_refused():  # a second study on the workdir in use (issue 40)
+    done = subprocess.run([sys.executable, *launch], capture_output=True, text=True,
+                          timeout=300, check=False, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 1 and "is in use by" in done.stderr, done.stderr[-2000:]
+
   killed_on = kill.kill_at(
-      ["-m", "launch.study", "--config=configs/smoke.py", f"--workdir={tmp_path}"],
+      launch,
       [r"\[synthesize\] 1/", r"\[ingest\] 1/", r"\[prepare\] 1/", r"\[train\] \S+ epoch 1/",
-       r"\[train\] spheres/medium/\w+ epoch 1/", r"\[train\] \w+: done", r"\[report\]"])
+       r"\[train\] spheres/medium/\w+ epoch 1/", r"\[train\] \w+: done", r"\[report\]"],
+      meanwhile={3: second_start_is_refused})
   assert len(killed_on) == 7
   assert (json.loads((tmp_path / "results.json").read_text())
           == json.loads((workdir / "results.json").read_text()))

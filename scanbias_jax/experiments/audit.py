@@ -17,7 +17,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from scanbias_jax import console, files, keys
+from scanbias_jax import console, files, keys, run_lock
 from scanbias_jax.cohort import manifest
 from scanbias_jax.evaluate import audit, probe
 from scanbias_jax.experiments import audit_cnn, datasets, study
@@ -115,7 +115,12 @@ def cnn_named(config, chosen: audit.Settings, named: dict, rows, features, patie
 
 def run(config, workdir: Path, dicom_root: str | None = None, labels_csv: str | None = None,
         say=console.say) -> dict:
-  """Runs the audit; returns results.json's content."""
+  """Runs the audit, holding the workdir (run_lock); returns results.json's content."""
+  with run_lock.held(workdir):
+    return _run(config, workdir, dicom_root, labels_csv, say)
+
+
+def _run(config, workdir: Path, dicom_root, labels_csv, say) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   source = "dicom" if dicom_root else "synthetic"
   if not dicom_root:

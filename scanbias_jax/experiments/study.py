@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from scanbias_jax import console, files, keys, processes
+from scanbias_jax import console, files, keys, processes, run_lock
 from scanbias_jax.cohort import balance
 from scanbias_jax.cohort.ingest import ingest_tree
 from scanbias_jax.evaluate import results as results_lib
@@ -145,7 +145,13 @@ def report(config, results: dict, prepared_dir: Path, workdir: Path, timings: di
 
 
 def run(config, workdir: Path, dicom_root: str | None = None, say=console.say) -> dict:
-  """Runs every stage; returns seconds per stage."""
+  """Runs every stage, holding the workdir (run_lock: a second run refuses at once);
+  returns seconds per stage."""
+  with run_lock.held(workdir, holds=processes.writes()):
+    return _run(config, workdir, dicom_root, say)
+
+
+def _run(config, workdir: Path, dicom_root: str | None, say) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   common.use_compilation_cache(os.environ.get(
       "SCANBIAS_XLA_CACHE", os.path.expanduser("~/.cache/scanbias_jax/xla")))

@@ -29,6 +29,11 @@ def verdict(result: dict, alpha: float = 0.05) -> str:
     return f"not tested: {result['reason']}"
   if audit.nameable(result, alpha):
     return "nameable from the images"
+  p, q = result["permutation_p"], result.get("permutation_q", result["permutation_p"])
+  if p < alpha and result["auroc"] < 0.5:
+    return "not nameable (AUROC below chance)"
+  if p < alpha:
+    return f"not nameable after adjusting for the attributes tested (q {q:.2g})"
   return "not nameable (interval contains chance)"
 
 
@@ -55,9 +60,10 @@ def naming_table(named: dict) -> tables.Table:
   return tables.Table(
       "Name the X: the noise-texture probe, cross-fitted over patient-grouped folds",
       header, _rows(named, cells, len(header)),
-      ["Intervals: bootstrap over patients; p: labels shuffled over studies and the "
-       "cross-fitting redone; q: Benjamini-Hochberg over the attributes tested, which the "
-       "verdict uses."])
+      ["p (two-sided) and interval of each statistic from one permutation test: the labels "
+       "shuffled over studies and the cross-fitting redone; the interval inverts that test, "
+       "so it excludes chance exactly when p < 0.05 (p and q are the AUROC's). q: "
+       "Benjamini-Hochberg over the attributes tested, which the verdict uses."])
 
 
 def cnn_reading(result: dict) -> str:
