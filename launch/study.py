@@ -64,8 +64,8 @@ def main(argv):
     processes.initialize(address, num_processes, _PROCESS_ID.value)
   try:
     timings = study.run(config, workdir, _DICOM_ROOT.value, console.say)
-  except run_lock.WorkdirBusy as busy:
-    sys.exit(f"error: {busy}")
+  except (run_lock.WorkdirBusy, study.StageFailed) as stopped:
+    sys.exit(f"error: {stopped}")
   logging.info("stage seconds: %s", json.dumps(timings))
   print(f"study finished in {time.time() - started:.0f} s; outputs in {workdir}"
         + (f" (process {processes.index()} of {num_processes})" if num_processes > 1 else ""))

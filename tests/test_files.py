@@ -62,3 +62,28 @@ def test_ras_affine_flips_the_first_two_world_axes():
   voxel = np.array([10.0, 20.0, 3.0, 1.0])
   x, y, z, _ = lps @ voxel
   np.testing.assert_allclose(ras @ voxel, [-x, -y, z, 1.0])
+
+
+def test_fingerprints_find_truncated_changed_and_missing_outputs(tmp_path):
+  for name in ("a.bin", "b.bin", "c.bin"):
+    (tmp_path / name).write_bytes(bytes(range(200)) * 50)
+  outputs = {name: files.fingerprint(tmp_path / name) for name in ("a.bin", "b.bin", "c.bin")}
+  assert outputs["a.bin"][0] == 10_000 and files.damage(tmp_path, outputs) == {}
+  (tmp_path / "a.bin").write_bytes((tmp_path / "a.bin").read_bytes()[:3000])
+  changed = bytearray((tmp_path / "b.bin").read_bytes())
+  changed[5000] ^= 1
+  (tmp_path / "b.bin").write_bytes(bytes(changed))
+  (tmp_path / "c.bin").unlink()
+  assert files.damage(tmp_path, outputs) == {
+      "a.bin": "3000 bytes where 10000 were written",
+      "b.bin": "its content differs from what was written", "c.bin": "missing"}
+
+
+def test_a_truncated_nifti_is_named_not_a_bare_traceback(tmp_path):
+  path = tmp_path / "study.nii.gz"
+  noise = np.random.default_rng(0).integers(-1000, 1000, (16, 16, 8)).astype(np.int16)
+  files.save_nifti(path, noise, np.eye(4))
+  assert path.stat().st_size > 1000
+  path.write_bytes(path.read_bytes()[:1000])
+  with pytest.raises(files.DamagedFile, match=r"study\.nii\.gz cannot be read .*Rerun the same"):
+    files.load_nifti(path)

@@ -3,6 +3,8 @@
 The golden file pins the smoke study's key numbers; regenerate it only on purpose:
   python -m tests.golden --regenerate     (and say why in the commit message)
 """
+import contextlib
+import errno
 import json
 import math
 import re
@@ -16,7 +18,7 @@ import pydicom
 import pytest
 
 from configs import smoke
-from scanbias_jax import processes
+from scanbias_jax import files, processes
 from scanbias_jax.experiments import study
 import golden
 import kill
@@ -60,6 +62,55 @@ def test_single_group_sphere_models_are_scored_on_the_planted_harm(smoke_run):
         entry = conditions[group]["planted"][other]["accuracy"]
         assert {"difference", "ci", "p_value", "mdd"} <= set(entry)
   assert "Planted harm, same comparison" in (workdir / "report.md").read_text()
+
+
+def _data_stages_of(workdir, into):
+  """A copy of a finished study's synth/ and cohort/, to train again from."""
+  for stage in ("synth", "cohort"):
+    shutil.copytree(workdir / stage, into / stage)
+  return into
+
+
+def test_a_damaged_volume_is_named_and_its_study_redone(smoke_run, tmp_path):
+  """One cohort volume truncated (a partial copy), prepared/ and train/ gone: the rerun
+  names the file and the study, ingests that study again, and ends with the same
+  results.json as the undamaged run."""
+  workdir, _ = smoke_run
+  copy = _data_stages_of(workdir, tmp_path / "run")
+  volume = sorted((copy / "cohort" / "volumes").glob("*.nii.gz"))[0]
+  volume.write_bytes(volume.read_bytes()[:3000])
+  said = []
+  study.run(smoke.get_config(), copy, say=lambda *line: said.append(" ".join(line)))
+  assert any(str(volume) in line and f"(study {volume.name[:-7]})" in line
+             and "redoing that study's ingest" in line for line in said), said
+  assert (copy / "results.json").read_bytes() == (workdir / "results.json").read_bytes()
+
+
+def test_a_full_disk_stops_the_stage_clearly_and_resumes(smoke_run, tmp_path, monkeypatch):
+  """ENOSPC raised inside files.atomic_path partway through prepare: one error naming
+  the stage and its directory, no half-written file left, and a resume that ends with
+  the same results."""
+  workdir, _ = smoke_run
+  copy = _data_stages_of(workdir, tmp_path / "run")
+  real, calls = files.atomic_path, []
+
+  @contextlib.contextmanager
+  def filling(path, sync=False):
+    calls.append(path)
+    with real(path, sync) as temporary:
+      if len(calls) == 5:
+        temporary.write_bytes(b"half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+      yield temporary
+
+  monkeypatch.setattr(files, "atomic_path", filling)
+  with pytest.raises(study.StageFailed, match=r"the prepare stage stopped: no space left on "
+                     r"the device that holds .*prepared .*rerun the same command"):
+    study.run(smoke.get_config(), copy, say=lambda *line: None)
+  monkeypatch.undo()
+  assert not [p for p in copy.rglob("*") if ".tmp" in p.name]
+  study.run(smoke.get_config(), copy, say=lambda *line: None)
+  assert (copy / "results.json").read_bytes() == (workdir / "results.json").read_bytes()
 
 
 def test_every_table_cell_is_produced_and_finite(smoke_run):

@@ -53,9 +53,9 @@ def ingest_tree(dicom_root, out_dir, config, progress=None) -> dict:
     for study_uid, series in studies.items():
       study_id = deid.pseudonym(secret, "study", study_uid)
       record_path = os.path.join(out_dir, "records", f"{study_id}.json")
-      if os.path.exists(record_path):
-        with open(record_path) as f:
-          records.append(json.load(f))
+      record = read_record(record_path, out_dir)
+      if record is not None:
+        records.append(record)
       else:
         raw_patient = next(iter(series.values()))[0].patient_id or f"study:{study_uid}"
         patient_id = deid.pseudonym(secret, "patient", raw_patient)
@@ -125,8 +125,24 @@ def ingest_study(task) -> dict:
     row = manifest.rejected_row(study_id, patient_id, all_refs, len(series), reason, "error")
     return {"row": row, "rejects": rejects + [manifest.reject_row("study", reason, study_id)]}
   record = {"row": row, "rejects": rejects}
+  if row["status"] == "ok":
+    record["outputs"] = {row["path"]: files.fingerprint(os.path.join(out_dir, row["path"]))}
   files.write_text(os.path.join(out_dir, "records", f"{study_id}.json"), json.dumps(record))
   return record
+
+
+def read_record(path, out_dir) -> dict | None:
+  """A study's record, or None where it has none or the outputs it records are damaged
+  (the study is then ingested again; a warning names the file)."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    record = json.load(f)
+  for relative, why in files.damage(out_dir, record.get("outputs", {})).items():
+    logging.warning("%s: %s; ingesting its study again", os.path.join(out_dir, relative), why)
+    return None
+  return record
+
 
 
 def write_nifti(path, vol: volume_lib.Volume):

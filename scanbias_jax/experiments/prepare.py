@@ -141,7 +141,22 @@ def process_study(task) -> dict:
     prepare_report.overlay(os.path.join(out_dir, "overlays", f"{study_id}.png"), hu, mask,
                            true_mask, draw, spacing, key, study_id, reach)
   record["seconds"] = round(time.perf_counter() - started, 3)
+  relative = os.path.join("masks", f"{study_id}.nii.gz")
+  record["outputs"] = {relative: files.fingerprint(os.path.join(out_dir, relative))}
   files.write_text(os.path.join(out_dir, "records", f"{study_id}.json"), json.dumps(record))
+  return record
+
+
+def _intact_record(path, out_dir) -> dict | None:
+  """A study's record, or None where it has none or its mask changed since it was written
+  (the study is then prepared again; a warning names the file)."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    record = json.load(f)
+  for relative, why in files.damage(out_dir, record.get("outputs", {})).items():
+    logging.warning("%s: %s; preparing its study again", os.path.join(out_dir, relative), why)
+    return None
   return record
 
 
@@ -194,9 +209,9 @@ def prepare_cohort(cohort_dir, out_dir, config, truth_dir=None, progress=None) -
   for r in rows:
     path = os.path.join(out_dir, "records", f"{r['study_id']}.json")
     mask = os.path.join(out_dir, "masks", f"{r['study_id']}.nii.gz")
-    if os.path.exists(path) and os.path.exists(mask):
-      with open(path) as f:
-        records[r["study_id"]] = record = json.load(f)
+    record = _intact_record(path, out_dir) if os.path.exists(mask) else None
+    if record is not None:
+      records[r["study_id"]] = record
       if record["dice"] is None and truths.get(r["study_id"]):  # truth given only now
         image = files.load_nifti(mask)
         record["dice"] = truth_dice(image.data > 0, truth.truth_on_grid(

@@ -11,6 +11,8 @@ interruption and pick up where they stopped. On several processes (processes.py)
 process 0 runs the data stages and writes the outputs; training is split by members.
 """
 import concurrent.futures
+import contextlib
+import errno
 import json
 import os
 import time
@@ -27,8 +29,41 @@ from scanbias_jax.report import figures, render
 from scanbias_jax.synth import cohort, export
 
 
+class StageFailed(RuntimeError):
+  """A stage stopped for a reason outside the code (a full disk); the message says what
+  to do."""
+
+
+@contextlib.contextmanager
+def _stage(name: str, directory: Path):
+  """Turns a full disk inside a stage into one clear error naming the stage and where
+  it writes. Every file goes through files.atomic_path, so nothing half-written is left
+  for a resumed run to trust."""
+  try:
+    yield
+  except OSError as error:
+    if error.errno != errno.ENOSPC:
+      raise
+    raise StageFailed(f"the {name} stage stopped: no space left on the device that holds "
+                      f"{directory} ({error}). What finished is kept; free some space and "
+                      "rerun the same command to resume.") from error
+
+
 def _done(path: Path) -> bool:
   return (path / ".done").exists()
+
+
+def _intact(path: Path, stage: str, say) -> bool:
+  """Whether a finished stage's recorded files are as it wrote them; if not, says which
+  and unmarks the stage, whose rerun redoes just those studies."""
+  if not _done(path):
+    return False
+  damaged = files.damaged_records(path)
+  for study_id, what in damaged.items():
+    say(stage, f"{what} (study {study_id}): redoing that study's {stage}")
+  if damaged:
+    (path / ".done").unlink()
+  return not damaged
 
 
 def _finish(path: Path, info: dict) -> None:
@@ -68,7 +103,7 @@ def ingest(config, dicom_root: Path, workdir: Path, say) -> Path:
 def ingest_into(config, dicom_root: Path, out: Path, say) -> Path:
   """Ingest of `dicom_root` into `out` (volumes, manifest, rejects, matched cohort),
   unless it is there already (launch/ingest.py too)."""
-  if not _done(out):
+  if not _intact(out, "ingest", say):
     summary = ingest_tree(str(dicom_root), str(out), config, console.progress("ingest", out=say))
     cohort, _, after = balance.write_cohort_tables(str(out), config)
     _finish(out, dict(summary, cohort=len(cohort)))
@@ -80,7 +115,7 @@ def ingest_into(config, dicom_root: Path, out: Path, say) -> Path:
 
 def prepare(config, cohort_dir: Path, truth: Path | None, workdir: Path, say) -> Path:
   out = workdir / "prepared"
-  if not _done(out):
+  if not _intact(out, "prepare", say):
     summary = prepare_lib.prepare_cohort(str(cohort_dir), str(out), config,
                                          str(truth) if truth else None,
                                          console.progress("prepare", out=say))
@@ -171,23 +206,28 @@ def _run(config, workdir: Path, dicom_root: str | None, say) -> dict:
   if dicom_root:
     root, truth = Path(dicom_root), None
   else:
-    synth = synthesize(config, workdir, say)
+    with _stage("synthesize", workdir / "synth"):
+      synth = synthesize(config, workdir, say)
     root, truth = synth / "dicom", synth / "truth"
   timings["synthesize"] = time.time() - start
-  cohort_dir = ingest(config, root, workdir, say)
+  with _stage("ingest", workdir / "cohort"):
+    cohort_dir = ingest(config, root, workdir, say)
   timings["ingest"] = time.time() - start - sum(timings.values())
-  prepared_dir = prepare(config, cohort_dir, truth, workdir, say)
+  with _stage("prepare", workdir / "prepared"):
+    prepared_dir = prepare(config, cohort_dir, truth, workdir, say)
   timings["prepare"] = time.time() - start - sum(timings.values())
   if processes.writes():
     processes.barrier("study data stages")
   if compiling is not None:
     compiling.join()
-  results = experiments(config, prepared_dir, workdir, say)
+  with _stage("train", workdir / "train"):
+    results = experiments(config, prepared_dir, workdir, say)
   timings["train"] = time.time() - start - sum(timings.values())
   if not processes.writes():
     return timings  # the report is process 0's
-  written = report(config, results, prepared_dir, workdir, timings,
-                   source="dicom" if dicom_root else "synthetic")
+  with _stage("report", workdir):
+    written = report(config, results, prepared_dir, workdir, timings,
+                     source="dicom" if dicom_root else "synthetic")
   timings["report"] = time.time() - start - sum(timings.values())
   say("report", f"{written['report.md']} and {written['report.html']}")
   return timings
