@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   synth.anatomy_mm = 1.0             # anatomy sampled on every k-th pixel, k x pixel <= this
   # "traveling" (each anatomy acquired on every vendor: vendors compared on the same
   # heads, matched by construction, so ingest's age/sex matching keeps every study) or
-  # "paper" (a patient per study; matching kept 90 of 120). BUILD_NOTES, session 11.
+  # "paper" (a patient per study; matching kept 90 of 120). BUILD_NOTES, "Synthesizer".
   synth.design = "traveling"
   synth.lesions_in_anatomy = 0.0     # share of heads with a sphere placed before acquisition
   # Scanner effects, each a multiplier of the vendors' own values (0 = off, 1 = as profiled).
@@ -104,7 +104,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Heads, not studies, are split (a head's acquisitions stay together). 70 heads: 38
   # train, 4 validation, 28 test (the stratified rounding), so each vendor's paired
   # sphere test holds 28 heads (20 left per-vendor intervals up to +-9 points; the
-  # paper's 0.70 / 0.09 / 0.21 left 10 test studies a vendor; BUILD_NOTES, session 17).
+  # paper's 0.70 / 0.09 / 0.21 left 10 test studies a vendor; BUILD_NOTES, "Experiments").
   cohort.split_fractions = (0.52, 0.06, 0.42)
   cohort.one_study_per_patient = True
   # Experiment data sets (skull stripping, spheres, splits): launch/prepare.py.
@@ -151,7 +151,7 @@ def get_config() -> ml_collections.ConfigDict:
   train.bn_stats = "precise"
   # ... from the epoch's first this many batches (0 = every batch): a forward pass over
   # every batch added a third to each step (each task of default.py uses 4: 64 crops,
-  # 64 or 16 volumes; BUILD_NOTES, session 17).
+  # 64 or 16 volumes; BUILD_NOTES, "Experiments").
   train.bn_stats_batches = 0
   train.compute_dtype = "float32"    # or "bfloat16" (parameters stay float32)
   train.checkpoint_every_epochs = 5   # an orbax save (~0.6 s) outlasts a default epoch
@@ -170,8 +170,8 @@ def get_config() -> ml_collections.ConfigDict:
       learning_rate=3e-4, select_metric="val_accuracy", num_epochs=8, bn_stats_batches=4))
   # Spheres at 3e-3 (was 1e-3): with 72-144 training studies a condition has 72-144 Adam
   # steps, and at 1e-3 one member in three had not started to learn by the last epoch
-  # (validation of the s11b cohort, BUILD_NOTES session 12). Two members a condition:
-  # nine conditions of three kept the study over its 10 minutes (BUILD_NOTES, session 17).
+  # (validation only; BUILD_NOTES, "Experiments"). Two members a condition:
+  # nine conditions of three kept the study over its 10 minutes (BUILD_NOTES, "Experiments").
   models.spheres = ml_collections.ConfigDict(dict(
       model="resnet3d", model_kwargs=ml_collections.ConfigDict(), loss="sigmoid_cross_entropy",
       learning_rate=3e-3, select_metric="val_accuracy", num_epochs=8, bn_stats_batches=4,
@@ -209,11 +209,11 @@ def get_config() -> ml_collections.ConfigDict:
   exp.spheres_shape = (32, 32, 16)   # ResNet3D input on CPU (paper: 256 x 256 x 35)
   # "brain": air outside each study's brain mask; "head": the whole head (the paper's).
   # At 5.9 mm voxels a sphere touching the inner table merges with the bone: the misses
-  # of "head" were those (BUILD_NOTES, session 17).
+  # of "head" were those (BUILD_NOTES, "Experiments").
   exp.spheres_input = "brain"
   # Cut to a box of these mm about each study's brain before the resize (() = the whole
   # volume, the paper's): 188 mm holds the widest brain of the default cohort (190 mm),
-  # so the network's voxels are 5.9 mm, not 7.8 (BUILD_NOTES, session 11).
+  # so the network's voxels are 5.9 mm, not 7.8 (BUILD_NOTES, "Experiments").
   exp.spheres_crop_mm = (188.0, 188.0, 157.0)
   # Sphere training set: 0 = the paper's (each study with its own label); c > 0 =
   # paired: every training study c times without a sphere and c times with one, so
@@ -226,7 +226,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Sphere positions per paired validation and test study (c with, c without a sphere).
   # One left 16 validation samples of 4 heads: accuracy tied at 1.0 from epoch 2-3 and
   # the earliest tie, an under-trained member, was kept; 8 positions give 128 validation
-  # samples and measure each test head's detection rate (BUILD_NOTES, session 12).
+  # samples and measure each test head's detection rate (BUILD_NOTES, "Experiments").
   exp.spheres_eval_copies = 8
   exp.segmentation_shape = (32, 32, 16)  # UNet3D input (paper: 256 x 256 x 32)
   # Narrow networks at 32 x 32 x 16 on CPU: the paper-width ResNet3D trains at ~16
@@ -239,7 +239,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The paper's stem (7^3, stride 2, then a max-pool) shrinks 32 x 32 x 16 to 8 x 8 x 4
   # before any block, a 5-voxel sphere to about one: a 3^3 stride-1 stem keeps 16 x 16 x 8
   # (3.4x the time an epoch; on validation all members learn by epoch 5-7 where the
-  # paper stem learned late or not at all; BUILD_NOTES, session 9).
+  # paper stem learned late or not at all; BUILD_NOTES, "Experiments").
   config.models.spheres.model_kwargs = ml_collections.ConfigDict(
       dict(widths=(8, 16, 32), stem_width=8, hidden=64, stem_kernel=3, stem_strides=1))
 

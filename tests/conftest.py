@@ -22,7 +22,7 @@ def synth_key(seed: int = 0):
   return keys.stream(keys.root(seed), "synth")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def smoke_cohort(tmp_path_factory) -> tuple[Path, list[dict]]:
   """Four smoke studies (GE/Siemens alternating; tilt and thin-only forced on two)."""
   out = tmp_path_factory.mktemp("cohort")

@@ -7,8 +7,8 @@ the commit message; tests/test_study.py compares against this file.
 
 The numbers are pinned per CPU family (`render.cpu_description()["family"]`: vendor
 and XLA:CPU instruction-set level): the same family gives the same bits, another one
-rounds differently and a small smoke test set can flip a sample (BUILD_NOTES, session
-14). Regenerating writes this machine's family and keeps the others'; after a change
+rounds differently and a small smoke test set can flip a sample (BUILD_NOTES,
+"Reproducibility"). Regenerating writes this machine's family and keeps the others'; after a change
 meant to move the numbers, drop the entries of families it could not be rerun on.
 """
 import argparse

@@ -15,7 +15,7 @@ sum over taps, and layers of at most 16 output voxels a sample are one matrix pr
 over patches (`patches_conv`). Both (1) write their gradients as convolutions in the layout
 XLA:CPU's fast kernel takes, (2) under vmap over ensemble members run one convolution
 per member instead of a grouped one, and (3) sum the kernel gradient over
-cache-sized batch chunks. BUILD_NOTES.md, "Session 5", has the measurements.
+cache-sized batch chunks. BUILD_NOTES, "Performance", has the measurements.
 """
 import functools
 import itertools
@@ -66,7 +66,7 @@ def depth_folded_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
 # patches (`patches_conv`): the deepest scales of the paper-width ResNet3D (4 x 4 x 1 and
 # 2 x 2 x 1 outputs), where XLA:CPU swapped the folded convolution's operands (its kernel
 # larger than its input) into a layout it runs through its generic loop: 113 ms for a
-# forward the product does in 2.8 (BUILD_NOTES, session 18). The default networks' smallest
+# forward the product does in 2.8 (BUILD_NOTES, "Performance"). The default networks' smallest
 # outputs (4 x 4 x 2) stay folded.
 PATCHES_MAX_VOXELS = 16
 
@@ -167,7 +167,7 @@ def _kernel_grad(x, dy, strides, padding, precision, kernel):
     return out.transpose(1, 2, 0, 3)
 
   # XLA:CPU computes this tiny-output, batch-deep product faster in chunks of the
-  # batch whose operands fit in cache, summed (measured: BUILD_NOTES.md, "Session 5").
+  # batch whose operands fit in cache, summed (measured: BUILD_NOTES, "Performance").
   parts = [one(x[i:i + rows], dy[i:i + rows]) for i in range(0, x.shape[0], rows)]
   return functools.reduce(jnp.add, parts).astype(jnp.result_type(x, dy))
 
@@ -237,7 +237,7 @@ def _taps_forward(x, w, strides, padding, precision):
   """A stride-1 convolution of a few input channels as its sum over kernel taps and
   channels of shifted inputs times the tap's weights: one elementwise loop, where
   XLA:CPU's convolution of a single-channel input ran at ~11 GFLOP/s (3D stem, 16 x
-  32 x 32 x 16 -> 8: 9.4 ms, this 1.3 ms; BUILD_NOTES, session 16). Sums in float32."""
+  32 x 32 x 16 -> 8: 9.4 ms, this 1.3 ms; BUILD_NOTES, "Performance"). Sums in float32."""
   del strides, precision  # stride 1 only (see the callers); float32 products and sums
   x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   kernel = w.shape[:-2]
@@ -320,7 +320,7 @@ def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilat
 # Train steps on the 2-core EPYC (ms, same run, alternating): ShallowCNN 9.2 -> 6.9,
 # default ResNet3D 79 -> 74, default U-Net 72 -> 73, paper-width ResNet3D 670 -> 478
 # (its 7^3 stride-2 stem forward 263 -> 96), paper-width U-Net 656 -> 616 (BUILD_NOTES,
-# session 18). Rounding differs from YNNPACK's, so CPU results move bit-wise once.
+# BUILD_NOTES, "Performance"). Rounding differs from YNNPACK's, so CPU results move bit-wise once.
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                         "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 

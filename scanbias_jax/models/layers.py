@@ -37,7 +37,7 @@ def _windows(x):
 def _max_pool_even(x):
   # Not differentiated (evaluation): the maximum of the window's 2^n strided slices, one
   # elementwise loop, the same values as the windowed `max`, which XLA:CPU ran as a
-  # reduction 2-8x slower (16 x 32 x 32 x 8 x 32: 13.7 -> 1.6 ms; BUILD_NOTES, session 18).
+  # reduction 2-8x slower (16 x 32 x 32 x 8 x 32: 13.7 -> 1.6 ms; BUILD_NOTES, "Performance").
   spatial = x.ndim - 2
   parts = [x[(slice(None), *[slice(o, None, 2) for o in offsets], slice(None))]
            for offsets in itertools.product((0, 1), repeat=spatial)]
@@ -48,7 +48,7 @@ def _max_pool_even_fwd(x):
   # Differentiated: the windowed `max`. The backward finds each window's maximum by
   # equality with y; with the slices form XLA fused the producer (a convolution) into
   # the eight slices and recomputed it with other rounding, so some windows matched
-  # nothing and lost their gradient (session 18, tests/test_ensemble.py caught it).
+  # nothing and lost their gradient (tests/test_ensemble.py caught it).
   windows, axes = _windows(x)
   y = windows.max(axis=axes)
   return y, (x, y)

@@ -56,7 +56,7 @@ def reproducibility_note(environment: dict) -> str:
           "on a machine of the same CPU family (or on one GPU with "
           "train.exact_reproducibility); another family rounds differently, which can "
           "flip single test samples: the intervals, not the last digits, carry the "
-          "conclusions (BUILD_NOTES, session 14).")
+          "conclusions (BUILD_NOTES, 'Reproducibility').")
 
 
 def collect_environment() -> dict:
@@ -93,7 +93,7 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict:
   "<vendor> <highest ISA_LEVELS entry>" (Linux; elsewhere the model from `platform`,
   no flags). Float results are pinned per family (tests/golden.py): one Sapphire
   Rapids Xeon ("GenuineIntel AMX") and one Zen 4 EPYC ("AuthenticAMD AVX512_BF16")
-  round differently (BUILD_NOTES, session 14)."""
+  round differently (BUILD_NOTES, "Reproducibility")."""
   try:
     with open(cpuinfo) as f:
       text = f.read()

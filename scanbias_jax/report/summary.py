@@ -199,8 +199,8 @@ def headline(results: dict) -> list[str]:
   elif probe:
     lines.append(f"Noise-texture probe: n/a ({probe.get('reason', 'not run')}).")
   if harm_table.comparisons(results):
-    lines.append(harm_table.answer(results)[:-1] + " (forest plot below; every "
-                 "comparison in the Summary's table).")
+    lines.append(harm_table.answer(results) + " The forest plot below shows each "
+                 "comparison; the Summary's table lists them.")
   provenance = results.get("provenance", {})
   design = provenance.get("config", {}).get("synth", {}).get("design")
   if provenance.get("source") == "dicom":

@@ -114,7 +114,7 @@ def cos(x):
   """cos(x) to ~4e-6 absolute (float32): reduced to [-pi, pi], then its Taylor
   polynomial to x^14 (remainder pi^16 / 16! = 4e-6). XLA:CPU's own cosine is not
   vectorised inside a fusion: on one core the four warp waves took 54 of the 72 ms
-  that 8 x 256 x 256 points cost, ~4 ms with this (BUILD_NOTES, session 13)."""
+  that 8 x 256 x 256 points cost, ~4 ms with this (BUILD_NOTES, "Synthesizer")."""
   y = x - (2 * math.pi) * jnp.round(x * (1 / (2 * math.pi)))
   y2 = y * y
   out = _COS_TAYLOR[0]

@@ -251,7 +251,7 @@ def lesion_of(key: jax.Array, plan: StudyPlan, synth, subject):
 def _stack_spacing(geometries, synth) -> float | None:
   """Plane spacing of one study's untilted series: half its thinnest slice, at least
   synth.plane_mm (a routine-only study: 2.5 mm, where a 5 mm Gaussian slice profile
-  passes under 3 % of the anatomy's z content; BUILD_NOTES, session 9). A study's
+  passes under 3 % of the anatomy's z content; BUILD_NOTES, "Synthesizer"). A study's
   own series decide it, so it renders the same alone or with its head's other scans."""
   return plane_spacing([g.thickness_mm for g in geometries], synth.plane_mm)
 

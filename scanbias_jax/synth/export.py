@@ -184,7 +184,7 @@ def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
     # Study i is written (pydicom: Python, holding the GIL) while study i + 1 renders
     # (XLA, which releases it): one writer thread, at most one study waiting. On a
     # single core the two only take turns, and 12-20 % slower than in sequence
-    # (BUILD_NOTES, session 16), so there they run in sequence.
+    # (BUILD_NOTES, "Synthesizer"), so there they run in sequence.
     def write_group(group, rendered):
       return [write_study(out, p, r, synth) for p, r in zip(group, rendered)]
 

@@ -336,7 +336,7 @@ def integrate_planes(stack: PlaneStack, geometry: geo.SeriesGeometry, ssp_ratio:
   A tilted series' planes are its slice plane moved along the table: the plane at
   normal offset d from a slice is also moved d x tan(tilt) along the columns, so it
   is read that far back, linearly interpolated between rows, to integrate along the
-  normal as the gantry does (BUILD_NOTES, session 16)."""
+  normal as the gantry does (BUILD_NOTES, "Synthesizer")."""
   t = stack.template
   factor = round(t.pixel_mm / geometry.pixel_mm)
   if (t.tilt_deg != geometry.tilt_deg or geometry.matrix != t.matrix * factor

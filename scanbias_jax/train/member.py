@@ -63,7 +63,7 @@ def task_config(config: ml_collections.ConfigDict, task: str) -> ml_collections.
 def unrolled_loops(scan_unroll: str) -> bool:
   """Whether the step and evaluation loops are unrolled at trace time: "never" (lax.scan)
   or "always" (a Python loop; for the XLA convolutions, `conv="xla"`, whose gradients
-  XLA:CPU runs slowly inside loops; BUILD_NOTES.md, session 5)."""
+  XLA:CPU runs slowly inside loops; BUILD_NOTES, "Performance")."""
   if scan_unroll not in ("always", "never"):
     raise ValueError(f"scan_unroll must be 'always' or 'never'; got {scan_unroll!r}")
   return scan_unroll == "always"
