@@ -9,7 +9,7 @@ import pytest
 
 from scanbias_jax import keys
 from scanbias_jax.synth import geometry as geo
-from scanbias_jax.synth import phantom, scanner, vendors
+from scanbias_jax.synth import phantom, sampling, scanner, vendors
 
 
 def radial_nps(noise: np.ndarray, pixel_mm: float, bins: int = 24):
@@ -144,7 +144,7 @@ def test_tilted_geometry_is_contiguous_along_its_normal():
 
 
 def test_ssp_weights_have_the_requested_fwhm():
-  offsets, weights = scanner.ssp_offsets(5.0, 1.0, 5)   # samples at 0, +-2.5, +-5 mm
+  offsets, weights = sampling.ssp_offsets(5.0, 1.0, 5)   # samples at 0, +-2.5, +-5 mm
   np.testing.assert_allclose(offsets, [-5, -2.5, 0, 2.5, 5])
   assert weights.sum() == pytest.approx(1.0)
   assert weights[1] / weights[2] == pytest.approx(0.5)    # half maximum at FWHM / 2
@@ -165,7 +165,7 @@ def test_plane_stack_integration_matches_direct_ssp_sampling():
   g = geo.axial_series(250.0, 48, 5.0, -20.0, 0.0)
   profile = vendors.PROFILES["GE"]
   z = -20.0 + 0.625 * np.arange(-9, 42)
-  stack = scanner.render_planes(subject, g, z)
+  stack = sampling.render_planes(subject, g, z)
   fine = scanner.acquire(jax.random.key(0), subject, g, profile, ssp_samples=17)
   stacked = scanner.acquire(jax.random.key(0), subject, g, profile, stack=stack)
   np.testing.assert_array_equal(fine.brain, stacked.brain)
@@ -194,21 +194,21 @@ def test_tilted_plane_stack_integrates_along_the_gantry_normal(monkeypatch):
   subject = _Waves(jnp.float32(30.0))
   g = geo.axial_series(32.0, 64, 5.0, 0.0, 30.0, tilt_deg=25.0)   # 0.5 mm pixels
   step = 2.5 / math.cos(math.radians(25.0))
-  stack = scanner.render_planes(subject, g, g.positions[0, 2] + step * np.arange(-3, 20))
-  offsets, weights = scanner.ssp_offsets(5.0, 1.0, 5)
-  direct, brain = scanner._sample_series(subject, None, g, offsets, weights)
-  stacked, stacked_brain = scanner.integrate_planes(stack, g, 1.0)
+  stack = sampling.render_planes(subject, g, g.positions[0, 2] + step * np.arange(-3, 20))
+  offsets, weights = sampling.ssp_offsets(5.0, 1.0, 5)
+  direct, brain = sampling.sample_series(subject, None, g, offsets, weights)
+  stacked, stacked_brain = sampling.integrate_planes(stack, g, 1.0)
   np.testing.assert_array_equal(stacked_brain, brain)
   inner = slice(5, -5)  # rows read from within the plane (5 mm x tan 25 deg < 5 rows)
   error = np.abs(stacked - direct)[:, inner]
   assert error.max() < 1.0                                         # HU, of +-800
-  monkeypatch.setattr(scanner, "_rows_from", lambda image, shift: image)
-  sheared, _ = scanner.integrate_planes(stack, g, 1.0)
+  monkeypatch.setattr(sampling, "_rows_from", lambda image, shift: image)
+  sheared, _ = sampling.integrate_planes(stack, g, 1.0)
   assert np.abs(sheared - direct)[:, inner].max() > 10 * error.max()
 
 
 def test_painted_lesion_carries_the_scanner_and_absent_lesion_changes_nothing():
-  from scanbias_jax.lesions import anatomy
+  from scanbias_jax.synth import lesion as anatomy
   subject = phantom.draw_subject(jax.random.key(6), 50, False)
   lesion = anatomy.no_lesion().replace(
       centre_mm=jnp.array([20.0, 10.0, 20.0]), radius_mm=jnp.float32(15.0),

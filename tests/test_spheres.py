@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from scanbias_jax.experiments import datasets
-from scanbias_jax.lesions import anatomy, spheres
+from scanbias_jax.lesions import spheres
+from scanbias_jax.synth import lesion as anatomy
 from scanbias_jax.preprocess import window
 from scanbias_jax.synth import phantom
 

@@ -41,7 +41,7 @@ def comparisons(results: dict) -> list[dict]:
   digits, value (or None and reason), planted (or None)."""
   blocks = [(f"spheres {d}", results.get("spheres", {}).get(d, {}), "accuracy", 100.0,
              "points", 1) for d in DIFFICULTIES]
-  blocks.append(("segmentation", results.get("segmentation", {}), "dice", 1.0, "Dice", 3))
+  blocks.append(("segmentation", results.get("segmentation", {}), "dice", 1.0, "Dice", 4))
   out = []
   for task, conditions, metric, scale, unit, digits in blocks:
     for train_group, condition in conditions.items():

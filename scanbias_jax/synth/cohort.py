@@ -23,8 +23,8 @@ import numpy as np
 from scanbias_jax import keys
 from scanbias_jax.synth.dicom_write import StudyTags
 from scanbias_jax.synth import geometry as geo
-from scanbias_jax.lesions import anatomy as lesion_anatomy
-from scanbias_jax.synth import atlas_head, phantom, scanner, vendors
+from scanbias_jax.synth import atlas_head, phantom, sampling, scanner, vendors
+from scanbias_jax.synth import lesion as lesion_lib
 
 ANATOMIES = {"atlas": atlas_head.draw_subject, "procedural": phantom.draw_subject}
 DESIGNS = ("paper", "traveling")
@@ -221,7 +221,7 @@ class RenderedSeries:
   kind: str                       # "routine" | "thin"
   geometry: geo.SeriesGeometry
   acquired: scanner.Acquired
-  lesion: object = None           # lesions.anatomy.Lesion placed before acquisition
+  lesion: object = None           # synth.lesion.Lesion placed before acquisition
 
 
 def plane_spacing(thicknesses, finest_mm: float) -> float | None:
@@ -245,7 +245,7 @@ def lesion_of(key: jax.Array, plan: StudyPlan, synth, subject):
   rng = keys.numpy_rng(head_key)
   if rng.random() >= synth.lesions_in_anatomy:
     return None
-  return lesion_anatomy.place_in_subject(head_key, subject, small=bool(rng.random() < 0.5))
+  return lesion_lib.place_in_subject(head_key, subject, small=bool(rng.random() < 0.5))
 
 
 def _stack_spacing(geometries, synth) -> float | None:
@@ -274,7 +274,7 @@ def _stack_for(synth, geometries, factor, spacing):
   step = spacing / cos_tilt
   top = max(g.positions[-1, 2] for g in geometries)
   steps = np.arange(-math.ceil(reach / step), math.ceil((top - z_lo + reach) / step) + 1)
-  return scanner.anatomy_grid(geometries[0], factor), z_lo + step * steps
+  return sampling.anatomy_grid(geometries[0], factor), z_lo + step * steps
 
 
 def _render_stacks(subject, grids: dict, lesion) -> dict:
@@ -288,7 +288,7 @@ def _render_stacks(subject, grids: dict, lesion) -> dict:
     mine = {k: grid for k, grid in grids.items() if k[0] == tilt}
     template = next(iter(mine.values()))[0]
     every_z = sorted({float(z) for _, zs in mine.values() for z in zs})
-    planes = scanner.render_planes(subject, template, np.array(every_z), lesion)
+    planes = sampling.render_planes(subject, template, np.array(every_z), lesion)
     row = {z: i for i, z in enumerate(every_z)}
     for k, (_, zs) in mine.items():
       if len(zs) == len(every_z):  # the only stack of its tilt, or the finest: all planes
@@ -318,14 +318,14 @@ def render_group(key: jax.Array, plans: list[StudyPlan], synth,
   and tilt share one) sampled on every k-th pixel of the image grid, k the largest
   with k x pixel <= synth.anatomy_mm. A study whose thicknesses share no spacing
   samples synth.ssp_samples sub-planes a slice instead. `lesion`
-  (lesions.anatomy.Lesion) overrides the head's own synth.lesions_in_anatomy draw.
+  (synth.lesion.Lesion) overrides the head's own synth.lesions_in_anatomy draw.
   """
   if len({p.anatomy for p in plans}) != 1:
     raise ValueError("render_group renders studies of one anatomy")
   subject = subject_of(key, plans[0], synth)
   lesion = lesion if lesion is not None else lesion_of(key, plans[0], synth, subject)
   z_range = tuple(float(z) for z in subject.scan_range())
-  factor = scanner.anatomy_factor(synth.matrix, synth.fov_mm / synth.matrix,
+  factor = sampling.anatomy_factor(synth.matrix, synth.fov_mm / synth.matrix,
                                   synth.anatomy_mm)
   per_plan = [series_geometries(p, synth, z_range) for p in plans]
   stack_keys = [(p.tilt_deg, _stack_spacing(list(g.values()), synth))
@@ -386,11 +386,11 @@ def vendor_preview(key: jax.Array, synth, index: int = 0) -> dict[str, np.ndarra
   z_lo, z_hi = (float(z) for z in subject.scan_range())
   middle = z_lo + 0.6 * (z_hi - z_lo)
   # A whole chunk of slices: the shapes the cohort's series were compiled for.
-  half = scanner.CHUNK // 2
+  half = sampling.CHUNK // 2
   geometry = geo.axial_series(synth.fov_mm, synth.matrix, synth.slice_mm,
                               middle - half * synth.slice_mm,
                               middle + (half - 1.01) * synth.slice_mm)
-  factor = scanner.anatomy_factor(synth.matrix, synth.fov_mm / synth.matrix,
+  factor = sampling.anatomy_factor(synth.matrix, synth.fov_mm / synth.matrix,
                                   synth.anatomy_mm)
   return {name: scanner.acquire(keys.stream(study_key, "routine"), subject, geometry,
                                 profile, plan.dose, synth.ssp_samples,

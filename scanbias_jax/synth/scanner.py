@@ -17,9 +17,9 @@ An image-domain model of FBP reconstruction, applied in this order:
      centre and skull base than in the air around it);
   6. storage: integers through the vendor's rescale, with the vendor's value
      outside the circular reconstruction field.
-Every step is a pure JAX function; `acquire` composes them for one series.
+Every step is a pure JAX function; `acquire` composes them for one series, reading
+the anatomy through synth/sampling.py (step 1).
 """
-import dataclasses
 import math
 from typing import NamedTuple
 
@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from scanbias_jax import keys
-from scanbias_jax.lesions import anatomy
 from scanbias_jax.synth import geometry as geo
+from scanbias_jax.synth import sampling
 from scanbias_jax.synth.vendors import Physics, Profile
 
 REFERENCE_THICKNESS_MM = 5.0
@@ -47,14 +47,6 @@ class Acquired(NamedTuple):
   stored: np.ndarray  # int16 or uint16: the integers written to PixelData
   brain: np.ndarray   # bool: ground-truth brain mask at the slice centres
   truth: np.ndarray   # float32: SSP-integrated true HU (no blur, noise, calibration)
-
-
-def ssp_offsets(thickness_mm: float, ssp_ratio: float, samples: int):
-  """Sub-plane offsets along the normal (mm) and their Gaussian SSP weights."""
-  fwhm = thickness_mm * ssp_ratio
-  offsets = np.linspace(-fwhm, fwhm, samples) if samples > 1 else np.zeros(1)
-  weights = np.exp(-4 * math.log(2) * (offsets / fwhm) ** 2)
-  return offsets.astype(np.float32), (weights / weights.sum()).astype(np.float32)
 
 
 def radial_frequency(matrix: int, pixel_mm: float) -> jax.Array:
@@ -145,36 +137,6 @@ def stored_to_hu(stored: np.ndarray, profile: Profile) -> np.ndarray:
   return stored.astype(np.float32) * profile.rescale_slope + profile.rescale_intercept
 
 
-CHUNK = 8  # slices per jitted call: fixed shapes, so one compilation per series type
-
-
-def _plane(row_dir, col_dir, matrix, pixel_mm):
-  idx = jnp.arange(matrix, dtype=jnp.float32) * pixel_mm
-  return idx[None, :, None] * row_dir + idx[:, None, None] * col_dir  # [r, c, 3]
-
-
-def _sample(subject, lesion, positions, row_dir, col_dir, offsets, weights, *, matrix,
-            pixel_mm):
-  """SSP-integrated true HU and the brain mask at the centre, for a chunk of slices.
-
-  `subject` is any anatomy with `hu_and_brain(points)` (synth.phantom or
-  synth.atlas_head). `lesion` (lesions.anatomy.Lesion) is painted into the
-  anatomy; an absent one leaves it bit for bit as it is."""
-  plane = _plane(row_dir, col_dir, matrix, pixel_mm)
-  normal = jnp.cross(row_dir, col_dir)
-
-  def one(position):
-    points = position + plane
-    hu, brain = anatomy.head_hu_with_lesion(
-        subject, points[None] + offsets[:, None, None, None] * normal, lesion)
-    if offsets.shape[0] > 1:  # the mask at the slice centre
-      _, brain = subject.hu_and_brain(points)
-    else:
-      brain = brain[0]
-    return jnp.tensordot(weights, hu, axes=1), brain
-
-  return jax.vmap(one)(positions)
-
 
 def map_factor(matrix: int, pixel_mm: float) -> int:
   """Pooling factor from the anatomy grid to the ~MAP_PIXEL_MM grid of the smooth maps."""
@@ -251,7 +213,7 @@ def _reconstruct(key, truth, positions, indices, row_dir, col_dir, physics, dose
   """Blur (and interpolation by `factor`), beam hardening, calibration and noise
   (slice k's noise from fold_in(key, k)) of SSP-integrated true HU on the anatomy grid."""
   matrix = truth.shape[-1] * factor
-  plane_xy = _plane(row_dir, col_dir, matrix, pixel_mm)[..., :2]
+  plane_xy = sampling.plane(row_dir, col_dir, matrix, pixel_mm)[..., :2]
   sigma = noise_sigma(physics, thickness_mm, dose)
 
   def one(image, position, index):
@@ -266,114 +228,13 @@ def _reconstruct(key, truth, positions, indices, row_dir, col_dir, physics, dose
   return jax.vmap(one)(truth, positions, indices)
 
 
-_sample_jit = jax.jit(_sample, static_argnames=("matrix", "pixel_mm"))
 _reconstruct_jit = jax.jit(_reconstruct, static_argnames=("pixel_mm", "factor"))
 
-
-def _chunked(fn, count: int, per_slice: list, *shared, **static):
-  """Applies fn to chunks of the per-slice arrays (padded with the last slice)."""
-  chunk = min(CHUNK, count)
-  padded = -(-count // chunk) * chunk
-  per_slice = [np.concatenate([a, np.repeat(a[-1:], padded - count, axis=0)])
-               for a in map(np.asarray, per_slice)]
-  outs = [fn(*[a[i:i + chunk] for a in per_slice], *shared, **static)
-          for i in range(0, padded, chunk)]
-  if isinstance(outs[0], tuple):
-    return tuple(np.concatenate([np.asarray(o[j]) for o in outs])[:count]
-                 for j in range(len(outs[0])))
-  return np.concatenate([np.asarray(o) for o in outs])[:count]
-
-
-class PlaneStack(NamedTuple):
-  """True HU on closely spaced parallel planes, shared by a study's axial series."""
-  z: np.ndarray       # [planes] table z of each plane (mm)
-  hu: np.ndarray      # [planes, rows, cols]
-  brain: np.ndarray   # [planes, rows, cols]
-  template: geo.SeriesGeometry  # the in-plane grid the planes were sampled on
-
-
-def anatomy_grid(geometry: geo.SeriesGeometry, factor: int) -> geo.SeriesGeometry:
-  """Every `factor`-th pixel of the series' grid (same first pixel and slices)."""
-  if geometry.matrix % factor:
-    raise ValueError(f"matrix {geometry.matrix} is not divisible by the anatomy "
-                     f"sampling factor {factor}")
-  return dataclasses.replace(geometry, matrix=geometry.matrix // factor,
-                             pixel_mm=geometry.pixel_mm * factor)
-
-
-def anatomy_factor(matrix: int, pixel_mm: float, anatomy_mm: float) -> int:
-  """The largest k dividing `matrix` with k x pixel_mm <= anatomy_mm (at least 1)."""
-  return max([k for k in range(1, matrix + 1)
-              if matrix % k == 0 and k * pixel_mm <= anatomy_mm * (1 + 1e-6)] or [1])
-
-
-def _sample_series(subject, lesion, geometry, offsets, weights):
-  row, col = (jnp.asarray(d, jnp.float32) for d in (geometry.row_dir, geometry.col_dir))
-  lesion = anatomy.no_lesion() if lesion is None else lesion
-  return _chunked(lambda p, *a, **k: _sample_jit(subject, lesion, p, *a, **k),
-                  geometry.num_slices, [geometry.positions], row, col,
-                  jnp.asarray(offsets), jnp.asarray(weights), matrix=geometry.matrix,
-                  pixel_mm=float(geometry.pixel_mm))
-
-
-def render_planes(subject, template: geo.SeriesGeometry, z: np.ndarray,
-                  lesion=None) -> PlaneStack:
-  """Samples the anatomy (with `lesion`, if any) on `template`'s slice plane moved
-  along the table to each z."""
-  positions = np.repeat(template.positions[:1], len(z), axis=0)
-  positions[:, 2] = z
-  planes = dataclasses.replace(template, positions=positions)
-  hu, brain = _sample_series(subject, lesion, planes, np.zeros(1, np.float32),
-                             np.ones(1, np.float32))
-  return PlaneStack(z=np.asarray(z, float), hu=hu, brain=brain, template=template)
-
-
-def integrate_planes(stack: PlaneStack, geometry: geo.SeriesGeometry, ssp_ratio: float):
-  """SSP integral of a series from a plane stack (Gaussian quadrature weights on the
-  planes within +-FWHM along the normal, the window `ssp_offsets` samples), on the
-  stack's in-plane grid (which must be the series' grid or a lattice of it).
-
-  A tilted series' planes are its slice plane moved along the table: the plane at
-  normal offset d from a slice is also moved d x tan(tilt) along the columns, so it
-  is read that far back, linearly interpolated between rows, to integrate along the
-  normal as the gantry does (BUILD_NOTES, "Synthesizer")."""
-  t = stack.template
-  factor = round(t.pixel_mm / geometry.pixel_mm)
-  if (t.tilt_deg != geometry.tilt_deg or geometry.matrix != t.matrix * factor
-      or not math.isclose(t.pixel_mm, factor * geometry.pixel_mm, rel_tol=1e-6)
-      or not np.allclose(geometry.positions[:, :2], t.positions[0, :2])):
-    raise ValueError("series is not on the plane stack's in-plane grid")
-  fwhm = geometry.thickness_mm * ssp_ratio
-  cos_tilt = math.cos(math.radians(geometry.tilt_deg))
-  dz = (stack.z[None, :] - geometry.positions[:, 2:3]) * cos_tilt    # [slices, planes]
-  weights = np.where(np.abs(dz) <= fwhm + 1e-6, np.exp(-4 * math.log(2) * (dz / fwhm) ** 2), 0)
-  if (weights.sum(1) == 0).any() or np.abs(dz).min(1).max() > 1e-3:
-    raise ValueError("plane stack does not cover the series' slice centres")
-  weights = (weights / weights.sum(1, keepdims=True)).astype(np.float32)
-  shift_rows = dz * math.tan(math.radians(geometry.tilt_deg)) / t.pixel_mm
-  truth = np.zeros((len(weights), *stack.hu.shape[1:]), np.float32)
-  for s, row in enumerate(weights):  # a few planes per slice: a sparse sum
-    for p in np.flatnonzero(row):
-      truth[s] += row[p] * _rows_from(stack.hu[p], shift_rows[s, p])
-  return truth, stack.brain[np.abs(dz).argmin(1)]
-
-
-def _rows_from(image: np.ndarray, shift: float) -> np.ndarray:
-  """image read at row r + shift (linear between rows; edge rows repeated)."""
-  if abs(shift) < 1e-6:
-    return image
-  rows = np.arange(image.shape[0]) + shift
-  lo = np.floor(rows)
-  frac = (rows - lo).astype(np.float32)[:, None]
-  lo = lo.astype(int)
-  last = image.shape[0] - 1
-  return ((1 - frac) * image[np.clip(lo, 0, last)]
-          + frac * image[np.clip(lo + 1, 0, last)])
 
 
 def acquire(key: jax.Array, subject, geometry: geo.SeriesGeometry,
             profile: Profile, dose: float = 1.0, ssp_samples: int = 5,
-            stack: PlaneStack | None = None, lesion=None,
+            stack: sampling.PlaneStack | None = None, lesion=None,
             anatomy_factor: int = 1) -> Acquired:
   """One series of `subject` on `geometry` as the vendor of `profile` makes it.
 
@@ -381,7 +242,7 @@ def acquire(key: jax.Array, subject, geometry: geo.SeriesGeometry,
   With `stack` (of the series' own tilt) the SSP is integrated over its planes,
   whose grid sets the anatomy sampling; otherwise `ssp_samples` sub-planes per
   slice are sampled on every `anatomy_factor`-th pixel, with `lesion`
-  (lesions.anatomy.Lesion) painted into the anatomy. Slice k's noise depends
+  (synth.lesion.Lesion) painted into the anatomy. Slice k's noise depends
   only on fold_in(noise key, k). `truth` is on the anatomy grid.
   """
   if dose <= 0:
@@ -389,17 +250,18 @@ def acquire(key: jax.Array, subject, geometry: geo.SeriesGeometry,
   row, col = (jnp.asarray(d, jnp.float32) for d in (geometry.row_dir, geometry.col_dir))
   count = geometry.num_slices
   if stack is not None:
-    truth, brain = integrate_planes(stack, geometry, profile.physics.ssp_ratio)
+    truth, brain = sampling.integrate_planes(stack, geometry, profile.physics.ssp_ratio)
     factor = geometry.matrix // stack.template.matrix
   else:
-    offsets, weights = ssp_offsets(geometry.thickness_mm, profile.physics.ssp_ratio,
+    offsets, weights = sampling.ssp_offsets(geometry.thickness_mm, profile.physics.ssp_ratio,
                                    ssp_samples)
     factor = anatomy_factor
-    truth, brain = _sample_series(subject, lesion, anatomy_grid(geometry, factor),
+    truth, brain = sampling.sample_series(subject, lesion,
+                                          sampling.anatomy_grid(geometry, factor),
                                   offsets, weights)
   physics = Physics(*[jnp.float32(v) for v in profile.physics])
   noise_key = keys.stream(key, "noise")
-  hu = _chunked(
+  hu = sampling.chunked(
       lambda t, p, i, *a, **k: _reconstruct_jit(noise_key, t, p, i, *a, **k), count,
       [truth, geometry.positions, np.arange(count)], row, col, physics,
       jnp.float32(dose), jnp.float32(geometry.thickness_mm),
