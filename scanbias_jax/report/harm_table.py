@@ -135,8 +135,11 @@ def answer(results: dict) -> str:
             f"comparisons, the largest {worst['task']} {worst['train_group']} -> "
             f"{worst['other']}: {with_interval(worst['value'], worst)} {worst['unit']}"
             f"{could}.")
+  better = sum(r["value"]["ci"][1] < 0 for r in rows)
+  below = (f" ({better} lies below it: better on the other group)" if better == 1 else
+           f" ({better} lie below it: better on the other group)" if better else "")
   return (f"This cohort shows no cross-group harm: none of {len(rows)} comparisons has an "
-          f"interval above zero{could}.")
+          f"interval above zero{below}{could}.")
 
 
 def forest_panels(results: dict) -> dict:
