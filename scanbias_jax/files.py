@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from absl import logging
 
 _KEEP_SUFFIXES = (".nii.gz",)  # suffixes a reader (nibabel) needs on the temporary name
 
@@ -90,6 +91,20 @@ def damage(root, outputs: dict) -> dict:
     elif found[1] != digest:
       wrong[relative] = "its content differs from what was written"
   return wrong
+
+
+def intact_record(path, out_dir, stage: str) -> dict | None:
+  """A study's record (`<out_dir>/records/<id>.json`), or None where it has none or an
+  output it records changed since it was written: the study is then done again by
+  `stage`, and a warning names the file."""
+  path = Path(path)
+  if not path.exists():
+    return None
+  record = json.loads(path.read_text())
+  for relative, why in damage(out_dir, record.get("outputs", {})).items():
+    logging.warning("%s: %s; redoing its study's %s", Path(out_dir) / relative, why, stage)
+    return None
+  return record
 
 
 def damaged_records(out_dir) -> dict:

@@ -34,6 +34,15 @@ def test_independent_means_are_scipys_welch_t():
   np.testing.assert_allclose(out["ci"], reference.confidence_interval(), rtol=1e-9)
 
 
+def test_sets_without_units_are_never_paired_even_of_equal_size():
+  rng = np.random.default_rng(4)
+  a, b = rng.normal(0, 1, 15), rng.normal(0, 1, 15)
+  assert harm.mean_difference(a, b)["dice"]["design"] == "independent"
+  labels = np.array([0, 1] * 10)
+  out = harm.classification_difference((labels, rng.random(20)), (labels, rng.random(20)))
+  assert out["accuracy"]["design"] == "independent"
+
+
 def test_units_pair_by_id_not_by_order():
   rng = np.random.default_rng(2)
   a, b = rng.normal(0, 1, 12), rng.normal(0.5, 1, 12)

@@ -53,7 +53,7 @@ def ingest_tree(dicom_root, out_dir, config, progress=None) -> dict:
     for study_uid, series in studies.items():
       study_id = deid.pseudonym(secret, "study", study_uid)
       record_path = os.path.join(out_dir, "records", f"{study_id}.json")
-      record = read_record(record_path, out_dir)
+      record = files.intact_record(record_path, out_dir, "ingest")
       if record is not None:
         records.append(record)
       else:
@@ -130,18 +130,6 @@ def ingest_study(task) -> dict:
   files.write_text(os.path.join(out_dir, "records", f"{study_id}.json"), json.dumps(record))
   return record
 
-
-def read_record(path, out_dir) -> dict | None:
-  """A study's record, or None where it has none or the outputs it records are damaged
-  (the study is then ingested again; a warning names the file)."""
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    record = json.load(f)
-  for relative, why in files.damage(out_dir, record.get("outputs", {})).items():
-    logging.warning("%s: %s; ingesting its study again", os.path.join(out_dir, relative), why)
-    return None
-  return record
 
 
 

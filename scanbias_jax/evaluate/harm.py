@@ -123,16 +123,18 @@ def _from_se(difference: float, centre: float, se: float, df: float, level: floa
               mdd=detectable(se, df, 1 - level), se=float(se), df=float(df), **extra)
 
 
-def compare(first: tuple, second: tuple, rate: bool, level: float = 0.95) -> dict:
+def compare(first: tuple, second: tuple, rate: bool, level: float = 0.95,
+            paired: bool = True) -> dict:
   """metric(first) - metric(second) from each side's (unit ids, unit values, samples a
-  unit): paired over the units where both sides hold the same ones, else independent.
+  unit): paired over the units where both sides hold the same ones (and `paired`: ids
+  that name the same units on both sides), else independent.
   Returns difference (of the metric itself), ci, p_value, mdd, se, df, n_units, design."""
   (ids1, v1, m1), (ids2, v2, m2) = first, second
   if ids1.size < 2 or ids2.size < 2:
     return dict(difference=NAN, ci=[NAN, NAN], p_value=NAN, mdd=NAN,
                 reason="fewer than two units on a side")
   difference = float(v1.mean() - v2.mean())
-  if ids1.size == ids2.size and np.array_equal(ids1, ids2):
+  if paired and ids1.size == ids2.size and np.array_equal(ids1, ids2):
     extra_values, extra_weights = _pseudo(rate, (m1 + m2) / 2, paired=True)
     d = np.concatenate([v1 - v2, extra_values])
     w = np.concatenate([np.ones(ids1.size), extra_weights])
@@ -184,7 +186,8 @@ def classification_difference(first: tuple, second: tuple, threshold: float = 0.
     else:
       values = [proportion_values((s >= threshold) == (y == 1), counted[name](y), u)
                 for y, s, u in sides]
-    out[name] = compare(*values, rate=True, level=level)
+    # Without clusters every sample is its own unit, numbered per side: never paired.
+    out[name] = compare(*values, rate=True, level=level, paired=clusters is not None)
     if "reason" in out[name]:
       out["reasons"][name] = out[name].pop("reason")
   return out
@@ -195,7 +198,8 @@ def mean_difference(first, second, clusters=None, level: float = 0.95,
   """{name: compare(...)} of two sets of per-sample values (per-volume Dice)."""
   units = (None, None) if clusters is None else clusters
   out = {name: compare(mean_values(first, units[0]), mean_values(second, units[1]),
-                       rate=False, level=level), "level": float(level), "reasons": {}}
+                       rate=False, level=level, paired=clusters is not None),
+         "level": float(level), "reasons": {}}
   if "reason" in out[name]:
     out["reasons"][name] = out[name].pop("reason")
   return out

@@ -147,18 +147,6 @@ def process_study(task) -> dict:
   return record
 
 
-def _intact_record(path, out_dir) -> dict | None:
-  """A study's record, or None where it has none or its mask changed since it was written
-  (the study is then prepared again; a warning names the file)."""
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    record = json.load(f)
-  for relative, why in files.damage(out_dir, record.get("outputs", {})).items():
-    logging.warning("%s: %s; preparing its study again", os.path.join(out_dir, relative), why)
-    return None
-  return record
-
 
 def settings_fingerprint(config, cohort_dir) -> dict:
   return json.loads(json.dumps(dict(
@@ -209,7 +197,7 @@ def prepare_cohort(cohort_dir, out_dir, config, truth_dir=None, progress=None) -
   for r in rows:
     path = os.path.join(out_dir, "records", f"{r['study_id']}.json")
     mask = os.path.join(out_dir, "masks", f"{r['study_id']}.nii.gz")
-    record = _intact_record(path, out_dir) if os.path.exists(mask) else None
+    record = files.intact_record(path, out_dir, "prepare") if os.path.exists(mask) else None
     if record is not None:
       records[r["study_id"]] = record
       if record["dice"] is None and truths.get(r["study_id"]):  # truth given only now
