@@ -153,14 +153,14 @@ def test_held_out_scores_against_scikit_learn_and_a_shuffled_null():
   labels = np.repeat([0, 1, 2], 12)
   informative = np.eye(3)[labels] * 2 + rng.random((36, 3))
   named = audit.held_out(labels, informative / informative.sum(1, keepdims=True),
-                         np.arange(36), ["a", "b", "c"], FAST)
+                         ["a", "b", "c"], FAST)
   assert named["balanced_accuracy"] == pytest.approx(
       balanced_accuracy_score(labels, informative.argmax(1)))
   assert named["permutation_p"] == pytest.approx(2 / (1 + FAST.n_permutations))  # two-sided
   assert np.trace(np.asarray(named["confusion"])) == 36
   noise = rng.random((36, 3))
   noise /= noise.sum(1, keepdims=True)
-  assert audit.held_out(labels, noise, np.arange(36), ["a", "b", "c"],
+  assert audit.held_out(labels, noise, ["a", "b", "c"],
                         FAST)["permutation_p"] > 0.05
 
 

@@ -22,7 +22,8 @@ def test_calibration_shift_is_the_scanners_water_offset_term():
 
 def _synth(**fields):
   synth = ml_collections.ConfigDict(dict(vendors=("GE", "Siemens"), signature_strength=1.0,
-                                         profile_overrides=ml_collections.ConfigDict()))
+                                         profile_overrides=ml_collections.ConfigDict(),
+                                         planted_vendor="", planted_tissue_hu=0.0))
   synth.update(fields)
   return synth
 

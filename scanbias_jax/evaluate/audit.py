@@ -160,11 +160,9 @@ def name_attribute(features, values, patients, settings: Settings, seed: int = 0
   return {**_summary(labels, scores, groups, _nulls(null), settings), "folds": folds}
 
 
-def held_out(labels, scores, patients, groups, settings: Settings, seed: int = 0) -> dict:
+def held_out(labels, scores, groups, settings: Settings, seed: int = 0) -> dict:
   """"Name the X" of a model scored on held-out studies: `scores` [n, classes] are
-  fixed, so the permutation null shuffles the labels over them (nothing is refitted).
-  `patients` is kept for the callers' symmetry: the shuffle is over studies."""
-  del patients
+  fixed, so the permutation null shuffles the labels over them (nothing is refitted)."""
   labels, scores = np.asarray(labels), np.asarray(scores)
   rng = np.random.default_rng(seed)
   null = [statistics(shuffled, scores) for shuffled in

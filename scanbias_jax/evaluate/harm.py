@@ -74,11 +74,22 @@ def auroc_values(labels, scores, clusters=None) -> tuple[np.ndarray, np.ndarray,
 def mean_values(values, clusters=None) -> tuple[np.ndarray, np.ndarray, float]:
   """(unit ids, unit means, samples a unit) of the finite per-sample values."""
   values = np.asarray(values, np.float64).ravel()
-  ids = np.arange(values.size) if clusters is None else np.asarray(clusters).ravel()
   finite = np.isfinite(values)
-  ids, unit_of = np.unique(ids[finite], return_inverse=True)
+  ids, unit_of = _units(None if clusters is None else np.asarray(clusters).ravel()[finite],
+                        int(finite.sum()))
   count = np.bincount(unit_of, minlength=ids.size)
   return ids, np.bincount(unit_of, weights=values[finite]) / count, float(count.mean())
+
+
+def _undefined() -> dict:
+  return dict(difference=NAN, ci=[NAN, NAN], p_value=NAN, mdd=NAN)
+
+
+def _filed(out: dict, name: str, compared: dict) -> None:
+  """out[name] = the comparison; a reason it has none goes to out["reasons"]."""
+  if "reason" in compared:
+    out["reasons"][name] = compared.pop("reason")
+  out[name] = compared
 
 
 def _weighted(values, weights) -> tuple[float, float]:
@@ -131,8 +142,7 @@ def compare(first: tuple, second: tuple, rate: bool, level: float = 0.95,
   Returns difference (of the metric itself), ci, p_value, mdd, se, df, n_units, design."""
   (ids1, v1, m1), (ids2, v2, m2) = first, second
   if ids1.size < 2 or ids2.size < 2:
-    return dict(difference=NAN, ci=[NAN, NAN], p_value=NAN, mdd=NAN,
-                reason="fewer than two units on a side")
+    return dict(_undefined(), reason="fewer than two units on a side")
   difference = float(v1.mean() - v2.mean())
   if paired and ids1.size == ids2.size and np.array_equal(ids1, ids2):
     extra_values, extra_weights = _pseudo(rate, (m1 + m2) / 2, paired=True)
@@ -178,8 +188,7 @@ def classification_difference(first: tuple, second: tuple, threshold: float = 0.
       missing = [not counted[name](y).any() for y, _, _ in sides]
       why = f"no samples counted by {name} in a test set"
     if any(missing):
-      out[name] = dict(difference=NAN, ci=[NAN, NAN], p_value=NAN, mdd=NAN)
-      out["reasons"][name] = why
+      _filed(out, name, dict(_undefined(), reason=why))
       continue
     if name == "auroc":
       values = [auroc_values(y, s, u) for y, s, u in sides]
@@ -187,9 +196,7 @@ def classification_difference(first: tuple, second: tuple, threshold: float = 0.
       values = [proportion_values((s >= threshold) == (y == 1), counted[name](y), u)
                 for y, s, u in sides]
     # Without clusters every sample is its own unit, numbered per side: never paired.
-    out[name] = compare(*values, rate=True, level=level, paired=clusters is not None)
-    if "reason" in out[name]:
-      out["reasons"][name] = out[name].pop("reason")
+    _filed(out, name, compare(*values, rate=True, level=level, paired=clusters is not None))
   return out
 
 
@@ -197,9 +204,7 @@ def mean_difference(first, second, clusters=None, level: float = 0.95,
                     name: str = "dice") -> dict:
   """{name: compare(...)} of two sets of per-sample values (per-volume Dice)."""
   units = (None, None) if clusters is None else clusters
-  out = {name: compare(mean_values(first, units[0]), mean_values(second, units[1]),
-                       rate=False, level=level, paired=clusters is not None),
-         "level": float(level), "reasons": {}}
-  if "reason" in out[name]:
-    out["reasons"][name] = out[name].pop("reason")
+  out = {"level": float(level), "reasons": {}}
+  _filed(out, name, compare(mean_values(first, units[0]), mean_values(second, units[1]),
+                            rate=False, level=level, paired=clusters is not None))
   return out

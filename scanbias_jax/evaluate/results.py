@@ -120,18 +120,17 @@ def classification_condition(key: jax.Array, train_group: str, validation: tuple
   if train_group != MIXED and train_group in tests:
     own_labels, own_scores = tests[train_group][:2]
     own = (own_labels, metrics.average_scores(own_scores, chosen.indices))
-    for other, data in tests.items():
-      if other in (MIXED, train_group):
-        continue
+
+    def versus(data):  # own group's test set against another's
       clusters = ((tests[train_group][2], data[2]) if len(data) > 2 else None)
-      condition["transfer"][other] = harm.classification_difference(
+      return harm.classification_difference(
           own, (data[0], metrics.average_scores(data[1], chosen.indices)), threshold,
           clusters)
-    for other, data in (planted or {}).items():
-      clusters = ((tests[train_group][2], data[2]) if len(data) > 2 else None)
-      condition.setdefault("planted", {})[other] = harm.classification_difference(
-          own, (data[0], metrics.average_scores(data[1], chosen.indices)), threshold,
-          clusters)
+
+    condition["transfer"] = {other: versus(data) for other, data in tests.items()
+                             if other not in (MIXED, train_group)}
+    if planted:
+      condition["planted"] = {other: versus(data) for other, data in planted.items()}
   return condition
 
 

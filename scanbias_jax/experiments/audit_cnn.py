@@ -136,7 +136,5 @@ def name_attribute(config, settings: audit.Settings, values, patients, crops: li
           "split": {"train": len(train), "val": len(val), "test": len(test)},
           "train_repeats": dict(zip(groups, per_group.tolist())),
           "members": int(member_scores.shape[0]),
-          "cnn": audit.held_out(labels[test], cnn_scores, units[test], groups, settings,
-                                config.seed),
-          "probe": audit.held_out(labels[test], probe_scores, units[test], groups, settings,
-                                  config.seed)}
+          "cnn": audit.held_out(labels[test], cnn_scores, groups, settings, config.seed),
+          "probe": audit.held_out(labels[test], probe_scores, groups, settings, config.seed)}

@@ -8,8 +8,9 @@ spheres are painted at their absolute HU (the paper's method): what the study se
 the other group's scanner reads the tissue that much higher, the sphere's contrast with
 the brain included (a lesion acquired through the scanner, synth.lesions_in_anatomy,
 would shift with the tissue). The comparison is the cross-group one, computed the same
-way (evaluate/harm.py): the harm this design detects when it is known to be there. Scanners differ by 1-10 HU in grey matter (Oh et al., Am J Emerg Med
-2019;37:680); a study-level control that acquires the shift in the synthesizer is
+way (evaluate/harm.py): the harm this design detects when it is known to be there.
+Scanners differ by 1-10 HU in grey matter (Oh et al., Am J Emerg Med 2019;37:680); a
+study-level control that acquires the shift in the synthesizer is
 `synth.planted_vendor` / `synth.planted_tissue_hu`.
 """
 import numpy as np
@@ -25,5 +26,5 @@ def calibration_shift(volumes, tissue_hu: float) -> np.ndarray:
 
 def planted_hu(config, group_values) -> float:
   """The shift of this run's in-study control, 0 where it is off or one group alone."""
-  shift = float(config.experiments.get("planted_harm_hu", 0.0))
+  shift = float(config.experiments.planted_harm_hu)
   return shift if len(group_values) > 1 else 0.0

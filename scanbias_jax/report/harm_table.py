@@ -75,10 +75,9 @@ def verdict(value: dict, row: dict) -> str:
           "ruled out")
 
 
-def _planted_cell(planted, shift: float) -> str:
+def _planted_cell(planted, row: dict, shift: float) -> str:
   if planted is None:
     return "not planted"
-  row = planted["_row"]
   found = "detected" if planted["ci"][0] > 0 else "not detected"
   return f"+{shift:g} HU: {with_interval(planted, row)}, {found}"
 
@@ -92,11 +91,10 @@ def table(results: dict) -> Table:
     if value is None:
       rows.append(head + [f"n/a ({row['reason']})", "", "", "", ""])
       continue
-    planted = None if row["planted"] is None else dict(row["planted"], _row=row)
     p, mdd = value.get("p_value"), value.get("mdd")
     rows.append(head + [with_interval(value, row), f"{p:.2g}" if _finite(p) else "n/a",
                         _number(mdd, row, "") if _finite(mdd) else "n/a",
-                        _planted_cell(planted, shift), verdict(value, row)])
+                        _planted_cell(row["planted"], row, shift), verdict(value, row)])
   header = ["Task", "Trained on -> tested on", "Difference [95 % CI]", "p", "MDD",
             "Planted harm, same comparison", "Verdict"]
   units = "Spheres: accuracy in points (of 100); segmentation: Dice."

@@ -189,7 +189,7 @@ def configured(synth, name: str) -> Profile:
   harm of a positive control (`synth.planted_vendor`'s tissue calibration shifted by
   `synth.planted_tissue_hu`, on top of the strength: a known physical difference)."""
   profile = resolve(name, synth.profile_overrides.get(name), synth.signature_strength)
-  planted = synth.get("planted_vendor", "")
+  planted = synth.planted_vendor
   if planted and planted not in synth.vendors:
     raise ValueError(f"synth.planted_vendor {planted!r} is not one of synth.vendors "
                      f"{tuple(synth.vendors)}")
