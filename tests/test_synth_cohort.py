@@ -245,7 +245,7 @@ def test_second_kernel_and_site_protocols_change_only_what_they_name(tmp_path):
     own = vendors.PROFILES[b.vendor]
     if b.kernel:
       seconds += 1
-      assert b.kernel == own.second_kernel[0] and profile.kernel == (b.kernel,)
+      assert b.kernel == own.second_kernel[0] and profile.kernel == (b.kernel, *own.kernel[1:])
       assert profile.physics.nps_peak_per_mm == pytest.approx(own.second_kernel[2])
       assert profile.physics.noise_hu == own.physics.noise_hu
     else:

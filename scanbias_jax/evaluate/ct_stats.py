@@ -54,16 +54,7 @@ def brain_of_slice(image, pixel_mm):
 def detrended_rois(image, brain, pixel_mm):
   """Squares of ROI_MM wholly inside the brain (half-overlapping), each minus its
   least-squares quadratic surface."""
-  n = max(8, int(round(ROI_MM / pixel_mm)))
-  yy, xx = np.mgrid[:n, :n] / n - 0.5
-  design = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], -1).reshape(-1, 6)
-  corners = [(r, c) for r in range(0, image.shape[0] - n, n // 2)
-             for c in range(0, image.shape[1] - n, n // 2) if brain[r:r + n, c:c + n].all()]
-  if not corners:
-    return []
-  patches = np.stack([image[r:r + n, c:c + n].astype(np.float64).ravel() for r, c in corners])
-  residual = patches - patches @ (design @ np.linalg.pinv(design)).T
-  return list(residual.reshape(-1, n, n))
+  return _square_rois(image, brain, max(8, int(round(ROI_MM / pixel_mm))))
 
 
 def radial_nps(rois, pixel_mm):
@@ -152,6 +143,46 @@ def brain_nps(volume: np.ndarray, pixel_mm: float, middle_hu: float = 33.0):
   volume = np.asarray(volume, np.float32)
   brains = [_head_and_brain(s, pixel_mm)[3] for s in volume]
   return radial_nps(white_matter_rois(volume, brains, pixel_mm, middle_hu), pixel_mm)
+
+
+LINE_ROI_MM = 32.0
+LINE_BAND_PER_MM = (0.45, 0.9)  # around a ~1 mm grid's Nyquist; above the falx's axis line
+
+
+def nps_line_ratio(volume: np.ndarray, pixel_mm: float, band=LINE_BAND_PER_MM):
+  """(ratio, (fy, fx)): the strongest single bin of the brain's 2-D NPS over the median
+  of its annulus, within `band` (/mm). Hann-windowed, quadratic-detrended LINE_ROI_MM
+  squares of the brain, so that no ROI edge puts its own cross on the axes. Noise
+  and anatomy spread over the annulus read ~2; a periodic pattern (a sampling grid's
+  Nyquist line) reads far above."""
+  volume = np.asarray(volume, np.float32)
+  n = max(8, int(round(LINE_ROI_MM / pixel_mm)))
+  window = np.outer(np.hanning(n), np.hanning(n))
+  rois = [roi * window for image in volume
+          for roi in _square_rois(image, brain_of_slice(image, pixel_mm), n)]
+  if not rois:
+    raise ValueError("no brain ROI fits: cannot measure the 2-D NPS")
+  power = (np.abs(np.fft.fft2(np.asarray(rois))) ** 2).mean(0)
+  f = np.fft.fftfreq(n, pixel_mm)
+  radius = np.hypot(*np.meshgrid(f, f, indexing="ij"))
+  annulus = np.floor(radius * n * pixel_mm).astype(int)
+  median = np.array([np.median(power[annulus == k]) for k in range(annulus.max() + 1)])
+  ratio = np.where((radius >= band[0]) & (radius <= band[1]), power / median[annulus], 0.0)
+  at = np.unravel_index(np.argmax(ratio), ratio.shape)
+  return float(ratio[at]), (float(f[at[0]]), float(f[at[1]]))
+
+
+def _square_rois(image, brain, n):
+  """Half-overlapping n x n squares wholly inside `brain`, each minus its quadratic."""
+  yy, xx = np.mgrid[:n, :n] / n - 0.5
+  design = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], -1).reshape(-1, 6)
+  corners = [(r, c) for r in range(0, image.shape[0] - n, n // 2)
+             for c in range(0, image.shape[1] - n, n // 2) if brain[r:r + n, c:c + n].all()]
+  if not corners:
+    return []
+  patches = np.stack([image[r:r + n, c:c + n].astype(np.float64).ravel() for r, c in corners])
+  residual = patches - patches @ (design @ np.linalg.pinv(design)).T
+  return list(residual.reshape(-1, n, n))
 
 
 def _skull_thickness(bone, pixel_mm):

@@ -84,7 +84,8 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
       file_count += 1
   record = dict(
       index=plan.index, anatomy=plan.anatomy, design=synth.design, vendor=plan.vendor, manufacturer=profile.manufacturer,
-      model=plan.model, kernel="\\".join(profile.kernel), age_years=plan.age_years,
+      model=plan.model, kernel="\\".join(profile.kernel), iterative=profile.iterative,
+      age_years=plan.age_years,
       sex=plan.tags.sex, dose=plan.dose, thin_mm=plan.thin_mm,
       thin_only=plan.thin_only, with_thin=plan.with_thin, tilt_deg=plan.tilt_deg, layout=plan.layout,
       study_uid=write.uid(plan.tags, "study"), files=file_count, bytes=size,

@@ -9,9 +9,11 @@ An image-domain model of FBP reconstruction, applied in this order:
   3. beam hardening: the quadratic bone-path error of rays through dense bone
      (the dark bands between the petrous ridges), along four ray directions;
   4. calibration: water offset (weighted by the attenuation fraction so air stays
-     air), bone scale above 100 HU, radial cupping inside the head;
+     air), grey- and white-matter offsets (a piecewise-linear curve through the
+     true tissue values), bone scale above 100 HU, radial cupping inside the head;
   5. noise: Gaussian noise with an FBP-like radial NPS, f exp(-(f / a)^4) (ramp x
-     apodisation, peaking at the kernel's NPS peak), level scaling with
+     apodisation, peaking at the kernel's NPS peak lowered by the iterative
+     reconstruction's shift), its std (1 - ir_noise_reduction) x the FBP level, scaling with
      1/sqrt(thickness x dose) and, where noise_nonuniformity > 0, rising with
      the attenuation along the rays through each pixel (noisier at the head's
      centre and skull base than in the air around it);
@@ -94,8 +96,19 @@ def correlated_noise(key: jax.Array, shape, pixel_mm: float, peak_per_mm,
 
 
 def noise_sigma(physics: Physics, thickness_mm: float, dose: float):
-  """Quantum noise: std ~ 1/sqrt(photons) ~ 1/sqrt(thickness x dose)."""
-  return physics.noise_hu * jnp.sqrt(REFERENCE_THICKNESS_MM / thickness_mm / dose)
+  """Quantum noise: std ~ 1/sqrt(photons) ~ 1/sqrt(thickness x dose), less the part the
+  iterative reconstruction removes."""
+  kept = 1.0 - jnp.clip(physics.ir_noise_reduction, 0.0, 0.9)
+  return kept * physics.noise_hu * jnp.sqrt(REFERENCE_THICKNESS_MM / thickness_mm / dose)
+
+
+def nps_peak(physics: Physics):
+  """The image's NPS peak: the kernel's, lowered by the iterative reconstruction."""
+  return physics.nps_peak_per_mm * (1.0 - jnp.clip(physics.ir_nps_shift, 0.0, 0.8))
+
+
+# True HU of white and grey matter (synth/phantom.py): the knots of the tissue calibration.
+TISSUE_KNOTS_HU = (0.0, 28.0, 41.0, 100.0)
 
 
 def calibrate(hu: jax.Array, points_xy: jax.Array, physics: Physics) -> jax.Array:
@@ -104,7 +117,9 @@ def calibrate(hu: jax.Array, points_xy: jax.Array, physics: Physics) -> jax.Arra
   bone = jnp.maximum(hu - 100.0, 0.0) * (physics.bone_scale - 1.0)
   r2 = jnp.sum(points_xy**2, axis=-1) / CUPPING_RADIUS_MM**2
   cupping = physics.cupping_hu * (jnp.minimum(r2, 1.0) - 1.0)  # centre lowest
-  return hu + bone + matter * (physics.water_offset_hu + cupping)
+  tissue = jnp.interp(hu, jnp.asarray(TISSUE_KNOTS_HU),
+                      jnp.stack([0.0, physics.white_offset_hu, physics.grey_offset_hu, 0.0]))
+  return hu + bone + tissue + matter * (physics.water_offset_hu + cupping)
 
 
 def in_field(matrix: int, field_fraction: float) -> np.ndarray:
@@ -191,16 +206,30 @@ def attenuation_maps(truth, pixel_mm: float, out_shape, physics: Physics):
           _smooth_upsample(streak, 1.0, out_shape))
 
 
+ANTIALIAS_START = 0.75  # of the anatomy grid's Nyquist: the radial taper's start
+
+
+def antialias(f, nyquist):
+  """A radial raised-cosine taper from ANTIALIAS_START x nyquist to 0 at nyquist."""
+  start = ANTIALIAS_START * nyquist
+  t = jnp.clip((f - start) / (nyquist - start), 0.0, 1.0)
+  return 0.5 * (1.0 + jnp.cos(jnp.pi * t))
+
+
 def upsample_blur(image, pixel_mm: float, factor: int, mtf50_per_mm):
   """MTF blur of an image sampled every `factor`-th pixel of the output grid, and its
-  band-limited interpolation onto that grid (the spectrum zero-padded; the coarse
-  Nyquist bin dropped). factor 1 is `blur`."""
+  band-limited interpolation onto that grid (the spectrum zero-padded). factor 1 is
+  `blur`. The anatomy grid's spectrum ends at its square Nyquist, which the finer
+  grid would show as a line along each axis at that frequency (a moire in the brain,
+  BUILD_NOTES, "Synthesizer"); a radial taper to zero there makes the band limit round
+  as a real scanner's, leaving the MTF below 0.75 x that Nyquist untouched."""
   if factor == 1:
     return blur(image, pixel_mm, mtf50_per_mm)
   n = image.shape[-1]
   m = n * factor
-  spectrum = jnp.fft.rfft2(image) * jnp.exp2(-((radial_frequency(n, pixel_mm * factor)
-                                                / mtf50_per_mm) ** 2))
+  f = radial_frequency(n, pixel_mm * factor)
+  spectrum = jnp.fft.rfft2(image) * jnp.exp2(-((f / mtf50_per_mm) ** 2)) \
+      * antialias(f, 0.5 / (pixel_mm * factor))
   half = n // 2
   fine = jnp.zeros((*image.shape[:-2], m, m // 2 + 1), spectrum.dtype)
   fine = fine.at[..., :half, :half].set(spectrum[..., :half, :half])
@@ -223,7 +252,7 @@ def _reconstruct(key, truth, positions, indices, row_dir, col_dir, physics, dose
     matter = jnp.clip((sharp + 1000.0) / 1000.0, 0.0, 1.0)
     image = calibrate(sharp + matter * streak, position[:2] + plane_xy, physics)
     return image + noise_scale * correlated_noise(
-        keys.item(key, index), image.shape, pixel_mm, physics.nps_peak_per_mm, sigma)
+        keys.item(key, index), image.shape, pixel_mm, nps_peak(physics), sigma)
 
   return jax.vmap(one)(truth, positions, indices)
 
