@@ -211,6 +211,13 @@ def get_config() -> ml_collections.ConfigDict:
   # At 5.9 mm voxels a sphere touching the inner table merges with the bone: the misses
   # of "head" were those (BUILD_NOTES, "Experiments").
   exp.spheres_input = "brain"
+  # How a sphere gets into a study: "acquired" (through the study's scanner: its slice
+  # profile, MTF and calibration, its noise kept, lesions/spheres.insert_acquired; what a
+  # real lesion looks like), "painted" (the paper's: voxels replaced by N(mean, std)),
+  # "auto" (acquired where the synthesizer's truth gives every study's scanner, painted
+  # on an export without it). BUILD_NOTES, "Experiments".
+  exp.spheres_insertion = "auto"
+  exp.spheres_beside = ("medium",)   # also run with the other insertion ("medium_painted")
   # Cut to a box of these mm about each study's brain before the resize (() = the whole
   # volume, the paper's): 188 mm holds the widest brain of the default cohort (190 mm),
   # so the network's voxels are 5.9 mm, not 7.8 (BUILD_NOTES, "Experiments").

@@ -1,4 +1,6 @@
 """Sphere lesions: inside the brain, voxel statistics, determinism, shared centres."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,8 @@ from scanbias_jax.experiments import datasets
 from scanbias_jax.lesions import spheres
 from scanbias_jax.synth import lesion as anatomy
 from scanbias_jax.preprocess import window
-from scanbias_jax.synth import phantom
+from scanbias_jax.synth import atlas_head, phantom, scanner, vendors
+from scanbias_jax.synth import geometry as geo
 
 SPACING = (1.0, 1.0, 5.0)  # the paper grid's anisotropy: ~1 mm pixels, 5 mm slices
 PARAMS = spheres.SphereParams()
@@ -223,3 +226,45 @@ def test_build_makes_a_sample_without_sphere_once_and_every_sample_as_alone(brai
   assert len(memo) == built + 4  # new voxel keys: new spheres, the sphere-free reused
   alone, _ = experiment.build(config, other)
   np.testing.assert_array_equal(redrawn, alone)
+
+
+def test_acquired_insertion_is_the_scanner_acquiring_the_sphere_in_its_anatomy():
+  """Image-domain insertion against the synthesizer: one head acquired with a sphere in
+  its anatomy and without (same key: the same noise draw); the difference is what the
+  scanner makes of the sphere (slice profile, MTF, calibration), its noise staying.
+  insert_acquired on the image without it must give the same difference; the paper's
+  painting does not (it replaces the scanner's noise and skips the calibration)."""
+  profile = vendors.resolve("GE")
+  physics = profile.physics._replace(cupping_hu=0.0, streak_hu=0.0)
+  profile = dataclasses.replace(profile, physics=physics)
+  subject = atlas_head.draw_subject(jax.random.key(3), 50, False)
+  g = geo.axial_series(250.0, 128, 5.0, -20.0, 45.0)
+  r0, c0, s0 = 70, 60, 6
+  centre = (g.positions[s0] + c0 * g.pixel_mm * g.row_dir + r0 * g.pixel_mm * g.col_dir)
+  radius, mean = 16.0, 48.0
+  lesion = anatomy.Lesion(jnp.asarray(centre, jnp.float32), jnp.float32(radius),
+                          jnp.float32(mean), jnp.float32(0.0), jnp.uint32(1), jnp.asarray(True))
+  scan = lambda lesion: np.transpose(scanner.acquire(jax.random.key(0), subject, g, profile,
+                                                     ssp_samples=9, lesion=lesion).hu, (1, 2, 0))
+  without, with_sphere = scan(None), scan(lesion)
+  truth = with_sphere - without
+  offset = float(scanner.calibrate(jnp.array([mean]), jnp.zeros((1, 2)), physics)[0]) - mean
+  response = spheres.Response(jnp.float32(physics.mtf50_per_mm),
+                              jnp.float32(physics.ssp_ratio * g.thickness_mm),
+                              jnp.float32(offset))
+  spacing = (g.pixel_mm, g.pixel_mm, g.thickness_mm)
+  spec = spheres.SphereSpec(jnp.array([r0, c0, s0], jnp.float32), jnp.asarray(spacing, jnp.float32),
+                            jnp.float32(radius), jnp.float32(mean), jnp.float32(0.0),
+                            jnp.asarray(True), response)
+  reach = spheres.reach(radius, spacing)
+  acquired = np.asarray(spheres.insert_acquired(without, spec, jax.random.key(1), reach)) - without
+  painted = np.asarray(spheres.insert_sphere(without, spec, jax.random.key(1), reach)) - without
+  box = np.s_[r0 - 12:r0 + 13, c0 - 12:c0 + 13, s0 - 5:s0 + 6]
+  rms = lambda x: float(np.sqrt(np.mean(x[box] ** 2)))
+  per_slice = lambda x: x[r0 - 3:r0 + 4, c0 - 3:c0 + 4].mean((0, 1))
+  assert rms(truth) > 4.0                                   # the sphere is there
+  assert rms(acquired - truth) < 0.15 * rms(truth)   # 0.93 of 8.0 HU here
+  assert rms(painted - truth) > 1.5 * rms(acquired - truth)   # 2.1x here
+
+  np.testing.assert_allclose(per_slice(acquired)[s0 - 4:s0 + 5],
+                             per_slice(truth)[s0 - 4:s0 + 5], atol=1.5)

@@ -156,8 +156,28 @@ def manufacturer_batch(key: jax.Array, volumes, indices=None, n_slices: int = 3,
       sample_keys, volumes)
 
 
-def sphere_specs(prepared: Prepared, rows, difficulty: str, spacing) -> tuple:
-  """(SphereSpec batched over rows, voxel keys [n]) for one difficulty; negatives absent."""
+def can_acquire(prepared: Prepared) -> bool:
+  """Whether every study carries its scanner's response (prepare, from the synthesizer's
+  truth): the acquired sphere insertion needs it."""
+  return bool(prepared.rows) and all(r.get("mtf50_per_mm") for r in prepared.rows)
+
+
+def responses(row) -> dict:
+  """{"large": Response, "small": Response} of a study's scanner (its splits.csv row)."""
+  if not row.get("mtf50_per_mm"):
+    raise ValueError(f"study {row['study_id']} has no scanner response in {SPLITS_FILE} "
+                     "(prepare adds it from the synthesizer's truth): the acquired sphere "
+                     "insertion cannot run; use experiments.spheres_insertion='painted'")
+  return {kind: spheres.Response(jnp.float32(float(row["mtf50_per_mm"])),
+                                 jnp.float32(float(row["ssp_fwhm_mm"])),
+                                 jnp.float32(float(row[f"offset_{kind}_hu"])))
+          for kind in ("large", "small")}
+
+
+def sphere_specs(prepared: Prepared, rows, difficulty: str, spacing,
+                 acquired: bool = False) -> tuple:
+  """(SphereSpec batched over rows, voxel keys [n]) for one difficulty; negatives absent.
+  `acquired`: each spec carries its study's scanner response (`responses`)."""
   if difficulty not in spheres.DIFFICULTIES:
     raise ValueError(f"difficulty must be one of {spheres.DIFFICULTIES}, got {difficulty!r}")
   specs, voxel_keys = [], []
@@ -166,8 +186,9 @@ def sphere_specs(prepared: Prepared, rows, difficulty: str, spacing) -> tuple:
     small = bool(int(r.get(f"small_{difficulty}", 0) or 0))
     if int(r["label"]) and sphere is None:
       raise ValueError(f"positive study {r['study_id']} has no row in {SPHERES_FILE}")
-    specs.append(spheres.spec_from_row(sphere, difficulty, small, spacing) if
-                 int(r["label"]) else spheres.absent(spacing))
+    specs.append(spheres.spec_from_row(sphere, difficulty, small, spacing,
+                                       responses=responses(r) if acquired else None)
+                 if int(r["label"]) else spheres.absent(spacing, acquired))
     kind = "small" if small and difficulty != "easy" else "large"
     voxel_keys.append(spheres.voxel_key(prepared.key, r["study_id"], kind))
   return _stack_specs(specs), (keys.stack(voxel_keys) if voxel_keys else None)
@@ -182,7 +203,7 @@ def _stack_specs(specs):
 
 
 def spheres_set(prepared: Prepared, difficulty: str, split=None, group_value=None,
-                outside_brain_hu: float | None = None) -> dict:
+                outside_brain_hu: float | None = None, acquired: bool = False) -> dict:
   """volumes int16 [n, i, j, k] HU (no sphere yet), labels int32 [n] (1 = sphere),
   specs (SphereSpec, leaves [n, ...]) and voxel_keys [n]: feed `spheres_input`.
   `outside_brain_hu`: every voxel outside the study's brain mask reads this (the
@@ -196,7 +217,7 @@ def spheres_set(prepared: Prepared, difficulty: str, split=None, group_value=Non
     centres.append(brain_centre(mask))
     if outside_brain_hu is not None:
       volume[mask == 0] = outside_brain_hu
-  specs, voxel_keys = sphere_specs(prepared, rows, difficulty, spacing)
+  specs, voxel_keys = sphere_specs(prepared, rows, difficulty, spacing, acquired)
   return dict(volumes=volumes, labels=np.array([int(r["label"]) for r in rows], np.int32),
               specs=specs, voxel_keys=voxel_keys, spacing=spacing,
               brain_centres=np.array(centres, np.int32).reshape(-1, 3),
@@ -239,7 +260,8 @@ def paired_draws(prepared: Prepared, rows, copies: int) -> dict:
 
 
 def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=None,
-                       group_value=None, outside_brain_hu: float | None = None) -> dict:
+                       group_value=None, outside_brain_hu: float | None = None,
+                       acquired: bool = False) -> dict:
   """Each study `copies` times without a sphere (label 0) and `copies` times with one.
 
   The copies with a sphere: a positive's own sphere (the one `spheres_set` gives
@@ -250,22 +272,24 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
   Returns what `spheres_set` does plus `source` [n]: the row of `volumes`
   (one per study) each sample is built from.
   """
-  base = spheres_set(prepared, difficulty, split, group_value, outside_brain_hu)
+  base = spheres_set(prepared, difficulty, split, group_value, outside_brain_hu, acquired)
   small_fraction = float(prepared.settings["spheres"]["small_fraction"][difficulty])
   spacing = base["spacing"]
+  rows = {r["study_id"]: r for r in prepared.rows}
   specs, voxel_keys, source, labels = [], [], [], []
-  def fresh_sphere(draw):
+  def fresh_sphere(draw, study_id):
     small = draw["small_draw"] < small_fraction
     kind = "small" if small and difficulty != "easy" else "large"
-    return (spheres.spec_from_row(draw, difficulty, small, spacing),
+    scanner = responses(rows[study_id]) if acquired else None
+    return (spheres.spec_from_row(draw, difficulty, small, spacing, responses=scanner),
             keys.stream(draw["key"], f"{kind}/voxels"))
 
   for index, study_id in enumerate(base["study_ids"]):
     fresh = draws[study_id]
     own = ([(jax.tree.map(lambda a: a[index], base["specs"]), keys.take(base["voxel_keys"], index))]
            if base["labels"][index] else [])
-    with_sphere = own + [fresh_sphere(d) for d in fresh[:len(fresh) - len(own)]]
-    without = (spheres.absent(spacing), keys.stream(prepared.key, "absent"))
+    with_sphere = own + [fresh_sphere(d, study_id) for d in fresh[:len(fresh) - len(own)]]
+    without = (spheres.absent(spacing, acquired), keys.stream(prepared.key, "absent"))
     for label, pairs in ((0, [without] * len(fresh)), (1, with_sphere)):
       for spec, voxel_key in pairs:
         specs.append(spec)
@@ -283,19 +307,22 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
 
 def spheres_input(volume, spec: spheres.SphereSpec, key: jax.Array,
                   level: float = window.SPHERES[0], width: float = window.SPHERES[1],
-                  reach_voxels=None):
-  """float32 [i, j, k] in [0, 1]: the sphere inserted, then the brain window
-  (`reach_voxels`: see `spheres.insert_sphere`)."""
-  return window.window(spheres.insert_sphere(volume, spec, key, reach_voxels), level, width,
+                  reach_voxels=None, acquired: bool = False):
+  """float32 [i, j, k] in [0, 1]: the sphere inserted (painted, or `acquired` by the
+  study's scanner: `spheres.insert`), then the brain window (`reach_voxels`: see
+  `spheres.insert_sphere`)."""
+  if acquired and reach_voxels is None:
+    reach_voxels = tuple(volume.shape)
+  return window.window(spheres.insert(volume, spec, key, reach_voxels, acquired), level, width,
                        0.0, 1.0)
 
 
 def spheres_batch(volumes, specs, voxel_keys, reach_voxels=None, starts=None, size=None,
-                  **window_args):
+                  acquired: bool = False, **window_args):
   """`spheres_input` of each volume; with `starts` [n, 3] and `size` (voxels), only the
   box of that size at each start (`crop_starts`)."""
   def one(v, s, k, start):
-    x = spheres_input(v, s, k, reach_voxels=reach_voxels, **window_args)
+    x = spheres_input(v, s, k, reach_voxels=reach_voxels, acquired=acquired, **window_args)
     return x if start is None else jax.lax.dynamic_slice(x, tuple(start), tuple(size))
   if starts is None:
     return jax.vmap(lambda v, s, k: one(v, s, k, None))(volumes, specs, voxel_keys)

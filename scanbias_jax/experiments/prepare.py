@@ -76,16 +76,21 @@ def cohort_rows(rows, matched, key, config) -> list[dict]:
   return sorted(rows, key=lambda r: r["study_id"])
 
 
-def plan(rows, key, config, anatomies: dict | None = None) -> list[dict]:
+def plan(rows, key, config, anatomies: dict | None = None,
+         responses: dict | None = None) -> list[dict]:
   """Adds label, split and small_<difficulty> to each row (pure, deterministic).
 
   `anatomies` (study_id -> anatomy id, from the synthesizer's truth) keeps the
   acquisitions of one traveling head in one split; it is used only when some
   anatomy was acquired more than once, and each row then records its anatomy.
+  `responses` (study_id -> truth.scanner_response columns) are added where every
+  study has one: the acquired sphere insertion needs them all.
   """
   group, params = config.cohort.group, sphere_params(config.prepare)
   labels = spheres.assign_labels(rows, key, group, params.positive_fraction)
   rows = [dict(r, label=labels[r["study_id"]]) for r in rows]
+  if responses and all(responses.get(r["study_id"]) for r in rows):
+    rows = [dict(r, **responses[r["study_id"]]) for r in rows]
   shared = anatomies and len(set(anatomies.values())) < len(anatomies)
   if shared:
     rows = [dict(r, anatomy=anatomies.get(r["study_id"], "")) for r in rows]
@@ -178,8 +183,13 @@ def prepare_cohort(cohort_dir, out_dir, config, truth_dir=None, progress=None) -
   index = truth.index_truth(truth_dir, secret) if truth_dir and secret else {}
   anatomies = {study_id: str(record["anatomy"]) for study_id, record in index.items()
                if "anatomy" in record}
-  rows = plan(cohort_rows(*read_cohort(cohort_dir, settings.match), key, config), key, config,
-              anatomies)
+  grid_slice_mm = float(config.ingest.paper_grid.slice_mm)
+  lesion_hu = dict(large=settings.spheres.large_hu[0], small=settings.spheres.small_hu[0])
+  cohort = cohort_rows(*read_cohort(cohort_dir, settings.match), key, config)
+  responses = {r["study_id"]: truth.scanner_response(
+      index[r["study_id"]], r.get("series_number", ""), grid_slice_mm, lesion_hu)
+      for r in cohort if r["study_id"] in index}
+  rows = plan(cohort, key, config, anatomies, responses)
   truths = {}
   if truth_dir and secret:
     truths = {r["study_id"]: truth.mask_file(truth_dir, index[r["study_id"]],

@@ -12,7 +12,7 @@ from scanbias_jax.lesions import spheres
 from scanbias_jax.preprocess import window
 
 _EXTRA = ("patient_id", "vendor", "model", "kernel", "age_years", "sex", "series_number",
-          "anatomy")
+          "anatomy", "mtf50_per_mm", "ssp_fwhm_mm", "offset_large_hu", "offset_small_hu")
 _DRAW = ("centre_i", "centre_j", "centre_k", "centre_x_ras", "centre_y_ras", "centre_z_ras",
          "inscribed_mm", "fits", "large_radius_mm", "large_mean_hu", "large_std_hu",
          "small_radius_mm", "small_mean_hu", "small_std_hu")

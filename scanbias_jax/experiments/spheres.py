@@ -14,6 +14,12 @@ study once, with its own label. `experiments.spheres_eval_copies` = c scores eve
 paired validation and test study c times with and c times without a sphere: the
 detection rate of a head is then measured over c sphere positions, and the intervals
 still resample whole heads with all their copies.
+
+`experiments.spheres_insertion`: "acquired" (the sphere through each study's scanner,
+lesions/spheres.insert_acquired: what a real lesion looks like), "painted" (the
+paper's), or "auto" (acquired where prepare knows every study's scanner, i.e. the
+synthetic cohort; painted on an export without truth). `experiments.spheres_beside`:
+difficulties also run with the other insertion, under "<difficulty>_<insertion>".
 """
 import functools
 import os
@@ -45,8 +51,31 @@ def mirror(key: jax.Array, x):
   return jax.numpy.where(jax.random.bernoulli(key), x[::-1], x)
 
 
+INSERTIONS = ("acquired", "painted")
+
+
+def insertion(config, prepared) -> str:
+  """The sphere insertion this run uses ("auto" resolved)."""
+  kind = config.experiments.spheres_insertion
+  if kind not in ("auto", *INSERTIONS):
+    raise ValueError(f"experiments.spheres_insertion must be 'auto', 'acquired' or "
+                     f"'painted', got {kind!r}")
+  if kind == "auto":
+    return "acquired" if datasets.can_acquire(prepared) else "painted"
+  return kind
+
+
+def beside(config, prepared) -> dict:
+  """{result key: (difficulty, insertion)} of the runs with the other insertion."""
+  other = INSERTIONS[1 - INSERTIONS.index(insertion(config, prepared))]
+  if other == "acquired" and not datasets.can_acquire(prepared):
+    return {}
+  return {f"{d}_{other}": (d, other) for d in config.experiments.spheres_beside}
+
+
 def split_sets(config, prepared, difficulty: str, split: str, draws=None,
-               memo: dict | None = None, shift_hu: float = 0.0) -> tuple[dict, np.ndarray]:
+               memo: dict | None = None, shift_hu: float = 0.0,
+               acquired: bool = False) -> tuple[dict, np.ndarray]:
   """({"mixed": (x, y[, clusters]), group value: its rows of them}, groups) of one split,
   built once (a group's set is the mixed set's rows of that group, in the same order;
   `groups` indexes prepared.group_values per mixed sample). With `draws` (one copy a
@@ -54,19 +83,25 @@ def split_sets(config, prepared, difficulty: str, split: str, draws=None,
   samples, each set carries clusters: the unit of each sample."""
   outside = outside_brain_hu(config)
   if draws is None:
-    data = datasets.spheres_set(prepared, difficulty, split, outside_brain_hu=outside)
+    data = datasets.spheres_set(prepared, difficulty, split, outside_brain_hu=outside,
+                                acquired=acquired)
   else:
     data = datasets.paired_spheres_set(prepared, difficulty, draws, split,
-                                       outside_brain_hu=outside)
+                                       outside_brain_hu=outside, acquired=acquired)
   if shift_hu:
     data = dict(data, volumes=planted.calibration_shift(data["volumes"], shift_hu))
-  arrays = build(config, data, datasets.sphere_reach(prepared, data), memo)
+    if acquired:  # the lesion is acquired by the shifted scanner too
+      response = data["specs"].response
+      data["specs"] = data["specs"].replace(response=response.replace(
+          offset_hu=np.asarray(response.offset_hu) + np.float32(shift_hu)))
+  arrays = build(config, data, datasets.sphere_reach(prepared, data), memo, acquired)
   if datasets.repeats(data["units"]):
     arrays = (*arrays, data["units"])
   return common.by_condition(prepared.group_values, data["groups"], *arrays), data["groups"]
 
 
-def build(config, data: dict, reach_voxels=None, memo: dict | None = None):
+def build(config, data: dict, reach_voxels=None, memo: dict | None = None,
+          acquired: bool = False):
   """(x, y) of a `spheres_set` or `paired_spheres_set` dict: spheres inserted (in a box
   of `reach_voxels` about the centre, `spheres.insert_sphere`), windowed, cut to the
   brain box (`crop_size`), resized to `experiments.spheres_shape`, 8 samples at a time.
@@ -83,7 +118,7 @@ def build(config, data: dict, reach_voxels=None, memo: dict | None = None):
   size = crop_size(config, data["volumes"].shape[1:], data["spacing"])
   starts = (None if size is None else
             datasets.crop_starts(data["brain_centres"], data["volumes"].shape[1:], size)[source])
-  batch = _batcher(*config.prepare.spheres_window, reach_voxels, size)
+  batch = _batcher(*config.prepare.spheres_window, reach_voxels, size, acquired)
   names = _sample_names(data, source)
   firsts = {}  # name -> its first sample, for names not built yet
   for m, name in enumerate(names):
@@ -138,25 +173,28 @@ def crop_size(config, volume_shape, spacing) -> tuple | None:
   return tuple(int(v) for v in np.maximum(size, 1))
 
 
-def training_sets(config, prepared, difficulty: str, draws, memo: dict | None = None) -> dict:
+def training_sets(config, prepared, difficulty: str, draws, memo: dict | None = None,
+                  acquired: bool = False) -> dict:
   """condition -> (x, y) training set: the paper's, or paired when `draws` is given."""
   if draws is None:
-    return split_sets(config, prepared, difficulty, "train", memo=memo)[0]
+    return split_sets(config, prepared, difficulty, "train", memo=memo, acquired=acquired)[0]
   paired = datasets.paired_spheres_set(prepared, difficulty, draws, "train",
-                                       outside_brain_hu=outside_brain_hu(config))
+                                       outside_brain_hu=outside_brain_hu(config),
+                                       acquired=acquired)
   return common.by_condition(prepared.group_values, paired["groups"],
-                            *build(config, paired, datasets.sphere_reach(prepared, paired), memo))
+                            *build(config, paired, datasets.sphere_reach(prepared, paired), memo,
+                                   acquired))
 
 
 @functools.cache
-def _batcher(level: float, width: float, reach_voxels, size):
+def _batcher(level: float, width: float, reach_voxels, size, acquired: bool = False):
   return jax.jit(lambda v, s, k, starts: datasets.spheres_batch(
-      v, s, k, reach_voxels, starts, size, level=level, width=width))
+      v, s, k, reach_voxels, starts, size, acquired, level=level, width=width))
 
 
 def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Array,
                   workdir: str, train: tuple, val: tuple, tests: tuple[dict, np.ndarray],
-                  planted_tests: dict | None = None) -> dict:
+                  planted_tests: dict | None = None, inserted: str = "painted") -> dict:
   """`tests`: `split_sets`' (sets, groups) of the test split; the mixed set is scored
   once and each group's scores are its rows (the groups' sets are its rows too).
   `planted_tests`: its sets with the planted harm; a single-group condition scores the
@@ -183,7 +221,7 @@ def run_condition(config, prepared, difficulty: str, condition: str, key: jax.Ar
   out["training_set"] = dict(kind="paired" if copies else "paper", copies=copies,
                              samples=int(len(train[1])), positives=int(train[1].sum()))
   out["test_set"] = dict(kind=test_design(config), copies=eval_copies(config),
-                         input=settings.spheres_input)
+                         input=settings.spheres_input, insertion=inserted)
   return out
 
 
@@ -205,8 +243,9 @@ def eval_copies(config) -> int:
 
 
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=None) -> dict:
-  """{difficulty: {condition: Condition}}. With `pool` (common.condition_pool) a
-  difficulty's conditions train there while the next difficulty's sets are built."""
+  """{difficulty: {condition: Condition}}, plus {"<difficulty>_<insertion>": ...} of
+  `beside`. With `pool` (common.condition_pool) a difficulty's conditions train there
+  while the next difficulty's sets are built."""
   copies = config.experiments.spheres_train_copies
   draws = (datasets.paired_draws(prepared, datasets.select(prepared, "train"), copies)
            if copies else None)
@@ -215,19 +254,27 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=
     evaluated = {split: datasets.paired_draws(prepared, datasets.select(prepared, split),
                                               eval_copies(config))
                  for split in ("val", "test")}
+  main = insertion(config, prepared)
+  runs = {d: (d, main) for d in config.experiments.difficulties}
+  runs.update(beside(config, prepared))
   pending = {}
-  memos = {"train": {}, "val": {}, "test": {}, "planted": {}}  # shared by the difficulties
+  memos = {}  # per insertion, shared by its difficulties
   shift = planted.planted_hu(config, prepared.group_values)
-  for difficulty in config.experiments.difficulties:
-    tests = split_sets(config, prepared, difficulty, "test", evaluated.get("test"), memos["test"])
+  for name, (difficulty, inserted) in runs.items():
+    memo = memos.setdefault(inserted, {"train": {}, "val": {}, "test": {}, "planted": {}})
+    acquired = inserted == "acquired"
+    tests = split_sets(config, prepared, difficulty, "test", evaluated.get("test"), memo["test"],
+                       acquired=acquired)
     planted_tests = (split_sets(config, prepared, difficulty, "test", evaluated.get("test"),
-                                memos["planted"], shift)[0] if shift else None)
-    val, _ = split_sets(config, prepared, difficulty, "val", evaluated.get("val"), memos["val"])
-    train = training_sets(config, prepared, difficulty, draws, memos["train"])
-    pending[difficulty] = {
-        condition: common.submit(pool, run_condition, config, prepared, difficulty, condition,
-                                 keys.stream(key, f"{difficulty}/{condition}"), workdir,
-                                 train[condition], val[condition], tests, planted_tests)
+                                memo["planted"], shift, acquired)[0] if shift else None)
+    val, _ = split_sets(config, prepared, difficulty, "val", evaluated.get("val"), memo["val"],
+                        acquired=acquired)
+    train = training_sets(config, prepared, difficulty, draws, memo["train"], acquired)
+    pending[name] = {
+        condition: common.submit(pool, run_condition, config, prepared, name, condition,
+                                 keys.stream(key, f"{name}/{condition}"), workdir,
+                                 train[condition], val[condition], tests, planted_tests,
+                                 inserted)
         for condition in common.conditions(prepared.group_values)}
-  return {difficulty: {condition: done.result() for condition, done in conditions.items()}
-          for difficulty, conditions in pending.items()}
+  return {name: {condition: done.result() for condition, done in conditions.items()}
+          for name, conditions in pending.items()}

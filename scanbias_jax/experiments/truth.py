@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from scanbias_jax import files
 from scanbias_jax.dicom import deid
+from scanbias_jax.synth import scanner, vendors
 
 SERIES_NUMBERS = {"scout": 1, "routine": 2, "thin": 3}  # as synth/export.py writes them
 
@@ -45,6 +46,37 @@ def index_truth(truth_dir, secret: bytes) -> dict:
     if "study_uid" in record:
       found[deid.pseudonym(secret, "study", record["study_uid"])] = record
   return found
+
+
+def chosen_series(record, series_number) -> dict | None:
+  """The truth record of the series ingest chose (by series number), else of the only one."""
+  series = record.get("series", [])
+  chosen = [s for s in series if str(SERIES_NUMBERS.get(s.get("kind"))) == str(series_number)]
+  return chosen[0] if chosen else (series[0] if len(series) == 1 else None)
+
+
+def scanner_response(record, series_number, slice_mm: float, lesion_hu: dict) -> dict | None:
+  """Columns for the acquired sphere insertion (lesions/spheres.Response): the chosen
+  series' in-plane MTF50, its slice profile on the ingested slices (a series thinner
+  than `slice_mm` was averaged into slabs: the profile's variance plus the slab's,
+  W^2 / 12), and the scanner's calibration offset at each lesion's HU (`lesion_hu`:
+  kind -> mean HU; water and tissue terms, no cupping)."""
+  series = chosen_series(record, series_number)
+  physics = record.get("physics")
+  if series is None or not physics:
+    return None
+  values = vendors.Physics(**{k: float(v) for k, v in physics.items()
+                              if k in vendors.Physics._fields})
+  fwhm = values.ssp_ratio * float(series["thickness_mm"])
+  if float(series["thickness_mm"]) < slice_mm - 1e-6:
+    variance = fwhm ** 2 / (8 * np.log(2)) + slice_mm ** 2 / 12
+    fwhm = float(np.sqrt(8 * np.log(2) * variance))
+  flat = values._replace(cupping_hu=0.0)
+  out = dict(mtf50_per_mm=values.mtf50_per_mm, ssp_fwhm_mm=round(fwhm, 6))
+  for kind, hu in lesion_hu.items():
+    calibrated = scanner.calibrate(np.array([hu], np.float32), np.zeros((1, 2), np.float32), flat)
+    out[f"offset_{kind}_hu"] = round(float(calibrated[0]) - float(hu), 6)
+  return out
 
 
 def mask_file(truth_dir, record, series_number) -> str | None:

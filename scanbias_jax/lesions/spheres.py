@@ -10,9 +10,13 @@ its pseudonymous id), so they never change when the cohort grows or is re-split:
   - small or not: 20% (Medium) / 35% (Hard) of each group's positives, spread
     over the splits in proportion, the lowest "small" draws of each split; Hard's
     small set contains Medium's, and the rest keep Easy's sphere voxel for voxel.
-Insertion is a pure jittable function of (volume, spec, key): sphere voxels are
-replaced by independent draws from N(mean, std) HU, as the paper's "pixel
-intensity was drawn from a normal distribution" says (replaced, not added).
+Insertion is a pure jittable function of (volume, spec, key), one of two:
+  painted (the paper's): sphere voxels are replaced by independent draws from
+    N(mean, std) HU, as its "pixel intensity was drawn from a normal distribution"
+    says (replaced, not added): sharp, and without the scanner's noise texture;
+  acquired (`insert_acquired`): the sphere replaces the tissue before the study's
+    scanner, whose response (slice profile, MTF, calibration; `Response`) it then
+    passes through, and the scanner's own noise stays over it, as over a real lesion.
 """
 import dataclasses
 import functools
@@ -48,6 +52,15 @@ class SphereSpec:
   mean_hu: jax.Array
   std_hu: jax.Array
   present: jax.Array    # bool: False (a negative) makes insertion the identity
+  response: "Response | None" = None  # the study's scanner, for `insert_acquired`
+
+
+@flax.struct.dataclass
+class Response:
+  """What the study's scanner does to a lesion in its tissue (leaves may be batched)."""
+  mtf50_per_mm: jax.Array  # in-plane Gaussian MTF: 0.5 at this frequency
+  ssp_fwhm_mm: jax.Array   # slice sensitivity profile (Gaussian) along the slice axis
+  offset_hu: jax.Array     # the scanner's calibration at the lesion's HU, minus that HU
 
 
 def params_from_settings(s) -> SphereParams:
@@ -146,10 +159,13 @@ def draw_sphere(key: jax.Array, mask: np.ndarray, spacing_mm, params: SpherePara
   return draws
 
 
-def spec_from_row(row, difficulty: str, small: bool, spacing_mm, present=True) -> SphereSpec:
-  """The sphere of a sphere-table row in one difficulty (`small`: the row is small there)."""
+def spec_from_row(row, difficulty: str, small: bool, spacing_mm, present=True,
+                  responses=None) -> SphereSpec:
+  """The sphere of a sphere-table row in one difficulty (`small`: the row is small there).
+  `responses`: {"large": Response, "small": Response} of the study's scanner."""
   kind = "small" if small and difficulty != "easy" else "large"
   return SphereSpec(
+      response=None if responses is None else responses[kind],
       centre=jnp.asarray([float(row[f"centre_{a}"]) for a in "ijk"], jnp.float32),
       spacing=jnp.asarray(spacing_mm, jnp.float32),
       radius_mm=jnp.float32(float(row[f"{kind}_radius_mm"])),
@@ -158,11 +174,12 @@ def spec_from_row(row, difficulty: str, small: bool, spacing_mm, present=True) -
       present=jnp.asarray(bool(present)))
 
 
-def absent(spacing_mm=(1.0, 1.0, 1.0)) -> SphereSpec:
+def absent(spacing_mm=(1.0, 1.0, 1.0), acquired: bool = False) -> SphereSpec:
   """The spec of a negative: insertion returns the volume unchanged."""
   zero = jnp.float32(0.0)
   return SphereSpec(jnp.zeros(3, jnp.float32), jnp.asarray(spacing_mm, jnp.float32),
-                    zero, zero, zero, jnp.asarray(False))
+                    zero, zero, zero, jnp.asarray(False),
+                    Response(jnp.float32(1.0), jnp.float32(1.0), zero) if acquired else None)
 
 
 def voxel_key(key: jax.Array, study_id: str, kind: str) -> jax.Array:
@@ -213,6 +230,62 @@ def insert_sphere(volume: jax.Array, spec: SphereSpec, key: jax.Array,
   values = spec.mean_hu + spec.std_hu * voxel_values(key, volume.shape, shape, origin)
   box = jnp.where(sphere_mask(shape, spec, origin), values, box)
   return jax.lax.dynamic_update_slice(volume, box, origin)
+
+
+SSP_SAMPLES = 9       # sub-planes integrating the slice profile over +-FWHM
+BACKGROUND_MM = 2.0   # in-plane Gaussian sigma of the tissue estimate under the lesion
+
+
+def _gaussian_filter(box, sigma_voxels):
+  """In-plane (axes 0, 1) Gaussian filter by FFT (the box's margin takes the wrap)."""
+  f = [jnp.fft.fftfreq(box.shape[a]) for a in (0, 1)]
+  gain = jnp.exp(-2 * jnp.pi**2 * ((f[0][:, None] * sigma_voxels[0]) ** 2
+                                   + (f[1][None, :] * sigma_voxels[1]) ** 2))
+  return jnp.real(jnp.fft.ifft2(jnp.fft.fft2(box, axes=(0, 1)) * gain[..., None], axes=(0, 1)))
+
+
+def insert_acquired(volume: jax.Array, spec: SphereSpec, key: jax.Array,
+                    reach_voxels) -> jax.Array:
+  """float32 volume with the sphere acquired by the study's scanner (`spec.response`).
+
+  Image-domain lesion insertion: the scanner is linear in the tissue it images up to
+  its noise, so acquiring the anatomy with the sphere replacing it equals the image
+  plus the acquired difference, blur(SSP x MTF) of [sphere's true HU + calibration
+  - the tissue it replaced]. The sphere's true HU are the painted draws N(mean, std)
+  a voxel; the tissue it replaced is the image smoothed over BACKGROUND_MM; the
+  slice profile is integrated over SSP_SAMPLES sub-planes of each slice. The noise
+  over the sphere is the scanner's own (tested against the synthesizer's acquisition
+  of a sphere in its anatomy, tests/test_spheres.py)."""
+  volume = jnp.asarray(volume, jnp.float32)
+  r = spec.response
+  margin = (4, 4, 1)
+  reach = tuple(a + m for a, m in zip(reach_voxels, margin))
+  shape = tuple(min(2 * a + 1, n) for a, n in zip(reach, volume.shape))
+  corner = jnp.round(spec.centre).astype(jnp.int32) - jnp.asarray(reach, jnp.int32)
+  origin = tuple(jnp.clip(corner[a], 0, volume.shape[a] - shape[a]) for a in range(3))
+  box = jax.lax.dynamic_slice(volume, origin, shape)
+  grids = jnp.meshgrid(*[jnp.arange(n, dtype=jnp.float32) for n in shape], indexing="ij")
+  d = [(g + origin[a] - spec.centre[a]) * spec.spacing[a] for a, g in enumerate(grids)]
+  offsets = jnp.linspace(-1.0, 1.0, SSP_SAMPLES) * r.ssp_fwhm_mm
+  weights = jnp.exp(-4 * jnp.log(2.0) * (jnp.linspace(-1.0, 1.0, SSP_SAMPLES)) ** 2)
+  weights = weights / weights.sum()
+  inside = (d[0] ** 2 + d[1] ** 2)[..., None] + (d[2][..., None] + offsets) ** 2 \
+      <= spec.radius_mm ** 2
+  occupancy = jnp.tensordot(inside.astype(jnp.float32), weights, axes=1) * spec.present
+  true_hu = spec.mean_hu + spec.std_hu * voxel_values(key, volume.shape, shape, origin)
+  tissue = _gaussian_filter(box, BACKGROUND_MM / spec.spacing[:2])
+  difference = occupancy * (true_hu + r.offset_hu - tissue)
+  # MTF(f) = 2^-(f / mtf50)^2 is a Gaussian of sigma sqrt(ln 2 / 2) / (pi mtf50) mm.
+  sigma_mm = jnp.sqrt(jnp.log(2.0) / 2) / (jnp.pi * r.mtf50_per_mm)
+  acquired = box + _gaussian_filter(difference, sigma_mm / spec.spacing[:2])
+  return jax.lax.dynamic_update_slice(volume, acquired, origin)
+
+
+def insert(volume, spec: SphereSpec, key, reach_voxels, acquired: bool):
+  """`insert_acquired` or the paper's `insert_sphere` (`acquired` static)."""
+  if acquired:
+    return insert_acquired(volume, spec, key, reach_voxels)
+  return insert_sphere(volume, spec, key, reach_voxels)
 
 
 @functools.partial(jax.jit, static_argnums=3)

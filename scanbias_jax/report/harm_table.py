@@ -39,8 +39,10 @@ def entry(condition: dict, other: str, metric: str, block: str = "transfer"):
 def comparisons(results: dict) -> list[dict]:
   """Every cross-group comparison: task, train_group, other, metric, scale, unit,
   digits, value (or None and reason), planted (or None)."""
-  blocks = [(f"spheres {d}", results.get("spheres", {}).get(d, {}), "accuracy", 100.0,
-             "points", 1) for d in DIFFICULTIES]
+  found = results.get("spheres", {})
+  names = [d for d in DIFFICULTIES if d in found] + sorted(set(found) - set(DIFFICULTIES))
+  blocks = [(f"spheres {d.replace('_', ' ')}", found[d], "accuracy", 100.0, "points", 1)
+            for d in names]
   blocks.append(("segmentation", results.get("segmentation", {}), "dice", 1.0, "Dice", 4))
   out = []
   for task, conditions, metric, scale, unit, digits in blocks:

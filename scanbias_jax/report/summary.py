@@ -207,6 +207,9 @@ def headline(results: dict) -> list[str]:
     design = "dicom"
   if lines and design in DESIGNS:
     lines.append(DESIGNS[design])
+  insertion = sphere_insertion(results)
+  if lines and insertion:
+    lines.append(insertion)
   strength = provenance.get("config", {}).get("synth", {}).get("signature_strength")
   if lines and provenance.get("source") == "synthetic" and strength is not None:
     lines.append("This run is the negative control: every vendor's scanner physics is "
@@ -219,6 +222,31 @@ def headline(results: dict) -> list[str]:
     lines.append(f"Intervals: 95%; accuracy {_ci_name(methods)}, AUROC "
                  f"{methods.get('auroc_ci_method', 'bootstrap')}.")
   return lines or ["Nothing to report yet: no experiment has results."]
+
+
+INSERTIONS = dict(
+    acquired="acquired through each study's scanner (its slice profile, MTF and "
+             "calibration, its own noise kept over the sphere: what a real lesion looks "
+             "like; lesions/spheres.insert_acquired)",
+    painted="painted after reconstruction, the paper's method (voxels replaced by "
+            "N(mean, std) HU: sharp, without the scanner's noise)")
+
+
+def sphere_insertion(results: dict) -> str:
+  """One sentence: how the spheres got into the studies, and what ran beside."""
+  runs = {name: next(iter(conditions.values()), {}).get("test_set", {}).get("insertion")
+          for name, conditions in results.get("spheres", {}).items()}
+  main = [i for name, i in runs.items() if name in DIFFICULTIES and i]
+  if not main:
+    return ""
+  text = f"Spheres: {INSERTIONS.get(main[0], main[0])}."
+  beside = sorted((name.split("_")[0], i) for name, i in runs.items()
+                  if name not in DIFFICULTIES and i)
+  if beside:
+    text += (" Measured beside, in the harm table's rows 'spheres <difficulty> "
+             "<insertion>': " + "; ".join(f"{d} {INSERTIONS.get(i, i).split(' (')[0]}"
+                                         for d, i in beside) + ".")
+  return text
 
 
 DESIGNS = dict(
