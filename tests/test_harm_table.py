@@ -45,3 +45,16 @@ def test_cross_group_answer_states_the_planted_harm_it_detected():
   assert sentence.startswith("This cohort shows no cross-group harm: none of 3 comparisons")
   assert ("a planted +10 HU tissue calibration shift on the other vendor was detected in 3 of "
           "3 sphere comparisons") in sentence
+
+
+def test_the_report_says_how_the_spheres_got_in_and_what_ran_beside():
+  from scanbias_jax.report import summary
+  condition = lambda insertion: {"mixed": {"test_set": {"insertion": insertion}}}
+  results = {"spheres": {"easy": condition("acquired"), "medium": condition("acquired"),
+                         "medium_painted": condition("painted")}}
+  text = summary.sphere_insertion(results)
+  assert text.startswith("Spheres: acquired through each study's scanner")
+  assert "beside" in text and "medium painted after reconstruction" in text
+  assert summary.sphere_insertion({"spheres": {"easy": condition("painted")}}).startswith(
+      "Spheres: painted after reconstruction")
+  assert summary.sphere_insertion({}) == ""

@@ -41,7 +41,7 @@ HEADS = 4
 CONFIGS = {"default": default, "paper": paper}
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=3)
 def routine_series(config_name, anatomy):
   """{vendor: (HU, routine series)} of one traveling head on the four vendors."""
   synth = traveling(CONFIGS[config_name])

@@ -268,3 +268,38 @@ def test_acquired_insertion_is_the_scanner_acquiring_the_sphere_in_its_anatomy()
 
   np.testing.assert_allclose(per_slice(acquired)[s0 - 4:s0 + 5],
                              per_slice(truth)[s0 - 4:s0 + 5], atol=1.5)
+
+
+def test_auto_insertion_acquires_only_where_every_study_has_its_scanner():
+  from configs import default
+  from scanbias_jax.experiments import spheres as experiment
+  config = default.get_config()
+  row = dict(study_id="a", mtf50_per_mm="0.38", ssp_fwhm_mm="5.0", offset_large_hu="1.9",
+             offset_small_hu="1.8")
+  known = datasets.Prepared("", "", "vendor", ("GE",), (row, dict(row, study_id="b")), {}, 0, {})
+  unknown = dataclasses.replace(known, rows=(row, dict(study_id="c")))
+  assert experiment.insertion(config, known) == "acquired"
+  assert experiment.beside(config, known) == {"medium_painted": ("medium", "painted")}
+  assert experiment.insertion(config, unknown) == "painted"
+  assert experiment.beside(config, unknown) == {}    # no scanner to acquire with
+  config.experiments.spheres_insertion = "acquired"
+  with pytest.raises(ValueError, match="study c has no scanner response"):
+    datasets.responses(dict(study_id="c"))
+  assert float(datasets.responses(row)["small"].offset_hu) == pytest.approx(1.8)
+
+
+def test_scanner_response_from_the_truth_record():
+  from scanbias_jax.experiments import truth
+  physics = vendors.PROFILES["Siemens"].physics
+  record = dict(physics=physics._asdict(), series=[
+      dict(kind="routine", thickness_mm=5.0), dict(kind="thin", thickness_mm=1.25)])
+  routine = truth.scanner_response(record, 2, 5.0, dict(large=50.0))
+  assert routine["mtf50_per_mm"] == pytest.approx(physics.mtf50_per_mm)
+  assert routine["ssp_fwhm_mm"] == pytest.approx(physics.ssp_ratio * 5.0)
+  flat = physics._replace(cupping_hu=0.0)
+  expected = float(scanner.calibrate(jnp.array([50.0]), jnp.zeros((1, 2)), flat)[0]) - 50.0
+  assert routine["offset_large_hu"] == pytest.approx(expected, abs=1e-5)
+  thin = truth.scanner_response(record, 3, 5.0, dict(large=50.0))   # slab-averaged to 5 mm
+  sigma2 = (physics.ssp_ratio * 1.25) ** 2 / (8 * np.log(2)) + 5.0 ** 2 / 12
+  assert thin["ssp_fwhm_mm"] == pytest.approx(np.sqrt(8 * np.log(2) * sigma2), rel=1e-5)
+  assert truth.scanner_response(dict(series=[]), 2, 5.0, {}) is None
