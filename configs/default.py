@@ -217,7 +217,8 @@ def get_config() -> ml_collections.ConfigDict:
   # "auto" (acquired where the synthesizer's truth gives every study's scanner, painted
   # on an export without it). BUILD_NOTES, "Experiments".
   exp.spheres_insertion = "auto"
-  exp.spheres_beside = ("medium",)   # also run with the other insertion ("medium_painted")
+  exp.spheres_beside = ("medium",)   # also run with the other insertion ("medium_painted"),
+                                     # single-group conditions: the cross-group harm
   # Cut to a box of these mm about each study's brain before the resize (() = the whole
   # volume, the paper's): 188 mm holds the widest brain of the default cohort (190 mm),
   # so the network's voxels are 5.9 mm, not 7.8 (BUILD_NOTES, "Experiments").

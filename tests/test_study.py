@@ -52,8 +52,14 @@ def test_every_stage_leaves_its_outputs(smoke_run):
 def test_single_group_sphere_models_are_scored_on_the_planted_harm(smoke_run):
   workdir, _ = smoke_run
   results = json.loads((workdir / "results.json").read_text())
-  for conditions in results["spheres"].values():
+  for name, conditions in results["spheres"].items():
+    if name not in ("easy", "medium", "hard"):   # beside: single groups, no planted control
+      assert set(conditions) == set(results["groups"]) and name.endswith("_painted")
+      assert all("planted" not in c and c["transfer"] for c in conditions.values())
+      assert {c["test_set"]["insertion"] for c in conditions.values()} == {"painted"}
+      continue
     assert "planted" not in conditions["mixed"]
+    assert conditions["mixed"]["test_set"]["insertion"] == "acquired"
     for group in results["groups"]:
       others = set(results["groups"]) - {group}
       assert set(conditions[group]["planted"]) == others

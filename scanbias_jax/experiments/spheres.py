@@ -243,8 +243,8 @@ def eval_copies(config) -> int:
 
 
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=None) -> dict:
-  """{difficulty: {condition: Condition}}, plus {"<difficulty>_<insertion>": ...} of
-  `beside`. With `pool` (common.condition_pool) a difficulty's conditions train there
+  """{difficulty: {condition: Condition}}, plus {"<difficulty>_<insertion>": its
+  single-group conditions} of `beside`. With `pool` (common.condition_pool) a difficulty's conditions train there
   while the next difficulty's sets are built."""
   copies = config.experiments.spheres_train_copies
   draws = (datasets.paired_draws(prepared, datasets.select(prepared, "train"), copies)
@@ -265,8 +265,12 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=
     acquired = inserted == "acquired"
     tests = split_sets(config, prepared, difficulty, "test", evaluated.get("test"), memo["test"],
                        acquired=acquired)
+    # Beside runs answer one question, the cross-group harm under the other insertion:
+    # its single-group conditions only, without the planted control (the main runs have it).
+    side = name != difficulty
     planted_tests = (split_sets(config, prepared, difficulty, "test", evaluated.get("test"),
-                                memo["planted"], shift, acquired)[0] if shift else None)
+                                memo["planted"], shift, acquired)[0]
+                     if shift and not side else None)
     val, _ = split_sets(config, prepared, difficulty, "val", evaluated.get("val"), memo["val"],
                         acquired=acquired)
     train = training_sets(config, prepared, difficulty, draws, memo["train"], acquired)
@@ -275,6 +279,7 @@ def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=
                                  keys.stream(key, f"{name}/{condition}"), workdir,
                                  train[condition], val[condition], tests, planted_tests,
                                  inserted)
-        for condition in common.conditions(prepared.group_values)}
+        for condition in common.conditions(prepared.group_values)
+        if not (side and condition == results.MIXED)}
   return {name: {condition: done.result() for condition, done in conditions.items()}
           for name, conditions in pending.items()}
