@@ -74,9 +74,12 @@ def get_config() -> ml_collections.ConfigDict:
   selection.thin_max_mm = 3.0        # fallback: thinnest axial series up to this (paper 1.25-2.5)
   selection.min_slices = 10
   selection.preferred_description_regex = r"(?i)(^|[^\d.])5(\.0+)?\s*mm|\b5\.0\b"
+  # Words, not parts of words: Philips names its routine series "... iDose 4" and Canon
+  # "... AIDR 3D" (their iterative reconstructions); "dose" and "3d" alone mark dose
+  # reports and 3D reformats.
   selection.exclude_description_regex = (
-      r"(?i)scout|topo|locali[sz]er|surview|dose|report|bone|lung|mip|mpr|\bcor|\bsag"
-      r"|3d|vrt|angio|cta\b|perfusion")
+      r"(?i)scout|topo|locali[sz]er|surview|\bdose\b|report|bone|lung|mip|mpr|\bcor|\bsag"
+      r"|(?<!aidr )\b3d\b|vrt|angio|cta\b|perfusion")
   volume = ingest.volume = ml_collections.ConfigDict()
   volume.gaps = "resample"           # missing slices / uneven spacing: "resample" or "reject"
   volume.spacing_tolerance_mm = 0.1

@@ -69,6 +69,16 @@ def test_description_breaks_ties_between_5mm_series(rules):
   assert scan.select_series(series, rules).ranked[0][0] == "named"
 
 
+@pytest.mark.parametrize("description,kept", [
+    ("Brain 5mm iDose 4", True), ("Brain 5.0 FC26 AIDR 3D", True), ("5mm HEAD ASIR-V 40%", True),
+    ("Dose Report", False), ("3D VRT", False), ("Head 5mm 3D", False)])
+def test_iterative_reconstruction_names_are_not_excluded(rules, description, kept):
+  """Vendors name their routine series after their iterative reconstruction; the
+  exclusion words must not catch iDose or AIDR 3D."""
+  choice = scan.select_series({"s": _series("s", 30, 5.0, description, number=2)}, rules)
+  assert bool(choice.ranked) == kept, (description, choice)
+
+
 def test_tilted_series_is_still_axial(rules):
   tilt = np.radians(20)
   series = {"t": _series("t", 12, 5.0, orientation=(1, 0, 0, 0, np.cos(tilt), -np.sin(tilt)))}
