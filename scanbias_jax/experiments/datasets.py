@@ -277,10 +277,9 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
   spacing = base["spacing"]
   rows = {r["study_id"]: r for r in prepared.rows}
   specs, voxel_keys, source, labels = [], [], [], []
-  def fresh_sphere(draw, study_id):
+  def fresh_sphere(draw, scanner):
     small = draw["small_draw"] < small_fraction
     kind = "small" if small and difficulty != "easy" else "large"
-    scanner = responses(rows[study_id]) if acquired else None
     return (spheres.spec_from_row(draw, difficulty, small, spacing, responses=scanner),
             keys.stream(draw["key"], f"{kind}/voxels"))
 
@@ -288,7 +287,8 @@ def paired_spheres_set(prepared: Prepared, difficulty: str, draws: dict, split=N
     fresh = draws[study_id]
     own = ([(jax.tree.map(lambda a: a[index], base["specs"]), keys.take(base["voxel_keys"], index))]
            if base["labels"][index] else [])
-    with_sphere = own + [fresh_sphere(d, study_id) for d in fresh[:len(fresh) - len(own)]]
+    scanner = responses(rows[study_id]) if acquired else None
+    with_sphere = own + [fresh_sphere(d, scanner) for d in fresh[:len(fresh) - len(own)]]
     without = (spheres.absent(spacing, acquired), keys.stream(prepared.key, "absent"))
     for label, pairs in ((0, [without] * len(fresh)), (1, with_sphere)):
       for spec, voxel_key in pairs:
@@ -311,8 +311,6 @@ def spheres_input(volume, spec: spheres.SphereSpec, key: jax.Array,
   """float32 [i, j, k] in [0, 1]: the sphere inserted (painted, or `acquired` by the
   study's scanner: `spheres.insert`), then the brain window (`reach_voxels`: see
   `spheres.insert_sphere`)."""
-  if acquired and reach_voxels is None:
-    reach_voxels = tuple(volume.shape)
   return window.window(spheres.insert(volume, spec, key, reach_voxels, acquired), level, width,
                        0.0, 1.0)
 

@@ -244,8 +244,8 @@ def eval_copies(config) -> int:
 
 def run(config, prepared: datasets.Prepared, key: jax.Array, workdir: str, pool=None) -> dict:
   """{difficulty: {condition: Condition}}, plus {"<difficulty>_<insertion>": its
-  single-group conditions} of `beside`. With `pool` (common.condition_pool) a difficulty's conditions train there
-  while the next difficulty's sets are built."""
+  single-group conditions} of `beside`. With `pool` (common.condition_pool) a
+  difficulty's conditions train there while the next difficulty's sets are built."""
   copies = config.experiments.spheres_train_copies
   draws = (datasets.paired_draws(prepared, datasets.select(prepared, "train"), copies)
            if copies else None)

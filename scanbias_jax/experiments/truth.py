@@ -48,9 +48,8 @@ def index_truth(truth_dir, secret: bytes) -> dict:
   return found
 
 
-def chosen_series(record, series_number) -> dict | None:
-  """The truth record of the series ingest chose (by series number), else of the only one."""
-  series = record.get("series", [])
+def chosen_series(series: list, series_number) -> dict | None:
+  """Of a truth record's `series`, the one ingest chose (by series number), else the only one."""
   chosen = [s for s in series if str(SERIES_NUMBERS.get(s.get("kind"))) == str(series_number)]
   return chosen[0] if chosen else (series[0] if len(series) == 1 else None)
 
@@ -61,7 +60,7 @@ def scanner_response(record, series_number, slice_mm: float, lesion_hu: dict) ->
   than `slice_mm` was averaged into slabs: the profile's variance plus the slab's,
   W^2 / 12), and the scanner's calibration offset at each lesion's HU (`lesion_hu`:
   kind -> mean HU; water and tissue terms, no cupping)."""
-  series = chosen_series(record, series_number)
+  series = chosen_series(record.get("series", []), series_number)
   physics = record.get("physics")
   if series is None or not physics:
     return None
@@ -81,11 +80,9 @@ def scanner_response(record, series_number, slice_mm: float, lesion_hu: dict) ->
 
 def mask_file(truth_dir, record, series_number) -> str | None:
   """The truth mask of the series ingest chose (by series number), else of the only one."""
-  series = [s for s in record.get("series", []) if s.get("brain_mask")]
-  chosen = [s for s in series if str(SERIES_NUMBERS.get(s.get("kind"))) == str(series_number)]
-  if not chosen and len(series) == 1:
-    chosen = series
-  return os.path.join(truth_dir, chosen[0]["brain_mask"]) if chosen else None
+  chosen = chosen_series([s for s in record.get("series", []) if s.get("brain_mask")],
+                         series_number)
+  return os.path.join(truth_dir, chosen["brain_mask"]) if chosen else None
 
 
 def mask_on_grid(mask, mask_affine, shape, grid_affine) -> np.ndarray:

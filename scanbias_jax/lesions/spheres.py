@@ -245,7 +245,7 @@ def _gaussian_filter(box, sigma_voxels):
 
 
 def insert_acquired(volume: jax.Array, spec: SphereSpec, key: jax.Array,
-                    reach_voxels) -> jax.Array:
+                    reach_voxels=None) -> jax.Array:
   """float32 volume with the sphere acquired by the study's scanner (`spec.response`).
 
   Image-domain lesion insertion: the scanner is linear in the tissue it images up to
@@ -255,19 +255,21 @@ def insert_acquired(volume: jax.Array, spec: SphereSpec, key: jax.Array,
   a voxel; the tissue it replaced is the image smoothed over BACKGROUND_MM; the
   slice profile is integrated over SSP_SAMPLES sub-planes of each slice. The noise
   over the sphere is the scanner's own (tested against the synthesizer's acquisition
-  of a sphere in its anatomy, tests/test_spheres.py)."""
+  of a sphere in its anatomy, tests/test_spheres.py). `reach_voxels` as for
+  `insert_sphere` (None: the whole volume)."""
   volume = jnp.asarray(volume, jnp.float32)
   r = spec.response
   margin = (4, 4, 1)
-  reach = tuple(a + m for a, m in zip(reach_voxels, margin))
+  reach = tuple(a + m for a, m in zip(reach_voxels or volume.shape, margin))
   shape = tuple(min(2 * a + 1, n) for a, n in zip(reach, volume.shape))
   corner = jnp.round(spec.centre).astype(jnp.int32) - jnp.asarray(reach, jnp.int32)
   origin = tuple(jnp.clip(corner[a], 0, volume.shape[a] - shape[a]) for a in range(3))
   box = jax.lax.dynamic_slice(volume, origin, shape)
   grids = jnp.meshgrid(*[jnp.arange(n, dtype=jnp.float32) for n in shape], indexing="ij")
   d = [(g + origin[a] - spec.centre[a]) * spec.spacing[a] for a, g in enumerate(grids)]
-  offsets = jnp.linspace(-1.0, 1.0, SSP_SAMPLES) * r.ssp_fwhm_mm
-  weights = jnp.exp(-4 * jnp.log(2.0) * (jnp.linspace(-1.0, 1.0, SSP_SAMPLES)) ** 2)
+  planes = jnp.linspace(-1.0, 1.0, SSP_SAMPLES)   # in FWHMs from the slice centre
+  offsets = planes * r.ssp_fwhm_mm
+  weights = jnp.exp(-4 * jnp.log(2.0) * planes ** 2)
   weights = weights / weights.sum()
   inside = (d[0] ** 2 + d[1] ** 2)[..., None] + (d[2][..., None] + offsets) ** 2 \
       <= spec.radius_mm ** 2

@@ -31,7 +31,7 @@ import numpy as np
 
 from scanbias_jax import keys
 from scanbias_jax.synth import geometry as geo
-from scanbias_jax.synth import sampling
+from scanbias_jax.synth import phantom, sampling
 from scanbias_jax.synth.vendors import Physics, Profile
 
 REFERENCE_THICKNESS_MM = 5.0
@@ -107,8 +107,9 @@ def nps_peak(physics: Physics):
   return physics.nps_peak_per_mm * (1.0 - jnp.clip(physics.ir_nps_shift, 0.0, 0.8))
 
 
-# True HU of white and grey matter (synth/phantom.py): the knots of the tissue calibration.
-TISSUE_KNOTS_HU = (0.0, 28.0, 41.0, 100.0)
+# The knots of the tissue calibration: water, the true white and grey matter, and 100 HU
+# (where the bone scale takes over).
+TISSUE_KNOTS_HU = (0.0, phantom.WHITE, phantom.GREY, 100.0)
 
 
 def calibrate(hu: jax.Array, points_xy: jax.Array, physics: Physics) -> jax.Array:

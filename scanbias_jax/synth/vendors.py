@@ -18,8 +18,8 @@ Sources for the physics values (order of magnitude, not fitted to one scanner):
 - Calibration: ACR accreditation requires water at 0 +- 7 HU; measured scanners sit
   within a few HU, and bone HU differ by a few percent with effective energy. Grey
   and white matter of normal head CT differ between scanners by 1-10 HU and
-  1-7.5 HU (Oh et al., Am J Emerg Med 2019;37:680): the four profiles span 5 HU
-  (grey) and 4.5 HU (white) with their water offsets, mid-range; which vendor reads
+  1-7.5 HU (Oh et al., Am J Emerg Med 2019;37:680): the four profiles span 6.5 HU
+  (grey) and 5 HU (white) with their water offsets, mid-range; which vendor reads
   higher is not published, so the signs are ours.
 - Iterative reconstruction: every vendor's routine head protocol reconstructs with
   hybrid IR (GE ASiR-V, Siemens SAFIRE / ADMIRE, Philips iDose4, Canon AIDR 3D).
