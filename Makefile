@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 WORKDIR ?= runs/default
 CONFIG ?= configs/default.py
 
-.PHONY: study audit test install lock clean bench
+.PHONY: study audit sweep test install lock clean bench
 
 install: $(STAMP)
 
@@ -22,6 +22,9 @@ study: $(STAMP)
 
 audit: $(STAMP)
 	$(PY) -m launch.audit --config=configs/audit.py --workdir=runs/audit
+
+sweep: $(STAMP)
+	$(PY) -m launch.sweep --config=configs/sweep.py --workdir=runs/sweep
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests

@@ -5,6 +5,7 @@ The golden file pins the smoke study's key numbers; regenerate it only on purpos
 """
 import contextlib
 import errno
+import fcntl
 import json
 import math
 import re
@@ -28,11 +29,19 @@ STAGES = ("synth", "cohort", "prepared")
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("smoke_study")
-  said = []
-  timings = study.run(smoke.get_config(), workdir, say=lambda *line: said.append(line))
-  (workdir / "console.json").write_text(json.dumps(said))
-  return workdir, timings
+  """The smoke study, run once for the whole test session: pytest-xdist tears a module
+  fixture down whenever a worker runs dry, and both workers take tests of this module,
+  so it lives under the session's shared temporary root, built under a lock by whichever
+  worker comes first. Tests copy it before they change anything."""
+  workdir = tmp_path_factory.getbasetemp().parent / "smoke_study"
+  with open(f"{workdir}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (workdir / "timings.json").exists():
+      said = []
+      timings = study.run(smoke.get_config(), workdir, say=lambda *line: said.append(line))
+      (workdir / "console.json").write_text(json.dumps(said))
+      (workdir / "timings.json").write_text(json.dumps(timings))
+  return workdir, json.loads((workdir / "timings.json").read_text())
 
 
 def _numbers(text: str):

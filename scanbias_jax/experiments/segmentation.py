@@ -33,17 +33,22 @@ def split_sets(config, prepared, split: str) -> dict:
   rows of them} of one split, read and resized once; a third array, the unit of each
   volume, where a unit (a traveling head) gives several."""
   data = datasets.skull_set(prepared, split, None, config.prepare.skull_slices)
-  shape = tuple(config.experiments.segmentation_shape)
-  if not len(data["volumes"]):
-    empty = (np.zeros((0, *shape, 1), np.float32), np.zeros((0, *shape), np.float32))
-    return {c: empty for c in common.conditions(prepared.group_values)}
-  level, width = config.prepare.spheres_window
-  x = common.resize(np.asarray(datasets.skull_input(data["volumes"], level, width)), shape)
-  masks = (common.resize(data["masks"], shape) >= 0.5).astype(np.float32)
-  arrays = (x[..., None], masks)
+  arrays = inputs(config, data)
   if datasets.repeats(data["units"]):
     arrays += (data["units"],)
   return common.by_condition(prepared.group_values, data["groups"], *arrays)
+
+
+def inputs(config, data: dict) -> tuple[np.ndarray, np.ndarray]:
+  """(x float32 [n, *shape, 1], masks float32 [n, *shape]) of a `datasets.skull_set`:
+  windowed like the sphere task, resized, masks thresholded at 0.5."""
+  shape = tuple(config.experiments.segmentation_shape)
+  if not len(data["volumes"]):
+    return np.zeros((0, *shape, 1), np.float32), np.zeros((0, *shape), np.float32)
+  level, width = config.prepare.spheres_window
+  x = common.resize(np.asarray(datasets.skull_input(data["volumes"], level, width)), shape)
+  masks = (common.resize(data["masks"], shape) >= 0.5).astype(np.float32)
+  return x[..., None], masks
 
 
 def dice_of(ens, variables, x, masks, chosen, chunk: int = 16) -> dict:
