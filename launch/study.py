@@ -28,6 +28,7 @@ if not __package__:  # run as a file (python launch/study.py): configs/ is in th
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from launch import cluster
 from scanbias_jax import console, processes, run_lock
 from scanbias_jax.experiments import study
 
@@ -37,11 +38,6 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.", required=True)
 _DICOM_ROOT = flags.DEFINE_string("dicom_root", None,
                                   "Your own DICOM export instead of the synthetic cohort.")
-_PROCESSES = flags.DEFINE_integer("processes", 1, "Local CPU processes to run the study on.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0 (several hosts or processes).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Processes in the cluster.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index in the cluster.")
 
 
 def main(argv):
@@ -49,19 +45,7 @@ def main(argv):
   console.setup()
   config, workdir = _CONFIG.value, Path(_WORKDIR.value)
   started = time.time()
-  address, num_processes = _COORDINATOR.value, _NUM_PROCESSES.value
-  try:
-    if _PROCESS_ID.value == 0:
-      run_lock.refuse_if_busy(workdir)
-  except run_lock.WorkdirBusy as busy:
-    sys.exit(f"error: {busy}")
-  if _PROCESSES.value > 1 and not address:
-    argv = [a for a in sys.argv if not a.startswith("--processes")]
-    launcher = ["-m", "launch.study"] if __package__ else [argv[0]]
-    address, _ = processes.spawn_local(launcher + argv[1:], _PROCESSES.value, str(workdir))
-    num_processes = _PROCESSES.value
-  if address:
-    processes.initialize(address, num_processes, _PROCESS_ID.value)
+  num_processes = cluster.start("launch.study", workdir, as_file=not __package__)
   try:
     timings = study.run(config, workdir, _DICOM_ROOT.value, console.say)
   except (run_lock.WorkdirBusy, study.StageFailed) as stopped:
