@@ -85,15 +85,23 @@ def synthesize_into(config, out: Path, say) -> Path:
   """The synthetic export in `out` (dicom/, truth/, vendor_preview.png; `.done` holds
   each vendor's counts), unless it is there already (launch/synthesize.py too)."""
   if not _done(out):
-    key = keys.stream(keys.root(config.seed), "synth")
-    records = export.write_cohort(key, config.synth, out,
+    records = export.write_cohort(synth_key(config), config.synth, out,
                                   console.progress("synthesize", out=say))
-    figures.vendor_slices(cohort.vendor_preview(key, config.synth),
-                          config.synth.fov_mm / config.synth.matrix,
-                          out / "vendor_preview.png")
-    _finish(out, export.summarise(records))
+    finish_synthesis(config, out, records)
   say("synthesize", f"{config.synth.num_studies} studies -> {out / 'dicom'}")
   return out
+
+
+def synth_key(config):
+  return keys.stream(keys.root(config.seed), "synth")
+
+
+def finish_synthesis(config, out: Path, records: list[dict]) -> None:
+  """The vendor preview and the `.done` marker of a written synthetic export."""
+  figures.vendor_slices(cohort.vendor_preview(synth_key(config), config.synth),
+                        config.synth.fov_mm / config.synth.matrix,
+                        out / "vendor_preview.png")
+  _finish(out, export.summarise(records))
 
 
 def ingest(config, dicom_root: Path, workdir: Path, say) -> Path:

@@ -86,6 +86,19 @@ def data_key(config) -> str:
   return _digest({name: settings[name] for name in DATA_SECTIONS})
 
 
+SCANNER_ONLY = ("synth", "signature_strength")  # changes the physics, not the anatomy
+
+
+def render_key(config) -> str:
+  """Fingerprint of the data settings but the signature strength: data keys that share
+  it share each head's anatomy, sampled once for all of them."""
+  settings = config.to_dict()
+  data = {name: settings[name] for name in DATA_SECTIONS}
+  data[SCANNER_ONLY[0]] = {k: v for k, v in data[SCANNER_ONLY[0]].items()
+                           if k != SCANNER_ONLY[1]}
+  return _digest(data)
+
+
 def nameability_key(config) -> str:
   """Fingerprint of what Name the Manufacturer reads: everything but the sweep section
   (it trains on every training study, whatever the point's mix)."""

@@ -1,7 +1,9 @@
 """A sweep end to end: data once per data key, nameability once per data key, each point
 once, then the results and the report.
 
-  <workdir>/data/<data key>/     synth/, cohort/, prepared/ (the study's stages)
+  <workdir>/data/<data key>/     synth/, cohort/, prepared/ (the study's stages; the
+                                 strengths' exports rendered together, each head's
+                                 anatomy sampled once)
   <workdir>/nameability/<key>.json   Name the Manufacturer (CNN) and the probe
   <workdir>/points/<point key>.json       a finished point (its conditions and summary)
   <workdir>/train/<point key>/            its ensembles' checkpoints
@@ -25,6 +27,7 @@ from scanbias_jax.evaluate import results as results_lib
 from scanbias_jax.experiments import common, controls, datasets, name_manufacturer, precompile
 from scanbias_jax.experiments import study
 from scanbias_jax.sweep import grid, mix, point, sets
+from scanbias_jax.synth import export
 
 SCHEMA = "sweep/1"
 TASK_METRIC = dict(spheres="accuracy", segmentation="dice")
@@ -45,6 +48,20 @@ def data_stages(config, out: Path, say) -> Path:
   synth = study.synthesize_into(config, out / "synth", say)
   cohort = study.ingest_into(config, synth / "dicom", out / "cohort", say)
   return study.prepare(config, cohort, synth / "truth", out, say)
+
+
+def synthesize_together(configs: list, outs: list, say) -> None:
+  """The synthetic exports of data settings that differ only in signature strength,
+  rendered together (export.write_cohorts: each head's anatomy sampled once); the data
+  stages then find them done."""
+  todo = [(c, out) for c, out in zip(configs, outs) if not (out / ".done").exists()]
+  if len(todo) < 2:
+    return  # one setting: the study's own stage
+  records = export.write_cohorts(study.synth_key(todo[0][0]), [c.synth for c, _ in todo],
+                                 [out for _, out in todo],
+                                 console.progress("synthesize", out=say))
+  for (c, out), rows in zip(todo, records):
+    study.finish_synthesis(c, out, rows)
 
 
 def nameability(config, prepared, key, workdir: str) -> dict:
@@ -153,6 +170,15 @@ def _run(config, workdir: Path, say) -> dict:
   compiling = None
   if config.experiments.precompile and not (workdir / "results.json").exists():
     compiling = precompile.start(configs[0])  # overlaps the first data stages
+  if processes.writes():
+    by_render = {}
+    for data_key, members in by_data.items():
+      by_render.setdefault(grid.render_key(members[0][1]), []).append(
+          (members[0][1], workdir / "data" / data_key / "synth"))
+    t0 = time.time()
+    for alike in by_render.values():
+      synthesize_together([c for c, _ in alike], [out for _, out in alike], say)
+    timings["synthesize together"] = time.time() - t0
   for data_key, members in by_data.items():
     first = members[0][1]
     say("sweep", f"data {data_key}: {len(members)} point(s), "

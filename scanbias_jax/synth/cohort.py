@@ -320,8 +320,19 @@ def render_group(key: jax.Array, plans: list[StudyPlan], synth,
   samples synth.ssp_samples sub-planes a slice instead. `lesion`
   (synth.lesion.Lesion) overrides the head's own synth.lesions_in_anatomy draw.
   """
+  return render_group_settings(key, plans, [synth], lesion)[0]
+
+
+def render_group_settings(key: jax.Array, plans: list[StudyPlan], synths: list,
+                          lesion=None) -> list[list[list[RenderedSeries]]]:
+  """`render_group` under each of `synths` (settings that differ in scanner physics
+  only, e.g. the signature strength; the first decides the anatomy and geometry): the
+  anatomy is sampled once for all, on the union of their plane stacks, and each gets
+  the pixels `render_group` gives it alone (a plane does not depend on the others
+  sampled with it). [setting][plan] -> series."""
   if len({p.anatomy for p in plans}) != 1:
     raise ValueError("render_group renders studies of one anatomy")
+  synth = synths[0]
   subject = subject_of(key, plans[0], synth)
   lesion = lesion if lesion is not None else lesion_of(key, plans[0], synth, subject)
   z_range = tuple(float(z) for z in subject.scan_range())
@@ -330,21 +341,24 @@ def render_group(key: jax.Array, plans: list[StudyPlan], synth,
   per_plan = [series_geometries(p, synth, z_range) for p in plans]
   stack_keys = [(p.tilt_deg, _stack_spacing(list(g.values()), synth))
                 for p, g in zip(plans, per_plan)]
-  grids = {}
+  grids = {}  # (tilt, spacing, setting): a setting's slice profiles reach its own planes
   for stack_key in sorted({k for k in stack_keys if k[1] is not None}):
     shared = [g for geoms, k in zip(per_plan, stack_keys) if k == stack_key
               for g in geoms.values()]
-    grids[stack_key] = _stack_for(synth, shared, factor, stack_key[1])
+    for index, setting in enumerate(synths):
+      grids[(*stack_key, index)] = _stack_for(setting, shared, factor, stack_key[1])
   stacks = _render_stacks(subject, grids, lesion)
-  all_profiles = profiles(synth)
   out = []
-  for plan, geometries, stack_key in zip(plans, per_plan, stack_keys):
-    study_key = keys.item(keys.stream(key, "study"), plan.index)
-    profile = plan_profile(plan, synth, all_profiles)
-    out.append([RenderedSeries(kind, g, scanner.acquire(
-        keys.stream(study_key, kind), subject, g, profile, plan.dose, synth.ssp_samples,
-        stacks.get(stack_key), lesion, factor), lesion)
-        for kind, g in geometries.items()])
+  for index, setting in enumerate(synths):
+    all_profiles = profiles(setting)
+    out.append([])
+    for plan, geometries, stack_key in zip(plans, per_plan, stack_keys):
+      study_key = keys.item(keys.stream(key, "study"), plan.index)
+      profile = plan_profile(plan, setting, all_profiles)
+      out[-1].append([RenderedSeries(kind, g, scanner.acquire(
+          keys.stream(study_key, kind), subject, g, profile, plan.dose, setting.ssp_samples,
+          stacks.get((*stack_key, index)), lesion, factor), lesion)
+          for kind, g in geometries.items()])
   return out
 
 
@@ -353,24 +367,6 @@ def render_study(key: jax.Array, plan: StudyPlan, synth,
   """The axial series of one study (routine 5 mm unless thin-only, and thin); the
   same pixels as in `render_group` with the other acquisitions of its head."""
   return render_group(key, [plan], synth, lesion)[0]
-
-
-def scout_images(series: RenderedSeries):
-  """Lateral and AP projections of the reconstructed volume (12-bit, bone bright)."""
-  g = series.geometry
-  mu = np.clip(series.acquired.hu + 1000.0, 0, None) / 1000.0     # relative to water
-  step = g.table_step_mm
-  images, spacings, iops, origins = [], [], [], []
-  top = g.positions[-1]
-  for axis, iop, origin in (
-      (2, [0.0, 1.0, 0.0, 0.0, 0.0, -1.0], np.array([0.0, top[1], top[2]])),
-      (1, [1.0, 0.0, 0.0, 0.0, 0.0, -1.0], np.array([top[0], 0.0, top[2]]))):
-    path = mu.sum(axis=axis)[::-1] * g.pixel_mm                     # rows: top down
-    images.append(np.clip(path / max(path.max(), 1e-6) * 4095, 0, 4095))
-    spacings.append((step, g.pixel_mm))
-    iops.append(iop)
-    origins.append(origin)
-  return images, spacings, iops, origins
 
 
 def vendor_preview(key: jax.Array, synth, index: int = 0) -> dict[str, np.ndarray]:

@@ -242,3 +242,22 @@ def save_series(datasets: list[Dataset], paths: list[Path],
     files.write_bytes(path, data)
     size += len(data)
   return size
+
+
+def scout_images(series):
+  """Lateral and AP projections of a rendered series' volume (cohort.RenderedSeries;
+  12-bit, bone bright)."""
+  g = series.geometry
+  mu = np.clip(series.acquired.hu + 1000.0, 0, None) / 1000.0     # relative to water
+  step = g.table_step_mm
+  images, spacings, iops, origins = [], [], [], []
+  top = g.positions[-1]
+  for axis, iop, origin in (
+      (2, [0.0, 1.0, 0.0, 0.0, 0.0, -1.0], np.array([0.0, top[1], top[2]])),
+      (1, [1.0, 0.0, 0.0, 0.0, 0.0, -1.0], np.array([top[0], 0.0, top[2]]))):
+    path = mu.sum(axis=axis)[::-1] * g.pixel_mm                     # rows: top down
+    images.append(np.clip(path / max(path.max(), 1e-6) * 4095, 0, 4095))
+    spacings.append((step, g.pixel_mm))
+    iops.append(iop)
+    origins.append(origin)
+  return images, spacings, iops, origins

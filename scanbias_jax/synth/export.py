@@ -78,7 +78,7 @@ def write_study(out: Path, plan: cohort.StudyPlan, rendered, synth) -> dict:
                                brain_mask=mask_name))
   if synth.write_scout:
     tags = write.SeriesTags(SERIES_NUMBERS["scout"], profile.description_scout, "scout")
-    for ds in write.scout_datasets(plan.tags, tags, *cohort.scout_images(rendered[0]),
+    for ds in write.scout_datasets(plan.tags, tags, *write.scout_images(rendered[0]),
                                    profile):
       size += write.save(ds, dicom_root / file_path(plan, tags, ds))
       file_count += 1
@@ -203,4 +203,39 @@ def write_cohort(key, synth, out: Path, progress=None) -> list[dict]:
         pending = submit(write_group, group, rendered) if group else None
   ordered = [records[p.index] for p in plans]
   write_table(out, ordered)
+  return ordered
+
+
+def write_cohorts(key, synths: list, outs: list, progress=None) -> list[list[dict]]:
+  """`write_cohort` of each of `synths` into its out, for settings that differ only in
+  scanner physics (a sweep's signature strengths): a head's anatomy is sampled once for
+  all of them (cohort.render_group_settings) and each out gets the files write_cohort
+  writes there alone. One setting's study is written while the next head renders."""
+  plans = cohort.plan_cohort(key, synths[0])
+  if any(cohort.plan_cohort(key, synth) != plans for synth in synths[1:]):
+    raise ValueError("these synth settings plan different studies: they cannot share "
+                     "rendering (only scanner physics may differ)")
+  records = [{p.index: load_record(out, p.index) for p in plans} for out in outs]
+  todo = [p for p in plans if any(r[p.index] is None for r in records)]
+  done = len(plans) - len(todo)
+
+  def write_group(group, rendered):
+    for setting, (synth, out) in enumerate(zip(synths, outs)):
+      for p, r in zip(group, rendered[setting]):
+        if records[setting][p.index] is None:
+          records[setting][p.index] = write_study(out, p, r, synth)
+    return len(group)
+
+  with concurrent.futures.ThreadPoolExecutor(1) as writer:
+    pending = None
+    for group in _groups(todo) + [None]:
+      rendered = cohort.render_group_settings(key, group, synths) if group else None
+      if pending is not None:
+        done += pending.result()
+        if progress:
+          progress(done, len(plans))
+      pending = writer.submit(write_group, group, rendered) if group else None
+  ordered = [[r[p.index] for p in plans] for r in records]
+  for out, rows in zip(outs, ordered):
+    write_table(out, rows)
   return ordered
