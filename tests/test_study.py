@@ -29,9 +29,9 @@ STAGES = ("synth", "cohort", "prepared")
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-  """The smoke study, run once for the whole test session: pytest-xdist tears a module
+  """The smoke study, run once for the whole test run: pytest-xdist tears a module
   fixture down whenever a worker runs dry, and both workers take tests of this module,
-  so it lives under the session's shared temporary root, built under a lock by whichever
+  so it lives under the run's shared temporary root, built under a lock by whichever
   worker comes first. Tests copy it before they change anything."""
   workdir = tmp_path_factory.getbasetemp().parent / "smoke_study"
   with open(f"{workdir}.lock", "w") as lock:

@@ -33,8 +33,8 @@ def _launch(workdir: Path, *overrides: str) -> str:
 
 @pytest.fixture(scope="module")
 def smoke_sweep(tmp_path_factory):
-  """The smoke sweep's workdir, run once for the whole test session: pytest-xdist tears
-  a module fixture down whenever a worker runs dry, so it lives under the session's
+  """The smoke sweep's workdir, run once for the whole test run: pytest-xdist tears
+  a module fixture down whenever a worker runs dry, so it lives under the run's
   shared temporary root, built under a lock by whichever worker comes first."""
   workdir = tmp_path_factory.getbasetemp().parent / "smoke_sweep"
   with open(f"{workdir}.lock", "w") as lock:

@@ -67,7 +67,9 @@ def segmentation_point(config, key, workdir: str, data: dict, train_ids, val_ids
     return dict(segmentation.dice_of(ens, variables, arrays.x, arrays.y, chosen.indices),
                 clusters=arrays.units)
   tests = {results.MIXED: scored(test)}
-  tests.update({vendor: scored(test.group(index)) for index, vendor in enumerate(group_values)})
+  # Each vendor's set is the mixed set's rows: its per-volume Dice sliced, not predicted again.
+  tests.update({vendor: _rows(tests[results.MIXED], test.groups == index)
+                for index, vendor in enumerate(group_values)})
   condition = results.segmentation_condition(
       keys.stream(key, "evaluate"), NAME, chosen, scored(val), tests,
       n_resamples=config.experiments.bootstrap_resamples)
@@ -75,6 +77,12 @@ def segmentation_point(config, key, workdir: str, data: dict, train_ids, val_ids
   gap = harm.mean_difference(*(tests[v]["averaged_dice"]["selected"] for v in sides),
                              clusters=tuple(tests[v]["clusters"] for v in sides))
   return condition, gap
+
+
+def _rows(scored: dict, keep: np.ndarray) -> dict:
+  """A `dice_of` result (+ clusters) restricted to the volumes `keep`."""
+  return dict(member_dice=scored["member_dice"][:, keep], clusters=scored["clusters"][keep],
+              averaged_dice={k: v[keep] for k, v in scored["averaged_dice"].items()})
 
 
 def summary(condition: dict, metric: str, gap: dict, vendors: tuple) -> dict:
